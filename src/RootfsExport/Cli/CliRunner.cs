@@ -1,0 +1,26 @@
+using System.CommandLine;
+
+namespace RootfsExport.Cli;
+
+/// <summary>Runs the parsed command; turns the domain's expected failures into one clear line and exit code 1.</summary>
+public static class CliRunner
+{
+    public static async Task<int> RunAsync(RootCommand root, string[] args)
+    {
+        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        try
+        {
+            return await root.Parse(args).InvokeAsync(config);
+        }
+        catch (UserFacingException e)
+        {
+            Console.Error.WriteLine($"rootfs-export: error: {e.Message}");
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("rootfs-export: interrupted");
+            return 130;
+        }
+    }
+}

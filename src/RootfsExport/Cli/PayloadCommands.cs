@@ -1,0 +1,9 @@
+using System.CommandLine;
+
+namespace RootfsExport.Cli;
+
+/// <summary>Subcommands of this area (filled in by its issue).</summary>
+public static class PayloadCommands
+{
+    public static IEnumerable<Command> Create() => [];
+}
