@@ -1,0 +1,91 @@
+using System.IO.Compression;
+
+namespace RootfsExport.Compression;
+
+public enum CompressionKind { None, Gzip, Bzip2, Xz, Zstd }
+
+/// <summary>Picks the decoder by the data's magic bytes (file names lie: OE's symlinks, renamed downloads).</summary>
+public static class Decompression
+{
+    public static CompressionKind Detect(ReadOnlySpan<byte> head) => head switch
+    {
+        [0x1f, 0x8b, ..] => CompressionKind.Gzip,
+        [(byte)'B', (byte)'Z', (byte)'h', ..] => CompressionKind.Bzip2,
+        [0xfd, (byte)'7', (byte)'z', (byte)'X', (byte)'Z', 0x00, ..] => CompressionKind.Xz,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => CompressionKind.Zstd,
+        _ => CompressionKind.None,
+    };
+
+    /// <summary>Wraps a (non-seekable is fine) stream with the decoder its first bytes call for.</summary>
+    public static Stream OpenDecoded(Stream raw, out CompressionKind kind, bool leaveOpen = false)
+    {
+        var peek = new PeekStream(raw, 6, leaveOpen);
+        kind = Detect(peek.Head);
+        return kind switch
+        {
+            CompressionKind.Gzip => new GZipStream(peek, CompressionMode.Decompress),
+            CompressionKind.Bzip2 => new Bzip2DecoderStream(peek),
+            CompressionKind.Xz => new XzDecoderStream(peek),
+            CompressionKind.Zstd => new ZstdDecoderStream(peek),
+            _ => peek,
+        };
+    }
+
+    public static Stream OpenDecoded(Stream raw, bool leaveOpen = false) => OpenDecoded(raw, out _, leaveOpen);
+
+    /// <summary>Counts bytes read from the compressed file, for progress and error offsets.</summary>
+    private sealed class PeekStream : Stream
+    {
+        private readonly Stream _inner;
+        private readonly bool _leaveOpen;
+        private readonly byte[] _head;
+        private int _headPos;
+
+        public PeekStream(Stream inner, int count, bool leaveOpen)
+        {
+            _inner = inner;
+            _leaveOpen = leaveOpen;
+            var buf = new byte[count];
+            int n = 0;
+            while (n < count)
+            {
+                int r = inner.Read(buf, n, count - n);
+                if (r == 0) break;
+                n += r;
+            }
+            _head = buf[..n];
+        }
+
+        public ReadOnlySpan<byte> Head => _head;
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_headPos < _head.Length)
+            {
+                int n = Math.Min(buffer.Length, _head.Length - _headPos);
+                _head.AsSpan(_headPos, n).CopyTo(buffer);
+                _headPos += n;
+                return n;
+            }
+            return _inner.Read(buffer);
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing && !_leaveOpen) _inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}
