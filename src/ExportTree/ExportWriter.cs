@@ -1,0 +1,368 @@
+using FileMode = RootfsExport.Posix.FileMode;
+using RootfsExport.Posix;
+using RootfsExport.Posix.Native;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.ExportTree;
+
+/// <summary>
+/// Creates objects inside an export as an ordinary user and records their real ownership in files.db,
+/// the way pseudo would: device nodes become empty placeholder files, setuid/setgid and group/other write
+/// are stripped on disk, the owner can always read and write. Every host access is an *at() call below
+/// the export's directory fd without following symlinks, so an entry can never land outside the export.
+/// The caller owns the transaction (FilesDb.InTransaction) around a batch of calls.
+/// </summary>
+public sealed class ExportWriter : IDisposable
+{
+    private readonly HostDirectory _root;
+    private readonly Dictionary<string, HostDirectory> _dirs = new(StringComparer.Ordinal);
+    private readonly List<(ExportPath Path, DateTimeOffset Mtime)> _deferredDirTimes = new();
+    private readonly byte[] _buffer = new byte[1 << 20];
+    private const int MaxCachedDirs = 512;
+
+    public FilesDb Db { get; }
+
+    /// <summary>The absolute path recorded in files.db for the export root (the final, canonical location).</summary>
+    public string DbRoot { get; }
+
+    /// <param name="treeOnDisk">Where the tree is now (may be a directory that is renamed into place later).</param>
+    /// <param name="dbRoot">The canonical path the export will have; rows are recorded under it.</param>
+    public ExportWriter(string treeOnDisk, string dbRoot, FilesDb db)
+    {
+        _root = HostDirectory.Open(treeOnDisk);
+        DbRoot = dbRoot;
+        Db = db;
+    }
+
+    public string DbPath(ExportPath path) => ExportPaths.Join(DbRoot, path.Value);
+
+    // ---- objects ----
+
+    /// <summary>Creates a directory (or adopts an existing one) with this ownership.</summary>
+    public void Directory(ExportPath path, EntryMeta meta)
+    {
+        uint mode = FileRow.S_IFDIR | (meta.Permissions & 0xfff);
+        Statx st;
+        if (path.IsRoot)
+        {
+            _root.ChmodSelf(FileMode.OnDisk(mode, true));
+            st = _root.StatSelf();
+        }
+        else
+        {
+            var parent = OpenParent(path);
+            try
+            {
+                parent.CreateDirectory(path.Name, 0x1c0);
+            }
+            catch (PosixException e) when (e.Errno == Errno.EEXIST)
+            {
+                var existing = parent.Stat(path.Name);
+                if (!FileMode.IsDirectory(existing.Mode)) { RemoveObject(parent, path, existing); parent.CreateDirectory(path.Name, 0x1c0); }
+            }
+            parent.Chmod(path.Name, FileMode.OnDisk(mode, true));
+            st = parent.Stat(path.Name);
+        }
+        Record(path, st, meta, mode, replaceInode: false);
+        if (meta.Mtime is { } m) _deferredDirTimes.Add((path, m));
+    }
+
+    /// <summary>Writes a regular file. An existing object at the path is replaced atomically (rename over it).</summary>
+    public void RegularFile(ExportPath path, Stream content, EntryMeta meta)
+    {
+        uint mode = FileRow.S_IFREG | (meta.Permissions & 0xfff);
+        var parent = OpenParent(path);
+        string name = path.Name;
+        string target = name;
+        int fd;
+        try
+        {
+            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
+        }
+        catch (PosixException e) when (e.Errno == Errno.EEXIST)
+        {
+            var existing = parent.Stat(name);
+            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            else name = TempName(name);
+            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
+        }
+        Statx st;
+        try
+        {
+            WriteAll(fd, content, path);
+            if (Libc.Fchmod(fd, FileMode.OnDisk(mode, false)) != 0) throw PosixException.Last("chmod", path.Value);
+            if (meta.Mtime is { } m) SetTimes(fd, m);
+            st = HostDirectory.StatFd(fd);
+        }
+        catch
+        {
+            Libc.Close(fd);
+            try { parent.Unlink(name); } catch (PosixException) { }
+            throw;
+        }
+        Libc.Close(fd);
+        if (name != target) HostDirectory.Rename(parent, name, parent, target);
+        Record(path, st, meta, mode, replaceInode: true);
+    }
+
+    public void Symlink(ExportPath path, string linkTarget, EntryMeta meta)
+    {
+        var parent = OpenParent(path);
+        try
+        {
+            parent.CreateSymlink(path.Name, linkTarget);
+        }
+        catch (PosixException e) when (e.Errno == Errno.EEXIST)
+        {
+            var tmp = TempName(path.Name);
+            parent.CreateSymlink(tmp, linkTarget);
+            var existing = parent.Stat(path.Name);
+            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            HostDirectory.Rename(parent, tmp, parent, path.Name);
+        }
+        var st = parent.Stat(path.Name);
+        Record(path, st, meta, FileRow.S_IFLNK | 0x1ff, replaceInode: true);
+    }
+
+    /// <summary>Another name for an object already in the export; shares its row's ownership (same dev/ino).</summary>
+    public void HardLink(ExportPath path, ExportPath target)
+    {
+        var targetParent = OpenParent(target);
+        if (!targetParent.TryStat(target.Name, out var targetSt))
+            throw new UserFacingException($"hard link '{path}' points to '{target}', which is not in the export");
+        if (FileMode.IsDirectory(targetSt.Mode))
+            throw new UserFacingException($"hard link '{path}' points to directory '{target}'");
+        var parent = OpenParent(path);
+        try
+        {
+            HostDirectory.Link(targetParent, target.Name, parent, path.Name);
+        }
+        catch (PosixException e) when (e.Errno == Errno.EEXIST)
+        {
+            var tmp = TempName(path.Name);
+            HostDirectory.Link(targetParent, target.Name, parent, tmp);
+            HostDirectory.Rename(parent, tmp, parent, path.Name);
+        }
+        var row = Db.GetByPath(DbPath(target)) ?? Db.GetByDevIno(targetSt.Dev(), targetSt.InoSigned()).FirstOrDefault()
+            ?? throw new UserFacingException($"hard link '{path}': its target '{target}' has no ownership record");
+        Db.PutLink(row with { Path = DbPath(path), Dev = targetSt.Dev(), Ino = targetSt.InoSigned() });
+    }
+
+    /// <summary>
+    /// A device node, fifo or socket. Devices and sockets are empty regular files on disk (an ordinary user
+    /// cannot mknod them; pseudo does the same); the DB row carries the type and device number.
+    /// </summary>
+    public void Special(ExportPath path, EntryKind kind, EntryMeta meta)
+    {
+        uint type = kind switch
+        {
+            EntryKind.CharDevice => FileRow.S_IFCHR,
+            EntryKind.BlockDevice => FileRow.S_IFBLK,
+            EntryKind.Fifo => FileRow.S_IFIFO,
+            EntryKind.Socket => FileRow.S_IFSOCK,
+            _ => throw new ArgumentException($"not a special file kind: {kind}"),
+        };
+        uint mode = type | (meta.Permissions & 0xfff);
+        var parent = OpenParent(path);
+        string name = path.Name;
+        if (parent.TryStat(name, out var existing))
+        {
+            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            else name = TempName(name);
+        }
+        if (kind == EntryKind.Fifo) parent.CreateFifo(name, FileMode.OnDisk(mode, false));
+        else Libc.Close(parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180));
+        parent.Chmod(name, FileMode.OnDisk(mode, false));
+        if (name != path.Name) HostDirectory.Rename(parent, name, parent, path.Name);
+        var st = parent.Stat(path.Name);
+        long rdev = kind is EntryKind.CharDevice or EntryKind.BlockDevice ? meta.Rdev : 0;
+        Record(path, st, meta with { Rdev = rdev }, mode, replaceInode: true);
+    }
+
+    /// <summary>Changes the recorded ownership of an existing object (all its hard links).</summary>
+    public void SetOwnership(ExportPath path, uint uid, uint gid, uint permissions)
+    {
+        var row = Db.GetByPath(DbPath(path)) ?? throw new UserFacingException($"'{path}' has no ownership record");
+        Db.UpdateOwnership(row.Dev, row.Ino, uid, gid, permissions);
+    }
+
+    /// <summary>Removes an object (a directory with everything below it) from disk and DB.</summary>
+    public void Remove(ExportPath path)
+    {
+        if (path.IsRoot) throw new InvalidOperationException("refusing to remove the export root");
+        var parent = OpenParent(path);
+        if (!parent.TryStat(path.Name, out var st)) { Db.DeleteTree(DbPath(path)); return; }
+        RemoveObject(parent, path, st);
+    }
+
+    public bool TryStat(ExportPath path, out Statx st)
+    {
+        st = default;
+        if (path.IsRoot) { st = _root.StatSelf(); return true; }
+        try
+        {
+            return OpenParent(path, create: false).TryStat(path.Name, out st);
+        }
+        catch (PosixException e) when (e.Errno is Errno.ENOENT or Errno.ENOTDIR)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Applies directory mtimes recorded during the batch (creating entries changes them).</summary>
+    public void FinishDirectoryTimes()
+    {
+        for (int i = _deferredDirTimes.Count - 1; i >= 0; i--)
+        {
+            var (path, mtime) = _deferredDirTimes[i];
+            var ts = ToTimespec(mtime);
+            if (path.IsRoot) _root.SetTimesSelf(ts, ts);
+            else if (TryOpenParent(path) is { } parent && parent.TryStat(path.Name, out _)) parent.SetTimes(path.Name, ts, ts);
+        }
+        _deferredDirTimes.Clear();
+    }
+
+    // ---- internals ----
+
+    private void Record(ExportPath path, in Statx st, EntryMeta meta, uint mode, bool replaceInode)
+    {
+        var row = new FileRow(DbPath(path), st.Dev(), st.InoSigned(), meta.Uid, meta.Gid, mode, meta.Rdev);
+        if (replaceInode) Db.PutNew(row);
+        else Db.Put(row);
+        if (replaceInode && meta.Xattrs is null) return;
+        if (!replaceInode) Db.DeleteXattrs(row.Dev, row.Ino);
+        if (meta.Xattrs is null) return;
+        foreach (var (name, value) in meta.Xattrs) Db.SetXattr(row.Dev, row.Ino, name, value);
+    }
+
+    private void RemoveObject(HostDirectory parent, ExportPath path, in Statx st)
+    {
+        if (FileMode.IsDirectory(st.Mode))
+        {
+            using (var dir = parent.OpenDirectory(path.Name))
+                RemoveContents(dir);
+            DropCachedUnder(path);
+            parent.Unlink(path.Name, directory: true);
+            Db.DeleteTree(DbPath(path));
+        }
+        else
+        {
+            parent.Unlink(path.Name);
+            Db.DeletePath(DbPath(path));
+        }
+    }
+
+    private static void RemoveContents(HostDirectory dir)
+    {
+        foreach (var e in dir.ReadEntries())
+        {
+            if (e.Type == 4 /* DT_DIR */)
+            {
+                using (var sub = dir.OpenDirectory(e.Name)) RemoveContents(sub);
+                dir.Unlink(e.Name, directory: true);
+            }
+            else dir.Unlink(e.Name);
+        }
+    }
+
+    private void DropCachedUnder(ExportPath path)
+    {
+        foreach (var key in _dirs.Keys.Where(k => k == path.Value || k.StartsWith(path.Value + "/", StringComparison.Ordinal)).ToList())
+        {
+            _dirs[key].Dispose();
+            _dirs.Remove(key);
+        }
+    }
+
+    private HostDirectory? TryOpenParent(ExportPath path)
+    {
+        try { return OpenParent(path, create: false); }
+        catch (PosixException) { return null; }
+    }
+
+    /// <summary>
+    /// The directory that holds path, walked component by component from the export root with O_NOFOLLOW:
+    /// a symlink (or file) in the way is an error, never a detour. Missing directories are created as
+    /// root-owned 0755, as tar does for members whose parents are not listed.
+    /// </summary>
+    private HostDirectory OpenParent(ExportPath path, bool create = true)
+    {
+        var parentPath = path.Parent;
+        if (parentPath.IsRoot) return _root;
+        if (_dirs.TryGetValue(parentPath.Value, out var cached)) return cached;
+        var dir = _root;
+        var sofar = ExportPath.Root;
+        foreach (var component in parentPath.Components)
+        {
+            sofar = sofar.Child(component);
+            if (_dirs.TryGetValue(sofar.Value, out var hit)) { dir = hit; continue; }
+            HostDirectory next;
+            try
+            {
+                next = dir.OpenDirectory(component);
+            }
+            catch (PosixException e) when (e.Errno == Errno.ENOENT && create)
+            {
+                dir.CreateDirectory(component, 0x1c0);
+                dir.Chmod(component, 0x1ed);
+                var st = dir.Stat(component);
+                Db.PutNew(new FileRow(DbPath(sofar), st.Dev(), st.InoSigned(), 0, 0, FileRow.S_IFDIR | 0x1ed, 0));
+                next = dir.OpenDirectory(component);
+            }
+            catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
+            {
+                var what = dir.TryStat(component, out var st) && FileMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
+                throw new UserFacingException($"'{path}' would be written through '{sofar}', which is {what}: refusing to leave the export");
+            }
+            if (_dirs.Count >= MaxCachedDirs)
+            {
+                foreach (var d in _dirs.Values) d.Dispose();
+                _dirs.Clear();
+            }
+            _dirs[sofar.Value] = next;
+            dir = next;
+        }
+        return dir;
+    }
+
+    private unsafe void WriteAll(int fd, Stream content, ExportPath path)
+    {
+        while (true)
+        {
+            int n = content.Read(_buffer, 0, _buffer.Length);
+            if (n == 0) return;
+            fixed (byte* p = _buffer)
+            {
+                int off = 0;
+                while (off < n)
+                {
+                    nint w = Libc.Write(fd, p + off, (nuint)(n - off));
+                    if (w < 0) throw PosixException.Last("write", path.Value);
+                    off += (int)w;
+                }
+            }
+        }
+    }
+
+    private static unsafe void SetTimes(int fd, DateTimeOffset mtime)
+    {
+        var times = stackalloc Timespec[2];
+        times[0] = times[1] = ToTimespec(mtime);
+        if (Libc.Futimens(fd, times) != 0) throw PosixException.Last("futimens");
+    }
+
+    private static Timespec ToTimespec(DateTimeOffset t)
+    {
+        long ticks = (t - DateTimeOffset.UnixEpoch).Ticks;
+        return new Timespec { Sec = Math.DivRem(ticks, TimeSpan.TicksPerSecond, out long rem) - (rem < 0 ? 1 : 0), Nsec = ((rem % TimeSpan.TicksPerSecond + TimeSpan.TicksPerSecond) % TimeSpan.TicksPerSecond) * 100 };
+    }
+
+    private static string TempName(string name) => $".{name}.rfe-{Environment.ProcessId}-{Random.Shared.Next():x8}";
+
+    public void Dispose()
+    {
+        foreach (var d in _dirs.Values) d.Dispose();
+        _dirs.Clear();
+        _root.Dispose();
+    }
+}
