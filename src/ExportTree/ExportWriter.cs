@@ -1,4 +1,3 @@
-using FileMode = RootfsExport.Posix.FileMode;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
 using RootfsExport.PseudoDb;
@@ -45,7 +44,7 @@ public sealed class ExportWriter : IDisposable
         Statx st;
         if (path.IsRoot)
         {
-            _root.ChmodSelf(FileMode.OnDisk(mode, true));
+            _root.ChmodSelf(StMode.OnDisk(mode, true));
             st = _root.StatSelf();
         }
         else
@@ -58,9 +57,9 @@ public sealed class ExportWriter : IDisposable
             catch (PosixException e) when (e.Errno == Errno.EEXIST)
             {
                 var existing = parent.Stat(path.Name);
-                if (!FileMode.IsDirectory(existing.Mode)) { RemoveObject(parent, path, existing); parent.CreateDirectory(path.Name, 0x1c0); }
+                if (!StMode.IsDirectory(existing.Mode)) { RemoveObject(parent, path, existing); parent.CreateDirectory(path.Name, 0x1c0); }
             }
-            parent.Chmod(path.Name, FileMode.OnDisk(mode, true));
+            parent.Chmod(path.Name, StMode.OnDisk(mode, true));
             st = parent.Stat(path.Name);
         }
         Record(path, st, meta, mode, replaceInode: false);
@@ -82,7 +81,7 @@ public sealed class ExportWriter : IDisposable
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
             var existing = parent.Stat(name);
-            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
             fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
         }
@@ -90,7 +89,7 @@ public sealed class ExportWriter : IDisposable
         try
         {
             WriteAll(fd, content, path);
-            if (Libc.Fchmod(fd, FileMode.OnDisk(mode, false)) != 0) throw PosixException.Last("chmod", path.Value);
+            if (Libc.Fchmod(fd, StMode.OnDisk(mode, false)) != 0) throw PosixException.Last("chmod", path.Value);
             if (meta.Mtime is { } m) SetTimes(fd, m);
             st = HostDirectory.StatFd(fd);
         }
@@ -117,7 +116,7 @@ public sealed class ExportWriter : IDisposable
             var tmp = TempName(path.Name);
             parent.CreateSymlink(tmp, linkTarget);
             var existing = parent.Stat(path.Name);
-            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             HostDirectory.Rename(parent, tmp, parent, path.Name);
         }
         var st = parent.Stat(path.Name);
@@ -130,7 +129,7 @@ public sealed class ExportWriter : IDisposable
         var targetParent = OpenParent(target);
         if (!targetParent.TryStat(target.Name, out var targetSt))
             throw new UserFacingException($"hard link '{path}' points to '{target}', which is not in the export");
-        if (FileMode.IsDirectory(targetSt.Mode))
+        if (StMode.IsDirectory(targetSt.Mode))
             throw new UserFacingException($"hard link '{path}' points to directory '{target}'");
         var parent = OpenParent(path);
         try
@@ -167,12 +166,12 @@ public sealed class ExportWriter : IDisposable
         string name = path.Name;
         if (parent.TryStat(name, out var existing))
         {
-            if (FileMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
+            if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
         }
-        if (kind == EntryKind.Fifo) parent.CreateFifo(name, FileMode.OnDisk(mode, false));
+        if (kind == EntryKind.Fifo) parent.CreateFifo(name, StMode.OnDisk(mode, false));
         else Libc.Close(parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180));
-        parent.Chmod(name, FileMode.OnDisk(mode, false));
+        parent.Chmod(name, StMode.OnDisk(mode, false));
         if (name != path.Name) HostDirectory.Rename(parent, name, parent, path.Name);
         var st = parent.Stat(path.Name);
         long rdev = kind is EntryKind.CharDevice or EntryKind.BlockDevice ? meta.Rdev : 0;
@@ -237,7 +236,7 @@ public sealed class ExportWriter : IDisposable
 
     private void RemoveObject(HostDirectory parent, ExportPath path, in Statx st)
     {
-        if (FileMode.IsDirectory(st.Mode))
+        if (StMode.IsDirectory(st.Mode))
         {
             using (var dir = parent.OpenDirectory(path.Name))
                 RemoveContents(dir);
@@ -311,7 +310,7 @@ public sealed class ExportWriter : IDisposable
             }
             catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
             {
-                var what = dir.TryStat(component, out var st) && FileMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
+                var what = dir.TryStat(component, out var st) && StMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
                 throw new UserFacingException($"'{path}' would be written through '{sofar}', which is {what}: refusing to leave the export");
             }
             if (_dirs.Count >= MaxCachedDirs)

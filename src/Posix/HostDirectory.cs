@@ -207,7 +207,7 @@ public sealed unsafe class HostDirectory : IDisposable
 public readonly record struct DirectoryEntry(string Name, ulong Ino, byte Type, long Offset);
 
 /// <summary>st_mode helpers.</summary>
-public static class FileMode
+public static class StMode
 {
     public static uint Type(uint mode) => mode & Libc.S_IFMT;
     public static bool IsDirectory(uint mode) => Type(mode) == Libc.S_IFDIR;

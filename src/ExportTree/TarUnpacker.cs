@@ -1,0 +1,152 @@
+using System.Text;
+using RootfsExport.Posix;
+
+namespace RootfsExport.ExportTree;
+
+/// <summary>Progress of an unpack: entries done, archive bytes read (decompressed).</summary>
+public interface IUnpackProgress
+{
+    void Report(long entries, long bytes);
+}
+
+/// <summary>
+/// Applies a tar stream (already decompressed) to an export through <see cref="ExportWriter"/>:
+/// PAX with SCHILY.xattr.* (binary values kept), SCHILY.acl.*, GNU long names, hard links, symlinks,
+/// devices, fifos, numeric owners. Memory is flat: one member at a time, data streamed to disk.
+/// </summary>
+public sealed class TarUnpacker
+{
+    private readonly ExportWriter _writer;
+    private readonly string _archiveName;
+
+    public long Entries { get; private set; }
+
+    public TarUnpacker(ExportWriter writer, string archiveName)
+    {
+        _writer = writer;
+        _archiveName = archiveName;
+    }
+
+    public void Unpack(Stream tar, IUnpackProgress? progress = null, CancellationToken cancel = default)
+    {
+        var reader = new TarArchiveReader(tar);
+        string? last = null;
+        bool sawRoot = false;
+        while (true)
+        {
+            cancel.ThrowIfCancellationRequested();
+            TarMember? member;
+            try
+            {
+                member = reader.Next();
+            }
+            catch (Exception e) when (IsArchiveError(e))
+            {
+                throw Corrupt(reader.Offset, last, e);
+            }
+            if (member is null) break;
+            var path = ExportPath.Parse(member.Name, $"{_archiveName}: entry");
+            try
+            {
+                Apply(member, path);
+            }
+            catch (Exception e) when (IsArchiveError(e))
+            {
+                throw Corrupt(reader.Offset, member.Name, e);
+            }
+            catch (PosixException e)
+            {
+                throw new UserFacingException($"{_archiveName}: entry '{member.Name}': {e.Message}", e);
+            }
+            sawRoot |= path.IsRoot;
+            last = member.Name;
+            Entries++;
+            progress?.Report(Entries, reader.Offset);
+        }
+        if (Entries == 0) throw new UserFacingException($"{_archiveName}: the archive has no entries");
+        if (!sawRoot) _writer.Directory(ExportPath.Root, EntryMeta.Root(0x1ed)); // the export root always has a row
+        _writer.FinishDirectoryTimes();
+    }
+
+    private static bool IsArchiveError(Exception e) =>
+        e is InvalidDataException or EndOfStreamException || (e is IOException && e is not PosixException);
+
+    private UserFacingException Corrupt(long offset, string? last, Exception e) =>
+        new($"{_archiveName}: corrupt or truncated archive at byte {offset} of the tar stream" +
+            (last is null ? " (before the first entry)" : $" (after entry '{last}')") + $": {e.Message}", e);
+
+    private void Apply(TarMember member, ExportPath path)
+    {
+        uint perms = member.Mode;
+        var xattrs = Xattrs(member, ref perms);
+        var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
+        switch (member.Type)
+        {
+            case '5':
+                _writer.Directory(path, meta);
+                break;
+            case '0' or '7':
+                if (path.IsRoot) throw new UserFacingException($"{_archiveName}: entry '{member.Name}' is a file in place of the export root");
+                _writer.RegularFile(path, member.Data, meta);
+                break;
+            case '2':
+                _writer.Symlink(path, member.LinkName, meta);
+                break;
+            case '1':
+                var target = ExportPath.Parse(member.LinkName, $"{_archiveName}: hard link '{member.Name}' target");
+                _writer.HardLink(path, target);
+                break;
+            case '3' or '4':
+                long rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor);
+                _writer.Special(path, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice, meta with { Rdev = rdev });
+                break;
+            case '6':
+                _writer.Special(path, EntryKind.Fifo, meta);
+                break;
+            default:
+                throw new UserFacingException($"{_archiveName}: entry '{member.Name}' has tar type '{member.Type}', which a root filesystem archive should not contain");
+        }
+    }
+
+    /// <summary>
+    /// xattrs of a member from its PAX records: SCHILY.xattr.NAME (raw bytes), LIBARCHIVE.xattr.NAME
+    /// (base64, bsdtar), SCHILY.acl.access/default (GNU tar --acls text, used only when the binary
+    /// system.posix_acl_* record is absent: the text may name users of the build host). ACLs follow pseudo.
+    /// </summary>
+    private Dictionary<string, byte[]>? Xattrs(TarMember member, ref uint perms)
+    {
+        if (member.Pax.Count == 0) return null;
+        Dictionary<string, byte[]>? result = null;
+        string where = $"{_archiveName}: entry '{member.Name}'";
+        PosixAcl? access = null, @default = null;
+        foreach (var (key, value) in member.Pax)
+        {
+            if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
+            {
+                var name = key["SCHILY.xattr.".Length..];
+                if (name == PosixAcl.AccessXattr) access = PosixAcl.FromXattr(value, where);
+                else if (name == PosixAcl.DefaultXattr) @default = PosixAcl.FromXattr(value, where);
+                else (result ??= new())[name] = value;
+            }
+            else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
+            {
+                var name = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
+                byte[] decoded;
+                try { decoded = Convert.FromBase64String(Encoding.ASCII.GetString(value)); }
+                catch (FormatException) { throw new UserFacingException($"{where}: {key} is not base64"); }
+                (result ??= new())[name] = decoded;
+            }
+        }
+        if (access is null && member.Pax.TryGetValue("SCHILY.acl.access", out var accessText))
+            access = PosixAcl.FromText(Encoding.UTF8.GetString(accessText), where);
+        if (@default is null && member.Pax.TryGetValue("SCHILY.acl.default", out var defaultText))
+            @default = PosixAcl.FromText(Encoding.UTF8.GetString(defaultText), where);
+        if (access is { Entries.Count: > 0 })
+        {
+            perms = (perms & ~0x1ffu) | access.PermissionBits();
+            if (access.IsExtended) (result ??= new())[PosixAcl.AccessXattr] = access.ToXattr();
+        }
+        if (@default is { Entries.Count: > 0 }) (result ??= new())[PosixAcl.DefaultXattr] = @default.ToXattr();
+        return result;
+    }
+}
