@@ -1,0 +1,196 @@
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.Tests;
+
+/// <summary>
+/// Each kind of hostile or broken archive is refused with a clear error, nothing outside the export is
+/// touched, and no half export or stale database is left behind.
+/// </summary>
+public sealed class HostileArchiveTests
+{
+    /// <summary>Builds a tar with Python's tarfile, which writes whatever names and links we ask for.</summary>
+    private static string MakeTar(ScratchDir dir, string name, string pythonMembers, string compression = "")
+    {
+        var path = dir[name];
+        Run.Program("python3", "-c", $$"""
+            import tarfile, io
+            t = tarfile.open('{{path}}', 'w{{(compression.Length > 0 ? ":" + compression : "")}}', format=tarfile.PAX_FORMAT)
+            def d(n):
+                i = tarfile.TarInfo(n); i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
+            def f(n, data=b'x'):
+                i = tarfile.TarInfo(n); i.size = len(data); i.mode = 0o644; t.addfile(i, io.BytesIO(data))
+            def sym(n, target):
+                i = tarfile.TarInfo(n); i.type = tarfile.SYMTYPE; i.linkname = target; t.addfile(i)
+            def hard(n, target):
+                i = tarfile.TarInfo(n); i.type = tarfile.LNKTYPE; i.linkname = target; t.addfile(i)
+            d('./')
+            {{pythonMembers}}
+            t.close()
+            """).ShouldSucceed();
+        Run.Program("chmod", "a+r", path).ShouldSucceed();
+        return path;
+    }
+
+    private static void AssertRefused(ScratchDir dir, string tar, string expectedMessage)
+    {
+        var export = dir["export"];
+        var result = Run.Tool("unpack", tar, export);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains(expectedMessage, result.Stderr);
+        Assert.StartsWith("rootfs-export: error: ", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr); // a message, not a stack trace
+        Assert.False(Directory.Exists(export), "a half export was left behind");
+        Assert.False(Directory.Exists(export + ".pseudo_state"), "a stale state directory was left behind");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir["outside"]));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(dir.Path), p => Path.GetFileName(p).Contains(".rfe-new-"));
+    }
+
+    private static ScratchDir NewDir()
+    {
+        var dir = new ScratchDir();
+        Directory.CreateDirectory(dir["outside"]);
+        Run.Program("chmod", "777", dir["outside"]).ShouldSucceed();
+        return dir;
+    }
+
+    [Fact]
+    public void Dot_dot_entry_is_refused()
+    {
+        using var dir = NewDir();
+        AssertRefused(dir, MakeTar(dir, "t.tar", "f('etc/ok')\nf('../outside/evil')"), "'../outside/evil' contains '..'");
+    }
+
+    [Fact]
+    public void Absolute_entry_is_refused()
+    {
+        using var dir = NewDir();
+        AssertRefused(dir, MakeTar(dir, "t.tar", $"f('{dir["outside"]}/evil')"), "is an absolute path");
+    }
+
+    [Fact]
+    public void Entry_through_a_symlink_is_refused()
+    {
+        using var dir = NewDir();
+        AssertRefused(dir, MakeTar(dir, "t.tar", $"sym('escape', '{dir["outside"]}')\nf('escape/evil')"),
+            "'escape/evil' would be written through 'escape', which is a symlink");
+    }
+
+    [Fact]
+    public void Entry_through_a_relative_symlink_is_refused()
+    {
+        using var dir = NewDir();
+        AssertRefused(dir, MakeTar(dir, "t.tar", "d('etc')\nsym('etc/up', '../../outside')\nf('etc/up/evil')"),
+            "which is a symlink");
+    }
+
+    [Fact]
+    public void Hard_link_to_outside_is_refused()
+    {
+        using var dir = NewDir();
+        File.WriteAllText(dir["secret"], "secret");
+        Run.Program("chmod", "666", dir["secret"]).ShouldSucceed();
+        AssertRefused(dir, MakeTar(dir, "t.tar", "hard('etc-secret', '../secret')"), "contains '..'");
+        Assert.Equal(1, new FileInfo(dir["secret"]).Length > 0 ? 1 : 0);
+    }
+
+    [Fact]
+    public void Hard_link_through_a_symlink_is_refused()
+    {
+        using var dir = NewDir();
+        File.WriteAllText(dir["outside/secret"], "secret");
+        var tar = MakeTar(dir, "t.tar", $"sym('o', '{dir["outside"]}')\nhard('stolen', 'o/secret')");
+        File.Delete(dir["outside/secret"]);
+        AssertRefused(dir, tar, "which is a symlink");
+    }
+
+    [Fact]
+    public void Truncated_archive_is_reported_with_its_offset()
+    {
+        using var dir = NewDir();
+        var full = MakeTar(dir, "full.tar", "f('a', b'a' * 5000)\nf('b', b'b' * 5000)");
+        var cut = dir["cut.tar"];
+        File.WriteAllBytes(cut, File.ReadAllBytes(full)[..6000]);
+        Run.Program("chmod", "a+r", cut).ShouldSucceed();
+        AssertRefused(dir, cut, "corrupt or truncated archive at byte");
+    }
+
+    [Fact]
+    public void Truncated_zstd_archive_is_reported()
+    {
+        using var dir = NewDir();
+        var full = MakeTar(dir, "full.tar", "import os\nf('a', os.urandom(300000))");
+        Run.Program("zstd", "-q", "-19", full, "-o", dir["full.tar.zst"]).ShouldSucceed();
+        var bytes = File.ReadAllBytes(dir["full.tar.zst"]);
+        File.WriteAllBytes(dir["cut.tar.zst"], bytes[..(bytes.Length / 2)]);
+        Run.Program("chmod", "a+r", dir["cut.tar.zst"]).ShouldSucceed();
+        AssertRefused(dir, dir["cut.tar.zst"], "truncated");
+    }
+
+    [Fact]
+    public void Corrupt_gzip_is_reported()
+    {
+        using var dir = NewDir();
+        var full = MakeTar(dir, "full.tar.gz", "f('a', b'hello' * 1000)", "gz");
+        var bytes = File.ReadAllBytes(full);
+        for (int i = 20; i < bytes.Length - 10; i += 7) bytes[i] ^= 0x5a;
+        File.WriteAllBytes(full, bytes);
+        AssertRefused(dir, full, "full.tar.gz");
+    }
+
+    [Fact]
+    public void Not_a_tarball_is_reported()
+    {
+        using var dir = NewDir();
+        File.WriteAllText(dir["notes.tar"], new string('x', 2048));
+        Run.Program("chmod", "a+r", dir["notes.tar"]).ShouldSucceed();
+        AssertRefused(dir, dir["notes.tar"], "checksum");
+    }
+
+    [Fact]
+    public void Existing_export_is_not_overwritten_without_replace()
+    {
+        using var dir = NewDir();
+        var tar = MakeTar(dir, "t.tar", "f('etc/a', b'one')");
+        Run.Tool("unpack", tar, dir["export"]).ShouldSucceed();
+        var again = Run.Tool("unpack", tar, dir["export"]);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("already exists", again.Stderr);
+        Assert.Equal("one", File.ReadAllText(dir["export/etc/a"]));
+    }
+
+    [Fact]
+    public void Failed_replace_keeps_the_old_export_and_database()
+    {
+        using var dir = NewDir();
+        var good = MakeTar(dir, "good.tar", "f('etc/a', b'one')");
+        var bad = MakeTar(dir, "bad.tar", "f('etc/b', b'two')\nf('../evil')");
+        Run.Tool("unpack", good, dir["export"]).ShouldSucceed();
+        var before = File.ReadAllBytes(dir["export.pseudo_state/files.db"]);
+        var result = Run.Tool("unpack", "--replace", bad, dir["export"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal("one", File.ReadAllText(dir["export/etc/a"]));
+        Assert.False(File.Exists(dir["export/etc/b"]));
+        Assert.Equal(before, File.ReadAllBytes(dir["export.pseudo_state/files.db"]));
+        Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
+
+    [Theory]
+    [InlineData("gz")]
+    [InlineData("bz2")]
+    [InlineData("xz")]
+    [InlineData("zst")]
+    public void Every_compression_OE_uses_unpacks(string compression)
+    {
+        using var dir = NewDir();
+        var tar = MakeTar(dir, "t.tar", "f('etc/hostname', b'board\\n')\nf('usr/bin/x', b'x' * 200000)");
+        var compressed = dir[$"t.tar.{compression}"];
+        var tool = compression switch { "gz" => "gzip -9 -n", "bz2" => "bzip2", "xz" => "xz -6 --check=crc32 -T2 --block-size=65536", _ => "zstd -q -3 --block-size=65536" };
+        // two members/frames concatenated, as pbzip2, multi-threaded xz and zstd --threads write
+        Run.Shell($"head -c 100000 {tar} | {tool} -c > {compressed} && tail -c +100001 {tar} | {tool} -c >> {compressed} && chmod a+r {compressed}").ShouldSucceed();
+        Run.Tool("unpack", compressed, dir["export"]).ShouldSucceed();
+        Assert.Equal("board\n", File.ReadAllText(dir["export/etc/hostname"]));
+        Assert.Equal(200000, new FileInfo(dir["export/usr/bin/x"]).Length);
+        Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
+}
