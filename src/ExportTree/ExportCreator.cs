@@ -98,6 +98,7 @@ public static class ExportCreator
     {
         var journal = SwapJournal(export);
         var parent = Path.GetDirectoryName(export)!;
+        if (!Directory.Exists(parent)) return;
         if (File.Exists(journal))
         {
             var tmpTree = File.ReadAllText(journal).Trim();

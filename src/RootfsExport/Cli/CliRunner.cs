@@ -17,6 +17,12 @@ public static class CliRunner
             Console.Error.WriteLine($"rootfs-export: error: {e.Message}");
             return 1;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // file system errors name their path (PosixException always does); no stack trace for those
+            Console.Error.WriteLine($"rootfs-export: error: {e.Message}");
+            return 1;
+        }
         catch (OperationCanceledException)
         {
             Console.Error.WriteLine("rootfs-export: interrupted");

@@ -1,12 +1,13 @@
 using System.CommandLine;
 using RootfsExport.ExportTree;
+using RootfsExport.ExportTree.Build;
 
 namespace RootfsExport.Cli;
 
 /// <summary>unpack, check: creating an export and keeping its ownership database honest.</summary>
 public static class FoundationCommands
 {
-    public static IEnumerable<Command> Create() => [Unpack(), Check()];
+    public static IEnumerable<Command> Create() => [Update(), Unpack(), Check(), Exec()];
 
     private static Command Unpack()
     {
@@ -27,6 +28,75 @@ public static class FoundationCommands
             Console.WriteLine($"{(result.Replaced ? "replaced" : "created")} {result.Export}: {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s ({result.Compression})");
             Console.WriteLine($"ownership database: {result.StateDir}/files.db");
             return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Options shared by update and watch: where the build is and which export to keep current.</summary>
+    public sealed record BuildOptions(Option<DirectoryInfo?> BuildDir, Option<string?> Machine, Option<DirectoryInfo?> Export)
+    {
+        public static BuildOptions Create() => new(
+            new Option<DirectoryInfo?>("--build-dir") { Description = "OE build directory (default: $BUILDDIR, the current directory if it is a build, else the bundled sample build)" },
+            new Option<string?>("--machine") { Description = "MACHINE (default: $MACHINE, else conf/local.conf)" },
+            new Option<DirectoryInfo?>("--export") { Description = "export directory (default: <build>/export/<image>-<machine>; for the sample build ./export/<image>-<machine>)" });
+
+        public void AddTo(Command cmd)
+        {
+            cmd.Options.Add(BuildDir);
+            cmd.Options.Add(Machine);
+            cmd.Options.Add(Export);
+        }
+
+        public (BuildLayout Layout, string Export) Resolve(ParseResult parse, string image)
+        {
+            var layout = BuildLayout.Locate(parse.GetValue(BuildDir)?.FullName, parse.GetValue(Machine), SampleBuild.Locate());
+            var export = parse.GetValue(Export)?.FullName ?? layout.DefaultExport(image);
+            return (layout, export);
+        }
+    }
+
+    private static Command Update()
+    {
+        var image = new Argument<string>("image") { Description = "image recipe name, e.g. core-image-minimal (PTXdist: any name; platform-*/images/root.tgz is used)" };
+        var build = BuildOptions.Create();
+        var cmd = new Command("update", "Create or refresh the export of an image: unpack its newest rootfs tarball when it changed, then apply newer packages from the build's feeds")
+        {
+            image,
+        };
+        build.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            var name = parse.GetValue(image)!;
+            var (layout, export) = build.Resolve(parse, name);
+            Console.WriteLine(layout.Kind switch
+            {
+                BuildKind.Sample => $"Build: bundled sample build {layout.BuildDir} (MACHINE {layout.Machine}); no OE build environment found",
+                BuildKind.Ptxdist => $"Build: PTXdist {layout.PlatformDir}",
+                _ => $"Build: {layout.BuildDir} (MACHINE {layout.Machine})",
+            });
+            var tarball = layout.FindImageTarball(name);
+            var real = new FileInfo(tarball).ResolveLinkTarget(true)?.FullName;
+            Console.WriteLine($"Image: {tarball}{(real != null ? $" -> {Path.GetFileName(real)}" : "")}");
+            ImageRefresh.Run(tarball, export);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command Exec()
+    {
+        var export = new Argument<DirectoryInfo>("exportdir") { Description = "export directory" };
+        var command = new Argument<string[]>("command") { Description = "command and arguments (after --)", Arity = ArgumentArity.OneOrMore };
+        var pseudo = new Option<FileInfo?>("--pseudo") { Description = "pseudo binary (default: OE native sysroot, then PATH)" };
+        var cmd = new Command("exec", "Run a command under pseudo with this export's ownership database (files it creates are recorded)")
+        {
+            export, command, pseudo,
+        };
+        cmd.SetAction(parse =>
+        {
+            var dir = parse.GetValue(export)!.FullName;
+            var runner = PseudoRunner.Locate(parse.GetValue(pseudo)?.FullName, null);
+            return runner.Exec(dir, parse.GetValue(command)!);
         });
         return cmd;
     }

@@ -1,0 +1,85 @@
+using RootfsExport.Posix;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.ExportTree;
+
+/// <summary>
+/// Runs programs under a real pseudo on an export's state (what runqemu-export-rootfs and poky-nfsroot's
+/// nfs-cp do): finds pseudo (option, OE native sysroots, PATH), builds its environment, stops its server
+/// afterwards so files.db is flushed before our own code reads it again.
+/// </summary>
+public sealed record PseudoRunner(string Binary, string Prefix)
+{
+    /// <summary>Finds pseudo: --pseudo, $OECORE_NATIVE_SYSROOT, the OE build's native sysroots, then PATH.</summary>
+    public static PseudoRunner Locate(string? explicitPath, string? buildDir)
+    {
+        foreach (var candidate in Candidates(explicitPath, buildDir))
+            if (File.Exists(candidate))
+                return new PseudoRunner(candidate, Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(candidate))!)!);
+        throw new UserFacingException(
+            "pseudo not found: pass --pseudo PATH, run inside an OE build that has pseudo-native " +
+            "(bitbake pseudo-native -c addto_recipe_sysroot, or qemu-helper-native), or install it (Debian/Ubuntu: apt install pseudo)");
+    }
+
+    private static IEnumerable<string> Candidates(string? explicitPath, string? buildDir)
+    {
+        if (explicitPath != null)
+        {
+            if (!File.Exists(explicitPath)) throw new UserFacingException($"--pseudo '{explicitPath}' does not exist");
+            yield return explicitPath;
+        }
+        if (System.Environment.GetEnvironmentVariable("OECORE_NATIVE_SYSROOT") is { } native)
+            yield return Path.Combine(native, "usr", "bin", "pseudo");
+        buildDir ??= System.Environment.GetEnvironmentVariable("BUILDDIR");
+        if (buildDir != null && Directory.Exists(buildDir))
+        {
+            foreach (var tmp in Directory.EnumerateDirectories(buildDir, "tmp*"))
+            {
+                yield return Path.Combine(tmp, "sysroots-components", "x86_64", "pseudo-native", "usr", "bin", "pseudo");
+                var work = Path.Combine(tmp, "work", "x86_64-linux", "qemu-helper-native");
+                if (Directory.Exists(work))
+                    foreach (var ver in Directory.EnumerateDirectories(work))
+                        yield return Path.Combine(ver, "recipe-sysroot-native", "usr", "bin", "pseudo");
+            }
+        }
+        if (ChildProcess.FindInPath("pseudo") is { } inPath) yield return inPath;
+    }
+
+    /// <summary>The environment a program runs with under pseudo on this export's state.</summary>
+    public Dictionary<string, string?> EnvironmentFor(string export)
+    {
+        var state = PseudoState.ForExport(export);
+        return new Dictionary<string, string?>
+        {
+            ["PSEUDO_PREFIX"] = Prefix,
+            ["PSEUDO_LOCALSTATEDIR"] = state.Directory,
+            // user and group names resolve from the target's /etc/passwd and /etc/group, as in an image build
+            ["PSEUDO_PASSWD"] = ExportPaths.Canonical(export),
+            ["PSEUDO_NOSYMLINKEXP"] = "1",
+            ["PSEUDO_DISABLED"] = "0",
+            ["PSEUDO_UNLOAD"] = null,
+        };
+    }
+
+    /// <summary>Runs argv under pseudo (interactive), then stops pseudo's server so files.db is written out.</summary>
+    public int Exec(string export, IReadOnlyList<string> argv)
+    {
+        var state = PseudoState.ForExport(export);
+        if (!state.Exists)
+            throw new UserFacingException($"'{export}' has no pseudo state ({state.FilesDbPath}); create the export with 'rootfs-export unpack' first");
+        var env = EnvironmentFor(export);
+        int rc = ChildProcess.RunInteractive(Binary, argv, env);
+        Stop(export);
+        return rc;
+    }
+
+    /// <summary>pseudo -S: asks the server of this state to write its database and exit.</summary>
+    public void Stop(string export)
+    {
+        var state = PseudoState.ForExport(export);
+        if (state.LiveServerPid() is null) return;
+        ChildProcess.Capture(Binary, ["-S"], EnvironmentFor(export), TimeSpan.FromSeconds(60));
+        // -S returns once the request is sent; the server flushes files.db and releases its lock on exit
+        for (int i = 0; i < 200 && state.LiveServerPid() != null; i++) Thread.Sleep(50);
+    }
+}

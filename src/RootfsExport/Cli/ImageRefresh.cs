@@ -1,0 +1,29 @@
+using RootfsExport.ExportTree;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.Cli;
+
+/// <summary>The image step of update/watch: first run creates the export, a newer image replaces it atomically.</summary>
+public static class ImageRefresh
+{
+    public enum Outcome { Created, Replaced, UpToDate }
+
+    public static Outcome Run(string tarball, string export)
+    {
+        var canonical = ExportPaths.Canonical(export);
+        ExportCreator.RecoverInterrupted(canonical);
+        var state = new PseudoState(PseudoState.StatePathFor(canonical));
+        bool exists = Directory.Exists(canonical) && state.Exists;
+        if (exists && ImageStamp.IsCurrent(state, tarball))
+        {
+            Console.WriteLine($"Export: {canonical} (image up to date)");
+            return Outcome.UpToDate;
+        }
+        long size = new FileInfo(tarball).Length;
+        var result = UnpackProgress.Run($"unpack {Path.GetFileName(tarball)}", size,
+            progress => ExportCreator.Unpack(tarball, canonical, replace: exists || Directory.Exists(canonical), progress));
+        Console.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
+        Console.WriteLine($"Ownership: {result.StateDir}/files.db");
+        return result.Replaced ? Outcome.Replaced : Outcome.Created;
+    }
+}
