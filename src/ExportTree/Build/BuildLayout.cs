@@ -22,7 +22,7 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
     /// </summary>
     public static BuildLayout Locate(string? buildDir, string? machine, string? sampleDir)
     {
-        string? dir = buildDir ?? Environment.GetEnvironmentVariable("BUILDDIR");
+        string? dir = buildDir ?? (Environment.GetEnvironmentVariable("BUILDDIR") is { Length: > 0 } env ? env : null);
         if (dir is null)
         {
             var cwd = Directory.GetCurrentDirectory();

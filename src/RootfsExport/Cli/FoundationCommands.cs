@@ -7,7 +7,7 @@ namespace RootfsExport.Cli;
 /// <summary>unpack, check: creating an export and keeping its ownership database honest.</summary>
 public static class FoundationCommands
 {
-    public static IEnumerable<Command> Create() => [Update(), Unpack(), Check(), Exec()];
+    public static IEnumerable<Command> Create() => [Update(), Unpack(), Check(), Exec(), Perms()];
 
     private static Command Unpack()
     {
@@ -59,9 +59,10 @@ public static class FoundationCommands
     {
         var image = new Argument<string>("image") { Description = "image recipe name, e.g. core-image-minimal (PTXdist: any name; platform-*/images/root.tgz is used)" };
         var build = BuildOptions.Create();
+        var noFeeds = new Option<bool>("--no-feeds") { Description = "only refresh from the image tarball; do not apply packages from the feeds" };
         var cmd = new Command("update", "Create or refresh the export of an image: unpack its newest rootfs tarball when it changed, then apply newer packages from the build's feeds")
         {
-            image,
+            image, noFeeds,
         };
         build.AddTo(cmd);
         cmd.SetAction(parse =>
@@ -99,6 +100,37 @@ public static class FoundationCommands
             return runner.Exec(dir, parse.GetValue(command)!);
         });
         return cmd;
+    }
+
+    private static Command Perms()
+    {
+        var format = new Option<string>("--format") { Description = "fakeroot (fakeroot -s/-i save file) or ptxdist (.perms)", Required = true };
+        format.AcceptOnlyFromAmong("fakeroot", "ptxdist");
+        var exportArg = new Argument<DirectoryInfo>("exportdir") { Description = "export directory" };
+        var fileArg = new Argument<FileInfo>("file") { Description = "file to read" };
+        var output = new Option<FileInfo?>("-o", "--output") { Description = "file to write (default: standard output)" };
+
+        var export = new Command("export", "Write the export's ownership as a fakeroot save file or a PTXdist .perms file") { exportArg, format, output };
+        export.SetAction(parse =>
+        {
+            var dir = parse.GetValue(exportArg)!.FullName;
+            var text = parse.GetValue(format) == "fakeroot" ? OwnershipTransfer.ExportFakeroot(dir) : OwnershipTransfer.ExportPerms(dir);
+            if (parse.GetValue(output) is { } file) File.WriteAllText(file.FullName, text);
+            else Console.Write(text);
+            return 0;
+        });
+
+        var import = new Command("import", "Apply a fakeroot save file or PTXdist .perms file to the export's ownership database") { exportArg, fileArg, format };
+        import.SetAction(parse =>
+        {
+            var dir = parse.GetValue(exportArg)!.FullName;
+            var file = parse.GetValue(fileArg)!.FullName;
+            var report = parse.GetValue(format) == "fakeroot" ? OwnershipTransfer.ImportFakeroot(dir, file) : OwnershipTransfer.ImportPerms(dir, file);
+            foreach (var s in report.Skipped.Take(20)) Console.Error.WriteLine($"skipped: {s}");
+            Console.WriteLine($"applied {report.Applied} record(s){(report.Skipped.Count > 0 ? $", skipped {report.Skipped.Count}" : "")}");
+            return 0;
+        });
+        return new Command("perms", "Import or export ownership in fakeroot's and PTXdist's formats") { export, import };
     }
 
     private static Command Check()
