@@ -144,6 +144,9 @@ public static class BootEntries
         var cmdline = KernelCmdline.For(endpoint, options);
         var entryOptions = request.AppendRoot ? KernelCmdline.WithoutRoot(endpoint, options) : cmdline;
 
+        if (request.AppendRoot && endpoint is NfsEndpoint nfs)
+            warnings.Add($"with linux-appendroot barebox builds nfsroot= from global.linux.rootnfsopts (default v3,tcp) and adds port=/mountport= only when they were mount options; "
+                         + $"the server has no portmapper, so set global.linux.rootnfsopts=v3,tcp,port={nfs.Port},mountport={nfs.Port},nolock in barebox");
         var dtb = ChooseDevicetree(root, files, request.Dtb, warnings);
         string? initrdOverride = null;
         if (request.Initrd is not null)

@@ -1,9 +1,11 @@
 namespace RootfsExport.BootSpec;
 
 /// <summary>
-/// Version comparison of the UAPI Version Format Specification (what the Boot Loader Spec sorts by),
-/// following the numbered steps of its text. Where its examples disagree with the steps
-/// (<c>0 &lt; ~</c>), the steps win: '~' sorts lower than anything but the end of the string.
+/// Version comparison of the UAPI Version Format Specification (what the Boot Loader Spec sorts by).
+/// The spec's numbered steps and its examples disagree in places (its step order would sort 1.0~rc1 above
+/// 1.0); this follows systemd's strverscmp_improved(), the reference implementation, which
+/// <c>systemd-analyze compare-versions</c> exposes and the tests compare against: '~' is checked before
+/// the end of a string, a numeric segment beats a missing one, and '^' loses against any other character.
 /// </summary>
 public sealed class UapiVersion : IComparer<string?>
 {
@@ -20,63 +22,59 @@ public sealed class UapiVersion : IComparer<string?>
         int i = 0, j = 0;
         while (true)
         {
-            // 1. skip characters outside the version alphabet
+            // characters outside the version alphabet are separators only
             while (i < a.Length && !IsValid(a[i])) i++;
             while (j < b.Length && !IsValid(b[j])) j++;
-            // 2. end of either string
-            if (i >= a.Length || j >= b.Length) return EndOrder(a, i, b, j);
-            // 3. '~' sorts lower
-            if (a[i] == '~' || b[j] == '~')
+            // '~' (pre-release) sorts lower than anything, even the end of the other string
+            if (At(a, i) == '~' || At(b, j) == '~')
             {
-                if (a[i] != '~') return 1;
-                if (b[j] != '~') return -1;
+                if (At(a, i) != '~') return 1;
+                if (At(b, j) != '~') return -1;
                 i++; j++;
             }
-            // 4. end check again
+            // one string ended: the longer one is newer
             if (i >= a.Length || j >= b.Length) return EndOrder(a, i, b, j);
-            // 5. '-' sorts lower
+            // '-' (version-release separator) sorts lower
             if (a[i] == '-' || b[j] == '-')
             {
                 if (a[i] != '-') return 1;
                 if (b[j] != '-') return -1;
                 i++; j++;
             }
-            // 6. '^' sorts higher
+            // '^' (patched release): systemd sorts it lower than another character here (the spec's text
+            // says higher); it still sorts above the end of a string, by the length rule above
             if (At(a, i) == '^' || At(b, j) == '^')
             {
-                if (At(a, i) != '^') return -1;
-                if (At(b, j) != '^') return 1;
+                if (At(a, i) != '^') return 1;
+                if (At(b, j) != '^') return -1;
                 i++; j++;
             }
-            // 6'. '.' sorts lower
+            // '.' sorts lower
             if (At(a, i) == '.' || At(b, j) == '.')
             {
                 if (At(a, i) != '.') return 1;
                 if (At(b, j) != '.') return -1;
                 i++; j++;
             }
-            // 7. numerical prefixes
+            int si = i, sj = j;
             if (char.IsAsciiDigit(At(a, i)) || char.IsAsciiDigit(At(b, j)))
             {
-                int si = i, sj = j;
                 while (i < a.Length && char.IsAsciiDigit(a[i])) i++;
                 while (j < b.Length && char.IsAsciiDigit(b[j])) j++;
+                // a number is newer than no number
+                if ((i > si) != (j > sj)) return i > si ? 1 : -1;
                 int c = CompareNumbers(a.AsSpan(si, i - si), b.AsSpan(sj, j - sj));
                 if (c != 0) return c;
-                continue;
             }
-            // 8. alphabetical prefixes, letter by letter (ordinal: 'A' < 'a')
-            while (true)
+            else
             {
-                bool la = char.IsAsciiLetter(At(a, i)), lb = char.IsAsciiLetter(At(b, j));
-                if (!la || !lb)
-                {
-                    if (la) return 1;
-                    if (lb) return -1;
-                    break;
-                }
-                if (a[i] != b[j]) return a[i] < b[j] ? -1 : 1;
-                i++; j++;
+                while (i < a.Length && char.IsAsciiLetter(a[i])) i++;
+                while (j < b.Length && char.IsAsciiLetter(b[j])) j++;
+                if ((i > si) != (j > sj)) return i > si ? 1 : -1;
+                // letter by letter, ordinal ('A' < 'a'); then the longer run is newer
+                int c = Math.Sign(a.AsSpan(si, Math.Min(i - si, j - sj)).SequenceCompareTo(b.AsSpan(sj, Math.Min(i - si, j - sj))));
+                if (c != 0) return c;
+                if (i - si != j - sj) return i - si > j - sj ? 1 : -1;
             }
         }
     }
