@@ -62,10 +62,23 @@ public sealed record ExportBootFiles(
     /// <summary>The initramfs named after this release, else the only unversioned one, else none.</summary>
     public string? InitramfsFor(string release)
     {
-        var versioned = Initramfs.Where(p => System.IO.Path.GetFileName(p).Contains(release, StringComparison.Ordinal)).ToList();
+        var versioned = Initramfs.Where(p => NamesRelease(System.IO.Path.GetFileName(p), release)).ToList();
         if (versioned.Count > 0) return versioned[0];
         var generic = Initramfs.Where(p => !ExportScanner.LooksVersioned(System.IO.Path.GetFileName(p))).ToList();
         return generic.Count == 1 ? generic[0] : null;
+    }
+
+    /// <summary>"initramfs-6.6.1.cpio.gz" names 6.6.1, "initramfs-6.6.10.img" does not.</summary>
+    public static bool NamesRelease(string name, string release)
+    {
+        for (int at = name.IndexOf(release, StringComparison.Ordinal); at >= 0; at = name.IndexOf(release, at + 1, StringComparison.Ordinal))
+        {
+            int end = at + release.Length;
+            bool before = at == 0 || !char.IsAsciiLetterOrDigit(name[at - 1]);
+            bool after = end == name.Length || (!char.IsAsciiLetterOrDigit(name[end]) && !(name[end] == '.' && end + 1 < name.Length && char.IsAsciiDigit(name[end + 1])));
+            if (before && after) return true;
+        }
+        return false;
     }
 }
 

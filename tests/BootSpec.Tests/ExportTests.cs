@@ -75,6 +75,15 @@ public class DiscoveryTests
         Assert.Equal(["5.15.0"], f.ModuleReleases);
     }
 
+    [Theory]
+    [InlineData("initramfs-6.6.1.cpio.gz", "6.6.1", true)]
+    [InlineData("initrd.img-6.1.0-18-amd64", "6.1.0-18-amd64", true)]
+    [InlineData("initramfs-6.6.10.img", "6.6.1", false)]
+    [InlineData("initramfs-6.6.1.5.img", "6.6.1", false)]
+    [InlineData("initramfs-16.6.1.img", "6.6.1", false)]
+    public void Initramfs_names_match_whole_releases(string name, string release, bool expected) =>
+        Assert.Equal(expected, ExportBootFiles.NamesRelease(name, release));
+
     [Fact]
     public void Console_from_inittab()
     {
