@@ -1,0 +1,319 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RootfsExport.BootSpec;
+
+/// <summary>
+/// What the user asked for with <c>bootspec</c>/<c>cmdline</c>; stored in &lt;export&gt;/loader/rootfs-export.json
+/// so <see cref="BootEntries.Refresh"/> can rewrite the entries after an update with the same choices.
+/// </summary>
+public sealed record BootSpecRequest
+{
+    /// <summary>nfs, tcp, usbg or virtio.</summary>
+    public string Transport { get; init; } = "nfs";
+    /// <summary>Server address the board dials (nfs, tcp).</summary>
+    public string? Server { get; init; }
+    public int? Port { get; init; }
+    /// <summary>virtio mount tag.</summary>
+    public string? Tag { get; init; }
+    /// <summary>usbg: UDC name on the board.</summary>
+    public string? Udc { get; init; }
+    /// <summary>console=; null = detect from the export, "none" = no console=.</summary>
+    public string? Console { get; init; }
+    /// <summary>Devicetree: a name in /boot or a path inside the export; null = the only one in /boot.</summary>
+    public string? Dtb { get; init; }
+    /// <summary>Initramfs path inside the export; null = found in /boot.</summary>
+    public string? Initrd { get; init; }
+    public string? MachineId { get; init; }
+    /// <summary>Machine name for the title and file name; null = the export's /etc/hostname.</summary>
+    public string? Machine { get; init; }
+    /// <summary>barebox <c>linux-appendroot true</c> instead of an explicit root=.</summary>
+    public bool AppendRoot { get; init; }
+    public string? Ip { get; init; }
+    public int? Msize { get; init; }
+    public int? Buflen { get; init; }
+    public string? Cache { get; init; }
+    public string? Access { get; init; }
+    /// <summary>Extra kernel arguments.</summary>
+    public string? Append { get; init; }
+
+    public static readonly string[] Transports = ["nfs", "tcp", "usbg", "virtio"];
+
+    /// <summary>Builds and validates the endpoint for an export at the given absolute path.</summary>
+    public RootEndpoint Endpoint(string exportPath)
+    {
+        switch (Transport)
+        {
+            case "nfs":
+                RequireNone(("--tag", Tag), ("--udc", Udc), ("--msize", Msize), ("--buflen", Buflen), ("--cache", Cache), ("--access", Access));
+                return Validated(new NfsEndpoint(ServerAddress(), exportPath, Port ?? TransportDefaults.NfsPort));
+            case "tcp":
+                RequireNone(("--tag", Tag), ("--udc", Udc), ("--buflen", Buflen));
+                return Validated(new NinePTcpEndpoint(ServerAddress(), exportPath, Port ?? TransportDefaults.NinePTcpPort,
+                    Msize ?? TransportDefaults.NinePMsize, Cache ?? TransportDefaults.NinePCache, Access ?? TransportDefaults.NinePAccess));
+            case "usbg":
+                RequireNone(("--server", Server), ("--port", Port), ("--tag", Tag), ("--cache", Cache));
+                if (Udc is null) throw new BootSpecException("udc", "--udc is required for --transport usbg (the board's UDC, see /sys/class/udc there, e.g. ci_hdrc.0)");
+                return Validated(new UsbgEndpoint(Udc, exportPath, Msize, Access ?? TransportDefaults.NinePAccess, Buflen ?? TransportDefaults.UsbgBuflen));
+            case "virtio":
+                RequireNone(("--server", Server), ("--port", Port), ("--udc", Udc), ("--buflen", Buflen), ("--access", Access));
+                return Validated(new VirtioEndpoint(Tag ?? TransportDefaults.VirtioTag, Msize ?? TransportDefaults.NinePMsize, Cache ?? TransportDefaults.NinePCache));
+            default:
+                throw new BootSpecException("transport", $"'{Transport}' is not one of {string.Join(", ", Transports)}");
+        }
+    }
+
+    /// <summary>Command-line options; the console is taken from the export when not given.</summary>
+    public CmdlineOptions CmdlineOptions(string? detectedConsole)
+    {
+        var console = Console switch { null => detectedConsole, "none" => null, var c => c };
+        var o = new CmdlineOptions(console, Ip, ReadWrite: true, Append);
+        o.Validate();
+        return o;
+    }
+
+    private IPAddress ServerAddress()
+    {
+        if (Server is null) throw new BootSpecException("server", $"--server is required for --transport {Transport} (the address the board connects to)");
+        return Check.ParseServer(Server);
+    }
+
+    private void RequireNone(params (string Option, object? Value)[] unused)
+    {
+        foreach (var (option, value) in unused)
+            if (value is not null) throw new BootSpecException(option.TrimStart('-'), $"{option} does not apply to --transport {Transport}");
+    }
+
+    private static RootEndpoint Validated(RootEndpoint e)
+    {
+        e.Validate();
+        return e;
+    }
+}
+
+/// <summary>The entries that would be written, and the command line they carry.</summary>
+public sealed record BootPlan(RootEndpoint Endpoint, string Cmdline, IReadOnlyList<BootEntry> Entries, IReadOnlyList<string> Warnings);
+
+/// <summary>Outcome of writing entries: file names written, left as they were, and removed (only ever ours).</summary>
+public sealed record BootEntriesResult(BootPlan Plan, IReadOnlyList<string> Written, IReadOnlyList<string> Unchanged, IReadOnlyList<string> Removed);
+
+/// <summary>Writes Boot Loader Spec entries into an export and keeps them current.</summary>
+public static class BootEntries
+{
+    public const string EntriesDirectory = "loader/entries";
+    public const string SettingsFile = "loader/rootfs-export.json";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault,
+        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
+    };
+
+    /// <summary>Absolute export path, checked to be a directory.</summary>
+    public static string ExportPath(string exportDir)
+    {
+        var full = Path.GetFullPath(exportDir);
+        if (full.Length > 1) full = full.TrimEnd('/');
+        if (!Directory.Exists(full)) throw new BootSpecException("export", $"'{exportDir}' is not a directory");
+        Check.ExportPath(full, "export");
+        return full;
+    }
+
+    /// <summary>The command line alone (the <c>cmdline</c> command): the export need not contain a kernel.</summary>
+    public static (RootEndpoint Endpoint, string Cmdline) Cmdline(string exportDir, BootSpecRequest request)
+    {
+        var path = ExportPath(exportDir);
+        var endpoint = request.Endpoint(path);
+        var options = request.CmdlineOptions(ExportScanner.DetectConsole(new ExportRoot(path)));
+        return (endpoint, KernelCmdline.For(endpoint, options));
+    }
+
+    /// <summary>Finds the kernels and builds one entry per kernel release; writes nothing.</summary>
+    public static BootPlan Plan(string exportDir, BootSpecRequest request)
+    {
+        var path = ExportPath(exportDir);
+        var endpoint = request.Endpoint(path);
+        Check.MachineId(request.MachineId);
+        var root = new ExportRoot(path);
+        var files = ExportScanner.Scan(root);
+        var warnings = files.Warnings.ToList();
+        var options = request.CmdlineOptions(files.Console);
+        var cmdline = KernelCmdline.For(endpoint, options);
+        var entryOptions = request.AppendRoot ? KernelCmdline.WithoutRoot(endpoint, options) : cmdline;
+
+        if (request.AppendRoot && endpoint is NfsEndpoint nfs)
+            warnings.Add($"with linux-appendroot barebox builds nfsroot= from global.linux.rootnfsopts (default v3,tcp) and adds port=/mountport= only when they were mount options; "
+                         + $"the server has no portmapper, so set global.linux.rootnfsopts=v3,tcp,port={nfs.Port},mountport={nfs.Port},nolock in barebox");
+        var dtb = ChooseDevicetree(root, files, request.Dtb, warnings);
+        string? initrdOverride = null;
+        if (request.Initrd is not null)
+            initrdOverride = root.ResolveFile(request.Initrd.StartsWith('/') ? request.Initrd : "/" + request.Initrd)
+                             ?? throw new BootSpecException("initrd", $"'{request.Initrd}' is not a file inside the export");
+
+        var machine = request.Machine ?? files.Machine;
+        if (machine is not null && !BlsFileName.IsValid(machine)) throw new BootSpecException("machine", $"'{machine}' may only use A-Z a-z 0-9 + - _ .");
+        var title = (files.OsRelease.PrettyName ?? "Linux") + (machine is null ? "" : $" ({machine})");
+        var token = request.MachineId ?? machine ?? files.OsRelease.Id ?? "linux";
+
+        var entries = new List<BootEntry>();
+        foreach (var k in files.Kernels)
+        {
+            var initrd = initrdOverride ?? files.InitramfsFor(k.Release);
+            if (initrd is null && endpoint is UsbgEndpoint)
+                warnings.Add($"no initramfs for {k.Release} in /boot: a usbg root needs one that sets up the usb9pfs gadget (e.g. rsinit)");
+            entries.Add(new BootEntry
+            {
+                FileName = BlsFileName.For(token, k.Release),
+                Title = title,
+                Version = k.Release,
+                MachineId = request.MachineId,
+                SortKey = files.OsRelease.SortKey,
+                Linux = k.Path,
+                Initrd = initrd is null ? [] : [initrd],
+                Devicetree = dtb,
+                LinuxAppendRoot = request.AppendRoot ? true : null,
+                Options = entryOptions,
+                WrittenByUs = true,
+            });
+        }
+        // Two releases that sanitise to one file name would overwrite each other.
+        var clash = entries.GroupBy(e => e.FileName).FirstOrDefault(g => g.Count() > 1);
+        if (clash is not null) throw new BootSpecException("version", $"kernel releases {string.Join(", ", clash.Select(e => e.Version))} map to one file name {clash.Key}");
+        return new BootPlan(endpoint, cmdline, BlsEntryFormat.Sorted(entries), warnings);
+    }
+
+    private static string? ChooseDevicetree(ExportRoot root, ExportBootFiles files, string? dtb, List<string> warnings)
+    {
+        if (dtb is not null)
+        {
+            var candidates = dtb.Contains('/')
+                ? [dtb.StartsWith('/') ? dtb : "/" + dtb]
+                : new[] { "/boot/" + dtb, "/boot/" + dtb + ".dtb" };
+            foreach (var c in candidates)
+                if (root.ResolveFile(c) is { } r) return r;
+            var known = files.Devicetrees.Count == 0 ? "none" : string.Join(", ", files.Devicetrees.Select(Path.GetFileName));
+            throw new BootSpecException("dtb", $"'{dtb}' is not a file in the export's /boot (devicetrees there: {known})");
+        }
+        if (files.Devicetrees.Count == 1) return files.Devicetrees[0];
+        if (files.Devicetrees.Count > 1)
+            warnings.Add($"several devicetrees in /boot ({string.Join(", ", files.Devicetrees.Select(Path.GetFileName))}); no devicetree line written, choose one with --dtb");
+        return null;
+    }
+
+    /// <summary>
+    /// Writes the plan's entries into &lt;export&gt;/loader/entries (atomically, temp file + rename), removes our
+    /// own entries that are no longer planned, never touches a file without our marker, and stores the request
+    /// for <see cref="Refresh"/>. Fails before writing anything if a planned name is taken by a foreign file.
+    /// </summary>
+    public static BootEntriesResult Write(string exportDir, BootSpecRequest request)
+    {
+        var plan = Plan(exportDir, request);
+        if (plan.Entries.Count == 0)
+            throw new BootSpecException("export", $"no kernel found in {ExportPath(exportDir)}/boot (looked for {string.Join(", ", ExportScanner.KernelBases)} and <name>-<release>)"
+                                                  + (plan.Warnings.Count > 0 ? "; " + string.Join("; ", plan.Warnings) : ""));
+        return Apply(ExportPath(exportDir), request, plan);
+    }
+
+    /// <summary>
+    /// Rewrites the entries with the options last given to <c>bootspec</c> (for <c>update</c> after the kernel
+    /// changed). Returns null when bootspec was never run on this export. When no kernel is left, our entries
+    /// are removed and the result has no entries.
+    /// </summary>
+    public static BootEntriesResult? Refresh(string exportDir)
+    {
+        var request = LoadRequest(exportDir);
+        if (request is null) return null;
+        return Apply(ExportPath(exportDir), request, Plan(exportDir, request));
+    }
+
+    /// <summary>The request stored by the last successful <see cref="Write"/>, or null.</summary>
+    public static BootSpecRequest? LoadRequest(string exportDir)
+    {
+        var path = ExportPath(exportDir);
+        var root = new ExportRoot(path);
+        // Resolved like any other in-export path, so a symlinked loader/ cannot point us outside the export.
+        var file = root.ResolveFile("/" + SettingsFile);
+        if (file is null) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<BootSpecRequest>(File.ReadAllText(root.Host(file)), Json);
+        }
+        catch (JsonException e)
+        {
+            throw new BootSpecException("settings", $"{path}/{SettingsFile} is not valid: {e.Message}");
+        }
+    }
+
+    private static BootEntriesResult Apply(string path, BootSpecRequest request, BootPlan plan)
+    {
+        var dir = PrepareEntriesDirectory(path);
+        var existing = BlsEntryFormat.ReadDirectory(dir).ToDictionary(e => e.FileName, StringComparer.Ordinal);
+        var planned = plan.Entries.ToDictionary(e => e.FileName, StringComparer.Ordinal);
+
+        foreach (var name in planned.Keys)
+            if (existing.TryGetValue(name, out var old) && !old.WrittenByUs)
+                throw new BootSpecException("entries", $"{dir}/{name} exists and was not written by rootfs-export; move it away or choose another --machine/--machine-id");
+
+        var written = new List<string>();
+        var unchanged = new List<string>();
+        foreach (var e in plan.Entries)
+        {
+            var text = BlsEntryFormat.Format(e);
+            var target = Path.Combine(dir, e.FileName);
+            if (existing.ContainsKey(e.FileName) && File.ReadAllText(target) == text) { unchanged.Add(e.FileName); continue; }
+            WriteAtomically(dir, e.FileName, text);
+            written.Add(e.FileName);
+        }
+        var removed = new List<string>();
+        foreach (var old in existing.Values)
+        {
+            if (!old.WrittenByUs || planned.ContainsKey(old.FileName)) continue;
+            File.Delete(Path.Combine(dir, old.FileName));
+            removed.Add(old.FileName);
+        }
+        WriteAtomically(Path.Combine(path, "loader"), Path.GetFileName(SettingsFile), JsonSerializer.Serialize(request, Json) + "\n");
+        return new BootEntriesResult(plan, written, unchanged, removed);
+    }
+
+    /// <summary>Creates loader/ and loader/entries/ (plus entries.srel on first creation); refuses symlinks there.</summary>
+    private static string PrepareEntriesDirectory(string exportPath)
+    {
+        var loader = Path.Combine(exportPath, "loader");
+        var entries = Path.Combine(loader, "entries");
+        foreach (var d in new[] { loader, entries })
+        {
+            var fi = new FileInfo(d);
+            if (fi.LinkTarget is not null)
+                throw new BootSpecException("entries", $"{d} is a symlink; refusing to write through it");
+            if (File.Exists(d)) throw new BootSpecException("entries", $"{d} is not a directory");
+        }
+        bool fresh = !Directory.Exists(entries);
+        Directory.CreateDirectory(entries);
+        var srel = Path.Combine(loader, "entries.srel");
+        if (fresh && !File.Exists(srel) && new FileInfo(srel).LinkTarget is null)
+            WriteAtomically(loader, "entries.srel", "type1\n");
+        return entries;
+    }
+
+    private static void WriteAtomically(string dir, string name, string text)
+    {
+        var tmp = Path.Combine(dir, $".{name}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            {
+                fs.Write(Encoding.UTF8.GetBytes(text));
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, Path.Combine(dir, name), overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
+    }
+}
