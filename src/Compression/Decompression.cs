@@ -21,7 +21,7 @@ public static class Decompression
     {
         var peek = new PeekStream(raw, 6, leaveOpen);
         kind = Detect(peek.Head);
-        return kind switch
+        Stream decoded = kind switch
         {
             CompressionKind.Gzip => new GZipStream(peek, CompressionMode.Decompress),
             CompressionKind.Bzip2 => new Bzip2DecoderStream(peek),
@@ -29,6 +29,8 @@ public static class Decompression
             CompressionKind.Zstd => new ZstdDecoderStream(peek),
             _ => peek,
         };
+        // Archive readers ask for 512-byte blocks; a call into a native decoder per block costs more than the data.
+        return new BufferedStream(decoded, 1 << 20);
     }
 
     public static Stream OpenDecoded(Stream raw, bool leaveOpen = false) => OpenDecoded(raw, out _, leaveOpen);

@@ -147,3 +147,43 @@ public static class ExportChecker
         }
     }
 }
+
+/// <summary>
+/// Records objects our own code wrote into an export outside ExportWriter (boot entries, package-manager
+/// state written by other tools) as root-owned with their disk mode, and drops rows whose object is gone,
+/// for one subtree; so pseudo never shows them as the build user's and check stays clean.
+/// </summary>
+public static class ExportAdoption
+{
+    public static int Sync(string exportDir, string subtree)
+    {
+        var export = ExportPaths.Canonical(exportDir);
+        var state = new PseudoState(PseudoState.StatePathFor(export));
+        if (!state.Exists) return 0;
+        var rel = ExportPath.Parse(subtree, "subtree");
+        using var writeLock = state.AcquireWriterLock();
+        using var db = FilesDb.Open(state, create: false);
+        var disk = ExportChecker.ScanDisk(export)
+            .Where(e => e.Key == rel.Value || e.Key.StartsWith(rel.Value + "/", StringComparison.Ordinal))
+            .ToDictionary(e => ExportPaths.Join(export, e.Key), e => e.Value);
+        int changed = 0;
+        db.InTransaction(() =>
+        {
+            var root = ExportPaths.Join(export, rel.Value);
+            foreach (var row in db.Under(root).Where(r => !disk.ContainsKey(r.Path)))
+            {
+                db.DeletePath(row.Path);
+                changed++;
+            }
+            foreach (var (path, st) in disk)
+            {
+                var row = db.GetByPath(path);
+                if (row != null && row.Dev == st.Dev() && row.Ino == st.InoSigned()) continue;
+                uint perms = row?.Permissions ?? (uint)(st.Mode & 0xfff);
+                db.PutNew(new FileRow(path, st.Dev(), st.InoSigned(), row?.Uid ?? 0, row?.Gid ?? 0, (st.Mode & Libc.S_IFMT) | perms, 0));
+                changed++;
+            }
+        });
+        return changed;
+    }
+}

@@ -76,6 +76,31 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
     }
 
     [Fact]
+    public void Boot_entries_are_root_owned_in_the_db_and_survive_a_newer_image()
+    {
+        using var dir = new ScratchDir();
+        var build = CopySample(dir);
+        var env = new Dictionary<string, string> { ["BUILDDIR"] = build };
+        Run.Tool(["update", "reference-base-image", "--no-feeds"], env, cwd: dir.Path).ShouldSucceed();
+        var export = Path.Combine(build, "export", "reference-base-image-qemux86-64");
+        Run.Tool("bootspec", export, "--transport", "nfs", "--server", "192.168.7.1").ShouldSucceed();
+        var entry = Directory.GetFiles(Path.Combine(export, "loader/entries"), "*.conf").Single();
+        Assert.Contains("nfsroot=192.168.7.1:" + export, File.ReadAllText(entry));
+        var rows = PseudoPeer.Rows(export + ".pseudo_state/files.db", export);
+        Assert.StartsWith("0 0 100", rows["loader/entries/" + Path.GetFileName(entry)]);
+        Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+
+        // a newer image (same kernel) replaces the export: the entry is written again from the kept settings
+        var images = Path.Combine(build, "tmp/deploy/images/qemux86-64");
+        var real = Directory.GetFiles(images, "*.rootfs-*.tar.zst").Single();
+        File.SetLastWriteTimeUtc(real, DateTime.UtcNow);
+        var again = Run.Tool(["update", "reference-base-image", "--no-feeds"], env, cwd: dir.Path).ShouldSucceed();
+        Assert.Contains("replaced with the newer image", again.Stdout);
+        Assert.True(File.Exists(entry), again.All);
+        Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+    }
+
+    [Fact]
     public void Update_names_what_is_missing()
     {
         using var dir = new ScratchDir();

@@ -74,6 +74,7 @@ public static class BootCommands
                 AppendRoot = p.GetValue(appendRoot),
             };
             var result = BootEntries.Write(p.GetValue(common.Export)!, request);
+            ExportTree.ExportAdoption.Sync(p.GetValue(common.Export)!, "loader"); // entries are root-owned in files.db too
             foreach (var w in result.Plan.Warnings) System.Console.Error.WriteLine($"rootfs-export: warning: {w}");
             var dir = Path.Combine(BootEntries.ExportPath(p.GetValue(common.Export)!), BootEntries.EntriesDirectory);
             foreach (var f in result.Written) System.Console.WriteLine($"wrote {Path.Combine(dir, f)}");

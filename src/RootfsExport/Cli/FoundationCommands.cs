@@ -79,9 +79,26 @@ public static class FoundationCommands
             var real = new FileInfo(tarball).ResolveLinkTarget(true)?.FullName;
             Console.WriteLine($"Image: {tarball}{(real != null ? $" -> {Path.GetFileName(real)}" : "")}");
             ImageRefresh.Run(tarball, export);
+            BootRefresh(export);
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>Keeps Boot Loader Spec entries written by 'bootspec' in step with the export's kernels.</summary>
+    internal static void BootRefresh(string export)
+    {
+        try
+        {
+            if (BootSpec.BootEntries.Refresh(export) is not { } result) return;
+            ExportAdoption.Sync(export, "loader");
+            foreach (var f in result.Written) Console.WriteLine($"Boot entry: wrote {f}");
+            foreach (var f in result.Removed) Console.WriteLine($"Boot entry: removed {f}");
+        }
+        catch (UserFacingException e)
+        {
+            Console.Error.WriteLine($"rootfs-export: warning: boot entries not refreshed: {e.Message}");
+        }
     }
 
     private static Command Exec()

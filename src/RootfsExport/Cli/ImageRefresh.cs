@@ -19,11 +19,19 @@ public static class ImageRefresh
             Console.WriteLine($"Export: {canonical} (image up to date)");
             return Outcome.UpToDate;
         }
+        // boot entry settings live in the export; carry them over to a replacing image
+        var settingsPath = Path.Combine(canonical, BootSpec.BootEntries.SettingsFile);
+        var settings = File.Exists(settingsPath) ? File.ReadAllBytes(settingsPath) : null;
         long size = new FileInfo(tarball).Length;
         var result = UnpackProgress.Run($"unpack {Path.GetFileName(tarball)}", size,
             progress => ExportCreator.Unpack(tarball, canonical, replace: exists || Directory.Exists(canonical), progress));
         Console.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
         Console.WriteLine($"Ownership: {result.StateDir}/files.db");
+        if (settings != null)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(settingsPath)!);
+            File.WriteAllBytes(settingsPath, settings);
+        }
         return result.Replaced ? Outcome.Replaced : Outcome.Created;
     }
 }
