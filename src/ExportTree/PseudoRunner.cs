@@ -46,11 +46,17 @@ public sealed record PseudoRunner(string Binary, string Prefix)
     }
 
     /// <summary>The environment a program runs with under pseudo on this export's state.</summary>
-    public Dictionary<string, string?> EnvironmentFor(string export)
+    /// <param name="untracked">paths pseudo must not record (our own pid and exports files): a row for a file
+    /// we later delete without pseudo would be stale, and pseudo aborts clients when its inode is reused.</param>
+    public Dictionary<string, string?> EnvironmentFor(string export, params string[] untracked)
     {
         var state = PseudoState.ForExport(export);
+        var ignore = untracked.Concat((System.Environment.GetEnvironmentVariable("PSEUDO_IGNORE_PATHS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries));
         return new Dictionary<string, string?>
         {
+            // pseudo since 2023 tracks only PSEUDO_INCLUDE_PATHS when set; older ones skip PSEUDO_IGNORE_PATHS
+            ["PSEUDO_INCLUDE_PATHS"] = ExportPaths.Canonical(export),
+            ["PSEUDO_IGNORE_PATHS"] = string.Join(',', ignore.Append("/proc/").Append("/sys/").Append("/dev/")),
             ["PSEUDO_PREFIX"] = Prefix,
             ["PSEUDO_LOCALSTATEDIR"] = state.Directory,
             // user and group names resolve from the target's /etc/passwd and /etc/group, as in an image build
@@ -78,8 +84,15 @@ public sealed record PseudoRunner(string Binary, string Prefix)
     {
         var state = PseudoState.ForExport(export);
         if (state.LiveServerPid() is null) return;
-        ChildProcess.Capture(Binary, ["-S"], EnvironmentFor(export), TimeSpan.FromSeconds(60));
-        // -S returns once the request is sent; the server flushes files.db and releases its lock on exit
-        for (int i = 0; i < 200 && state.LiveServerPid() != null; i++) Thread.Sleep(50);
+        // -S returns once the request is sent; the server flushes files.db and releases its lock on exit.
+        // A server that still has clients (a straggling child of the program) declines: ask again.
+        ChildProcess.Result? last = null;
+        for (int attempt = 0; attempt < 6 && state.LiveServerPid() != null; attempt++)
+        {
+            last = ChildProcess.Capture(Binary, ["-S"], EnvironmentFor(export), TimeSpan.FromSeconds(60));
+            for (int i = 0; i < 40 && state.LiveServerPid() != null; i++) Thread.Sleep(50);
+        }
+        if (state.LiveServerPid() is int pid)
+            throw new UserFacingException($"pseudo server (pid {pid}) on {state.Directory} did not stop: {last?.Stdout}{last?.Stderr}".TrimEnd());
     }
 }

@@ -233,3 +233,11 @@ public static unsafe partial class Libc
 
     public static uint Minor(long dev) => (uint)((((ulong)dev >> 12) & 0xffffff00UL) | ((ulong)dev & 0xffUL));
 }
+
+public static partial class Signals
+{
+    public const int SIGINT = 2, SIGKILL = 9, SIGTERM = 15;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int sig);
+}

@@ -7,7 +7,8 @@ public static class CliRunner
 {
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
-        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        // servers stop cleanly on Ctrl-C/SIGTERM (stop children, flush pseudo): give them time before the process is ended
+        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(90) };
         try
         {
             return await root.Parse(args).InvokeAsync(config);
