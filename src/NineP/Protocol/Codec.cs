@@ -310,6 +310,7 @@ public static class Codec
             case Rgetlock x: w.U8(x.LockType); w.U64(x.Start); w.U64(x.Length); w.U32(x.ProcId); w.Str(x.ClientId); break;
             case Tlink x: w.U32(x.Dfid); w.U32(x.Fid); w.Str(x.Name); break;
             case Tmkdir x: w.U32(x.Dfid); w.Str(x.Name); w.U32(x.Mode); w.U32(x.Gid); break;
+            case Rmkdir x: w.Qid(x.Qid); break;
             case Trenameat x: w.U32(x.OldDirFid); w.Str(x.OldName); w.U32(x.NewDirFid); w.Str(x.NewName); break;
             case Tunlinkat x: w.U32(x.DirFid); w.Str(x.Name); w.U32(x.Flags); break;
             case Rflush or Rclunk or Rremove or Rrename or Rsetattr or Rxattrcreate or Rfsync or Rlink or Rrenameat or Runlinkat: break;
