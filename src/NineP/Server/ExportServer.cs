@@ -36,7 +36,7 @@ public sealed class ExportServer : IDisposable
         OwnershipStore? store = null;
         try
         {
-            store = new OwnershipStore(FilesDb.Open(state, create: false));
+            store = new OwnershipStore(FilesDb.Open(state, create: false), options?.Log);
             var fs = new ExportFileSystem(exportDir, store, [exportDir]);
             return new ExportServer(state, writerLock, store, fs, new NinePServer(fs, options));
         }
