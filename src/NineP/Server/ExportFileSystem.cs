@@ -82,10 +82,13 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     // ---------------- host access ----------------
 
-    /// <summary>Opens a relative path below the export without following any symlink; caller closes.</summary>
+    /// <summary>
+    /// Opens a relative path below the export without following any symlink; caller closes. Always non-blocking:
+    /// a FIFO swapped in under a name must never park a server thread in open() (no effect on regular files).
+    /// </summary>
     private int OpenRel(string rel, int flags)
     {
-        int fd = Libc.OpenAt2(_rootFd, rel.Length == 0 ? "." : rel, flags | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Resolve);
+        int fd = Libc.OpenAt2(_rootFd, rel.Length == 0 ? "." : rel, flags | Libc.O_CLOEXEC | Libc.O_NOFOLLOW | Libc.O_NONBLOCK, 0, Resolve);
         if (fd < 0) throw PosixException.Last("open", rel);
         return fd;
     }
@@ -259,6 +262,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if ((v & SetAttrMask.Size) != 0)
         {
             if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
+            if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
             if (m.Size > long.MaxValue) throw new NinePException(Errno.EFBIG, "size");
             int fd = OpenRel(rel, Libc.O_WRONLY);
             try { if (Libc.Ftruncate(fd, (long)m.Size) != 0) throw PosixException.Last("truncate", rel); }
@@ -311,8 +315,6 @@ public sealed unsafe class ExportFileSystem : IDisposable
                 if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) throw new NinePException(Errno.ELOOP, "open a symlink");
                 int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
                 int extra = (int)flags & (Libc.O_TRUNC | Libc.O_APPEND);
-                // A FIFO would block the open until a writer comes; the board's kernel handles its FIFOs itself.
-                if ((st.Mode & Libc.S_IFMT) == Libc.S_IFIFO) extra |= Libc.O_NONBLOCK;
                 fid.Fd = OpenRel(rel, acc | extra);
                 fid.Writable = acc != Libc.O_RDONLY;
             }
