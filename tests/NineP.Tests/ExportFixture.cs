@@ -127,3 +127,10 @@ public sealed class RunningServer : IAsyncDisposable
         Assert.Equal(0, Export.Server.UnexpectedErrors);
     }
 }
+
+/// <summary>Tests that count this process's open fds run alone, not beside tests that open their own.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class FdCountingCollection
+{
+    public const string Name = "counts process fds";
+}

@@ -11,6 +11,7 @@ namespace RootfsExport.NineP.Tests;
 /// A million random and mutated frames against a live server over an in-memory transport: no crash, no
 /// unexpected exception, still answering, nothing created outside the export, open fds back where they were.
 /// </summary>
+[Collection(FdCountingCollection.Name)]
 public class FuzzTests(ITestOutputHelper output)
 {
     private static readonly int Frames = int.TryParse(Environment.GetEnvironmentVariable("NINEP_FUZZ_FRAMES"), out var n) ? n : 1_000_000;

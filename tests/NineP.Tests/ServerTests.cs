@@ -7,6 +7,7 @@ using Xunit;
 namespace RootfsExport.NineP.Tests;
 
 /// <summary>The server over loopback TCP with an in-process client: ownership from the DB, writes recorded, confinement.</summary>
+[Collection(FdCountingCollection.Name)]
 public class ServerTests
 {
     private const uint Root = 0;

@@ -88,7 +88,9 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// </summary>
     private int OpenRel(string rel, int flags)
     {
-        int fd = Libc.OpenAt2(_rootFd, rel.Length == 0 ? "." : rel, flags | Libc.O_CLOEXEC | Libc.O_NOFOLLOW | Libc.O_NONBLOCK, 0, Resolve);
+        // openat2 refuses O_NONBLOCK together with O_PATH (which never blocks anyway)
+        if ((flags & Libc.O_PATH) == 0) flags |= Libc.O_NONBLOCK;
+        int fd = Libc.OpenAt2(_rootFd, rel.Length == 0 ? "." : rel, flags | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Resolve);
         if (fd < 0) throw PosixException.Last("open", rel);
         return fd;
     }
