@@ -232,6 +232,35 @@ public static unsafe partial class Libc
     public static uint Major(long dev) => (uint)((((ulong)dev >> 32) & 0xfffff000UL) | (((ulong)dev >> 8) & 0xfffUL));
 
     public static uint Minor(long dev) => (uint)((((ulong)dev >> 12) & 0xffffff00UL) | ((ulong)dev & 0xffUL));
+
+    // ---- appended for the 9P server (issue #5) ----
+
+    public const ulong RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct OpenHow
+    {
+        public ulong Flags;
+        public ulong Mode;
+        public ulong Resolve;
+    }
+
+    private const long SYS_openat2 = 437; // same number on every Linux architecture
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long SyscallOpenat2(long number, int dirfd, byte* path, OpenHow* how, nuint size);
+
+    /// <summary>
+    /// openat2(2): resolves a multi-component path below dirfd with kernel-enforced rules (e.g. RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS: never leaves dirfd's tree, never follows any symlink). Returns the fd or -1 (errno set).
+    /// </summary>
+    public static int OpenAt2(int dirfd, string path, int flags, uint mode, ulong resolve)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        var how = new OpenHow { Flags = (ulong)(uint)flags, Mode = mode, Resolve = resolve };
+        fixed (byte* p = bytes)
+            return (int)SyscallOpenat2(SYS_openat2, dirfd, p, &how, (nuint)sizeof(OpenHow));
+    }
 }
 
 public static partial class Signals

@@ -1,22 +1,85 @@
 using System.CommandLine;
+using System.Net;
+using RootfsExport.BootSpec;
+using RootfsExport.NineP.Server;
+using RootfsExport.NineP.Transport;
 
 namespace RootfsExport.Cli;
 
-/// <summary>`serve`: the export over NFS (unfsd under pseudo); 9P lands with the 9P server.</summary>
+/// <summary>`serve`: the export over 9P2000.L (our server) or NFS (unfsd under pseudo), ownership from the pseudo database.</summary>
 public static class ServeCommands
 {
     public static IEnumerable<Command> Create()
     {
-        var export = new Argument<string>("export") { Description = "the export directory" };
+        var export = new Argument<string>("export") { Description = "the export directory (made by rootfs-export unpack/update or runqemu-extract-sdk)" };
+        var ninep = new Option<string?>("--9p") { Description = "serve 9P2000.L on tcp:HOST:PORT (default tcp:127.0.0.1:5640) or unix:/path" };
+        var trace = new Option<bool>("--trace") { Description = "log every 9P request and reply to stderr" };
         var nfs = new NfsServe();
-        var cmd = new Command("serve", "serve an export to a board or guest with the ownership from the pseudo database");
+        var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (default) or NFS, with the ownership from the pseudo database");
         cmd.Arguments.Add(export);
+        cmd.Options.Add(ninep);
+        cmd.Options.Add(trace);
         nfs.AddTo(cmd);
-        cmd.SetAction(async (parse, ct) =>
+        cmd.SetAction(async (parseResult, ct) =>
         {
-            if (!parse.GetValue(nfs.Nfs)) throw new UserFacingException("choose a transport: --nfs");
-            return await nfs.RunAsync(parse, parse.GetValue(export)!, ct);
+            var dir = parseResult.GetValue(export)!;
+            if (parseResult.GetValue(nfs.Nfs))
+            {
+                if (parseResult.GetValue(ninep) != null) throw new UserFacingException("choose one transport: --9p or --nfs");
+                return await nfs.RunAsync(parseResult, dir, ct);
+            }
+            return await ServeNineP(dir, ListenAddress.Parse(parseResult.GetValue(ninep) ?? $"tcp:127.0.0.1:{TransportDefaults.NinePTcpPort}"),
+                parseResult.GetValue(trace), ct);
         });
         yield return cmd;
+    }
+
+    private static async Task<int> ServeNineP(string dir, ListenAddress address, bool trace, CancellationToken ct)
+    {
+        var options = new ServerOptions
+        {
+            Trace = trace ? line => Console.Error.WriteLine(line) : null,
+            Log = line => Console.Error.WriteLine(line),
+        };
+        using var server = ExportServer.Open(dir, options);
+        using var listener = ExportServer.Bind(address);
+        if (listener.LocalEndPoint is IPEndPoint ep) address = address with { Port = ep.Port };
+        var exportPath = server.FileSystem.ExportPath;
+        Console.WriteLine($"serving {exportPath} over 9P2000.L on {address}");
+        foreach (var line in ClientHints(address, exportPath)) Console.WriteLine(line);
+        Console.Out.Flush();
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        try { await server.Server.ListenAsync(listener, stop.Token); }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            if (address.Scheme == "unix") try { File.Delete(address.SocketPath!); } catch (IOException) { }
+        }
+        Console.WriteLine("stopped; the database is consistent");
+        return 0;
+    }
+
+    /// <summary>Mount line and kernel command line for this listener, from BootSpec's generator (one source of truth).</summary>
+    public static IEnumerable<string> ClientHints(ListenAddress address, string exportPath)
+    {
+        if (address.Scheme == "unix")
+        {
+            yield return $"clients: connect to {address.SocketPath} (e.g. socat to a TCP port for a QEMU guestfwd), aname={exportPath}";
+            yield break;
+        }
+        bool wildcard = address.Host is "0.0.0.0" or "::";
+        var host = wildcard || !IPAddress.TryParse(address.Host, out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
+            ? IPAddress.Parse("192.168.7.1") : ip;
+        var endpoint = new NinePTcpEndpoint(host, exportPath, address.Port);
+        if (wildcard) yield return "(listening on all addresses: 192.168.7.1 below stands for the address the board reaches)";
+        yield return $"mount:   {endpoint.MountCommand("/mnt")}";
+        yield return $"cmdline: {KernelCmdline.For(endpoint, new CmdlineOptions())}";
+        if (address.Host is "127.0.0.1" or "::1" or "localhost")
+            yield return $"QEMU:    -netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:{address.Port}-cmd:socat STDIO TCP:{address.Host}:{address.Port} (then mount from 10.0.2.100)";
     }
 }

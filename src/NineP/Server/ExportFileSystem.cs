@@ -1,0 +1,642 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using RootfsExport.NineP.Protocol;
+using RootfsExport.Posix;
+using RootfsExport.Posix.Native;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.NineP.Server;
+
+/// <summary>
+/// The export as 9P sees it: host objects for content, sizes and times; the pseudo database for owner, mode
+/// and device numbers. Every host access resolves below the export's directory fd with openat2
+/// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) or an *at() call on a single name with NOFOLLOW, so no client
+/// request can reach or follow anything outside the export.
+/// </summary>
+public sealed unsafe class ExportFileSystem : IDisposable
+{
+    private const ulong Resolve = Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS;
+    private const uint StatxMask = Libc.STATX_BASIC_STATS;
+    private const long UtimeNow = (1L << 30) - 1, UtimeOmit = (1L << 30) - 2;
+    private const int XattrSizeMax = 65536;
+
+    private readonly int _rootFd;
+    private readonly long _rootDev;
+    private readonly OwnershipStore _store;
+    private readonly HashSet<Fid> _liveFids = new();
+    private readonly string[] _attachNames;
+
+    /// <summary>Canonical absolute path of the export: the prefix of every DB path.</summary>
+    public string ExportPath { get; }
+
+    public ExportFileSystem(string exportPath, OwnershipStore store, IEnumerable<string>? aliases = null)
+    {
+        ExportPath = ExportPaths.Canonical(exportPath);
+        _store = store;
+        _rootFd = Libc.OpenAt(Libc.AT_FDCWD, ExportPath, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (_rootFd < 0) throw PosixException.Last("open export", ExportPath);
+        _rootDev = StatFd(_rootFd).Dev();
+        _attachNames = new[] { ExportPath }.Concat((aliases ?? []).Select(a => Path.GetFullPath(a).TrimEnd('/'))).Distinct().ToArray();
+    }
+
+    // ---------------- paths and fids ----------------
+
+    public string DbPath(string rel) => ExportPaths.Join(ExportPath, rel);
+
+    private static string Child(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
+
+    private static string ParentOf(string rel)
+    {
+        int slash = rel.LastIndexOf('/');
+        return slash < 0 ? "" : rel[..slash];
+    }
+
+    private static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
+
+    /// <summary>A name the client may create or look up: one component, not '.', '..', no NUL.</summary>
+    private static string CheckName(string name)
+    {
+        if (name.Length == 0 || name == "." || name == ".." || name.Contains('/') || name.Contains('\0'))
+            throw new NinePException(Errno.EINVAL, $"bad name '{name}'");
+        if (Encoding.UTF8.GetByteCount(name) > 255) throw new NinePException(Errno.ENAMETOOLONG, "name too long");
+        return name;
+    }
+
+    public void Track(Fid fid) { lock (_liveFids) _liveFids.Add(fid); }
+    public void Untrack(Fid fid) { lock (_liveFids) _liveFids.Remove(fid); }
+
+    /// <summary>Keeps every fid on the renamed object or below it pointing at the new path.</summary>
+    private void RenameFids(string oldRel, string newRel)
+    {
+        lock (_liveFids)
+            foreach (var f in _liveFids)
+            {
+                var p = f.Path;
+                if (p == oldRel) f.Path = newRel;
+                else if (p.Length > oldRel.Length && p.StartsWith(oldRel, StringComparison.Ordinal) && p[oldRel.Length] == '/' && oldRel.Length > 0)
+                    f.Path = newRel + p[oldRel.Length..];
+            }
+    }
+
+    // ---------------- host access ----------------
+
+    /// <summary>
+    /// Opens a relative path below the export without following any symlink; caller closes. Always non-blocking:
+    /// a FIFO swapped in under a name must never park a server thread in open() (no effect on regular files).
+    /// </summary>
+    private int OpenRel(string rel, int flags)
+    {
+        // openat2 refuses O_NONBLOCK together with O_PATH (which never blocks anyway)
+        if ((flags & Libc.O_PATH) == 0) flags |= Libc.O_NONBLOCK;
+        int fd = Libc.OpenAt2(_rootFd, rel.Length == 0 ? "." : rel, flags | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Resolve);
+        if (fd < 0) throw PosixException.Last("open", rel);
+        return fd;
+    }
+
+    /// <summary>A directory fd for *at() calls on the children of rel (the root fd itself for the root).</summary>
+    private DirHandle OpenDir(string rel) =>
+        rel.Length == 0 ? new DirHandle(_rootFd, false) : new DirHandle(OpenRel(rel, Libc.O_PATH | Libc.O_DIRECTORY), true);
+
+    private readonly struct DirHandle(int fd, bool owned) : IDisposable
+    {
+        public int Fd => fd;
+        public void Dispose() { if (owned) Libc.Close(fd); }
+    }
+
+    private static Statx StatFd(int fd)
+    {
+        if (Libc.StatxAt(fd, "", Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) throw PosixException.Last("stat");
+        return st;
+    }
+
+    private static Statx StatAt(int dirFd, string name)
+    {
+        if (Libc.StatxAt(dirFd, name, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) throw PosixException.Last("stat", name);
+        return st;
+    }
+
+    private Statx StatRel(string rel)
+    {
+        if (rel.Length == 0) return StatFd(_rootFd);
+        using var dir = OpenDir(ParentOf(rel));
+        return StatAt(dir.Fd, NameOf(rel));
+    }
+
+    // ---------------- ownership ----------------
+
+    /// <summary>The mode the client sees: the DB's when it describes this object, the host's otherwise.</summary>
+    private static uint EffectiveMode(in Statx st, FileRow? row)
+    {
+        uint hostType = st.Mode & Libc.S_IFMT;
+        if (row is null) return st.Mode;
+        uint dbType = row.Mode & Libc.S_IFMT;
+        if (dbType == hostType) return row.Mode;
+        // Device nodes and sockets are empty regular files on disk.
+        if (hostType == Libc.S_IFREG && dbType is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK) return row.Mode;
+        return st.Mode; // a stale row (pseudo would drop it): trust the disk
+    }
+
+    private FileRow? RowFor(string rel, in Statx st)
+    {
+        var row = _store.Get(DbPath(rel));
+        if (row is null) return null;
+        return EffectiveMode(st, row) == row.Mode ? row : null;
+    }
+
+    /// <summary>The object's row, recorded from the host's values first when the DB has none.</summary>
+    private FileRow EnsureRow(string rel, in Statx st)
+    {
+        var row = RowFor(rel, st);
+        if (row != null) return row;
+        row = new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), st.Uid, st.Gid, st.Mode, 0);
+        _store.PutNew(row);
+        return row;
+    }
+
+    private ulong QidPath(in Statx st)
+    {
+        long dev = st.Dev();
+        return dev == _rootDev ? st.Ino : st.Ino ^ ((ulong)dev << 44);
+    }
+
+    private static QidType QidTypeOf(uint mode) => (mode & Libc.S_IFMT) switch
+    {
+        Libc.S_IFDIR => QidType.Dir,
+        Libc.S_IFLNK => QidType.Symlink,
+        _ => QidType.File,
+    };
+
+    private Qid QidOf(string rel, in Statx st) => new(QidTypeOf(EffectiveMode(st, _store.Get(DbPath(rel)))), 0, QidPath(st));
+
+    private static bool IsDir(in Statx st) => (st.Mode & Libc.S_IFMT) == Libc.S_IFDIR;
+
+    /// <summary>Linux's new_encode_dev, which the v9fs client decodes Rgetattr's rdev with.</summary>
+    private static ulong KernelDev(long glibcDev)
+    {
+        ulong major = Libc.Major(glibcDev), minor = Libc.Minor(glibcDev);
+        return (minor & 0xff) | (major << 8) | ((minor & ~0xffUL) << 12);
+    }
+
+    // ---------------- operations ----------------
+
+    /// <summary>Tattach: aname must be the export or a directory inside it.</summary>
+    public (string Rel, Qid Qid) Attach(string aname)
+    {
+        var name = aname.Length > 1 ? aname.TrimEnd('/') : aname;
+        string? rel = null;
+        if (name.Length == 0) rel = "";
+        else
+            foreach (var root in _attachNames)
+            {
+                if (name == root) { rel = ""; break; }
+                var prefix = root == "/" ? "/" : root + "/";
+                if (name.StartsWith(prefix, StringComparison.Ordinal)) { rel = name[prefix.Length..]; break; }
+            }
+        if (rel is null) throw new NinePException(Errno.EPERM, $"aname '{aname}' is not inside the export {ExportPath}");
+        foreach (var part in rel.Split('/', StringSplitOptions.None))
+            if (rel.Length > 0) CheckName(part);
+        var st = StatRel(rel);
+        if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "aname is not a directory");
+        return (rel, QidOf(rel, st));
+    }
+
+    /// <summary>Twalk from rel: '..' at the export root stays at the root; symlinks are returned, never followed.</summary>
+    public (List<Qid> Qids, string? NewRel) Walk(string rel, IReadOnlyList<string> names)
+    {
+        var qids = new List<Qid>(names.Count);
+        if (names.Count == 0) return (qids, rel);
+        var cur = rel;
+        var st = StatRel(cur);
+        for (int i = 0; i < names.Count; i++)
+        {
+            try
+            {
+                if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
+                var n = names[i];
+                string next = n == ".." ? ParentOf(cur) : n == "." ? cur : Child(cur, CheckName(n));
+                st = StatRel(next);
+                qids.Add(QidOf(next, st));
+                cur = next;
+            }
+            catch when (i > 0)
+            {
+                return (qids, null); // partial walk: newfid is not created
+            }
+        }
+        return (qids, cur);
+    }
+
+    public Attributes GetAttr(string rel)
+    {
+        var st = StatRel(rel);
+        var row = RowFor(rel, st);
+        uint mode = EffectiveMode(st, row);
+        return new Attributes(
+            AttrMask.Basic, new Qid(QidTypeOf(mode), 0, QidPath(st)), mode,
+            row?.Uid ?? st.Uid, row?.Gid ?? st.Gid, st.Nlink,
+            row != null ? KernelDev(row.Rdev) : KernelDev(st.Rdev()),
+            st.Size, st.BlkSize, st.Blocks,
+            (ulong)st.Atime.Sec, st.Atime.Nsec, (ulong)st.Mtime.Sec, st.Mtime.Nsec, (ulong)st.Ctime.Sec, st.Ctime.Nsec,
+            0, 0, 0, 0);
+    }
+
+    public void SetAttr(Fid fid, Tsetattr m)
+    {
+        var rel = fid.Path;
+        var st = StatRel(rel);
+        var v = m.Valid;
+        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0)
+        {
+            var row = EnsureRow(rel, st);
+            uint uid = (v & SetAttrMask.Uid) != 0 ? m.Uid : row.Uid;
+            uint gid = (v & SetAttrMask.Gid) != 0 ? m.Gid : row.Gid;
+            uint mode = (v & SetAttrMask.Mode) != 0 ? m.Mode & 0xfff : row.Mode & 0xfff;
+            _store.UpdateOwnership(row, uid, gid, mode);
+            if ((v & SetAttrMask.Mode) != 0 && (st.Mode & Libc.S_IFMT) != Libc.S_IFLNK)
+            {
+                uint onDisk = StMode.OnDisk(mode, IsDir(st));
+                int rc = rel.Length == 0 ? Libc.Fchmod(_rootFd, onDisk) : ChmodAt(rel, onDisk);
+                if (rc != 0) throw PosixException.Last("chmod", rel);
+            }
+        }
+        if ((v & SetAttrMask.Size) != 0)
+        {
+            if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
+            if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
+            if (m.Size > long.MaxValue) throw new NinePException(Errno.EFBIG, "size");
+            int fd = OpenRel(rel, Libc.O_WRONLY);
+            try { if (Libc.Ftruncate(fd, (long)m.Size) != 0) throw PosixException.Last("truncate", rel); }
+            finally { Libc.Close(fd); }
+        }
+        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0)
+        {
+            var times = stackalloc Timespec[2];
+            times[0] = TimeFor(v, SetAttrMask.Atime, SetAttrMask.AtimeSet, m.AtimeSec, m.AtimeNsec);
+            times[1] = TimeFor(v, SetAttrMask.Mtime, SetAttrMask.MtimeSet, m.MtimeSec, m.MtimeNsec);
+            int rc;
+            if (rel.Length == 0) rc = Libc.Futimens(_rootFd, times);
+            else
+            {
+                using var dir = OpenDir(ParentOf(rel));
+                rc = Libc.UtimensAt(dir.Fd, NameOf(rel), times, Libc.AT_SYMLINK_NOFOLLOW);
+            }
+            if (rc != 0) throw PosixException.Last("utimensat", rel);
+        }
+    }
+
+    private int ChmodAt(string rel, uint mode)
+    {
+        using var dir = OpenDir(ParentOf(rel));
+        return Libc.FchmodAt(dir.Fd, NameOf(rel), mode, 0);
+    }
+
+    private static Timespec TimeFor(SetAttrMask v, SetAttrMask bit, SetAttrMask setBit, ulong sec, ulong nsec)
+    {
+        if ((v & bit) == 0) return new Timespec { Sec = 0, Nsec = UtimeOmit };
+        if ((v & setBit) == 0) return new Timespec { Sec = 0, Nsec = UtimeNow };
+        if (nsec >= 1_000_000_000) throw new NinePException(Errno.EINVAL, "nanoseconds out of range");
+        return new Timespec { Sec = (long)sec, Nsec = (long)nsec };
+    }
+
+    public Qid Open(Fid fid, uint flags)
+    {
+        var rel = fid.Path;
+        var st = StatRel(rel);
+        lock (fid.Gate)
+        {
+            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+            if (IsDir(st))
+            {
+                if ((flags & 3) != Libc.O_RDONLY) throw new NinePException(Errno.EISDIR, "open a directory for writing");
+                fid.IsOpenDirectory = true;
+            }
+            else
+            {
+                if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) throw new NinePException(Errno.ELOOP, "open a symlink");
+                int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
+                int extra = (int)flags & (Libc.O_TRUNC | Libc.O_APPEND);
+                fid.Fd = OpenRel(rel, acc | extra);
+                fid.Writable = acc != Libc.O_RDONLY;
+            }
+        }
+        return QidOf(rel, st);
+    }
+
+    public Qid Create(Fid fid, string name, uint flags, uint mode, uint gid)
+    {
+        CheckName(name);
+        var dirRel = fid.Path;
+        lock (fid.Gate)
+        {
+            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+            using var dir = OpenDir(dirRel);
+            int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
+            int fd = Libc.OpenAt(dir.Fd, name, acc | ((int)flags & Libc.O_APPEND) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC,
+                StMode.OnDisk(mode, false));
+            if (fd < 0) throw PosixException.Last("create", name);
+            try
+            {
+                var st = StatFd(fd);
+                var rel = Child(dirRel, name);
+                _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), fid.Uid, gid, Libc.S_IFREG | (mode & 0xfff), 0));
+                fid.Fd = fd;
+                fid.Writable = acc != Libc.O_RDONLY;
+                fid.Path = rel;
+                return new Qid(QidType.File, 0, QidPath(st));
+            }
+            catch
+            {
+                Libc.Close(fd);
+                throw;
+            }
+        }
+    }
+
+    public Qid Mkdir(Fid dfid, string name, uint mode, uint gid)
+    {
+        CheckName(name);
+        var rel = Child(dfid.Path, name);
+        using var dir = OpenDir(dfid.Path);
+        if (Libc.MkdirAt(dir.Fd, name, StMode.OnDisk(mode, true)) != 0) throw PosixException.Last("mkdir", name);
+        var st = StatAt(dir.Fd, name);
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFDIR | (mode & 0xfff), 0));
+        return new Qid(QidType.Dir, 0, QidPath(st));
+    }
+
+    public Qid Symlink(Fid dfid, string name, string target, uint gid)
+    {
+        CheckName(name);
+        if (target.Length == 0 || target.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad symlink target");
+        var rel = Child(dfid.Path, name);
+        using var dir = OpenDir(dfid.Path);
+        if (Libc.SymlinkAt(target, dir.Fd, name) != 0) throw PosixException.Last("symlink", name);
+        var st = StatAt(dir.Fd, name);
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFLNK | 0x1ff, 0));
+        return new Qid(QidType.Symlink, 0, QidPath(st));
+    }
+
+    /// <summary>Device nodes and sockets become empty regular files (the DB row carries type and rdev); FIFOs are real.</summary>
+    public Qid Mknod(Fid dfid, string name, uint mode, uint major, uint minor, uint gid)
+    {
+        CheckName(name);
+        var rel = Child(dfid.Path, name);
+        uint type = mode & Libc.S_IFMT;
+        if (type == 0) type = Libc.S_IFREG;
+        using var dir = OpenDir(dfid.Path);
+        switch (type)
+        {
+            case Libc.S_IFIFO:
+                if (Libc.MknodAt(dir.Fd, name, Libc.S_IFIFO | StMode.OnDisk(mode, false), 0) != 0) throw PosixException.Last("mkfifo", name);
+                break;
+            case Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK or Libc.S_IFREG:
+                int fd = Libc.OpenAt(dir.Fd, name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, StMode.OnDisk(mode, false));
+                if (fd < 0) throw PosixException.Last("mknod", name);
+                Libc.Close(fd);
+                break;
+            default:
+                throw new NinePException(Errno.EINVAL, "mknod of a directory or symlink");
+        }
+        var st = StatAt(dir.Fd, name);
+        long rdev = type is Libc.S_IFCHR or Libc.S_IFBLK ? Libc.MakeDev(major, minor) : 0;
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, type | (mode & 0xfff), rdev));
+        return new Qid(QidType.File, 0, QidPath(st));
+    }
+
+    public void Link(Fid dfid, Fid fid, string name)
+    {
+        CheckName(name);
+        var srcRel = fid.Path;
+        if (srcRel.Length == 0) throw new NinePException(Errno.EPERM, "link the export root");
+        var st = StatRel(srcRel);
+        if (IsDir(st)) throw new NinePException(Errno.EPERM, "hard link to a directory");
+        var row = EnsureRow(srcRel, st);
+        using (var from = OpenDir(ParentOf(srcRel)))
+        using (var to = OpenDir(dfid.Path))
+            if (Libc.LinkAt(from.Fd, NameOf(srcRel), to.Fd, name, 0) != 0) throw PosixException.Last("link", name);
+        _store.PutLink(row with { Path = DbPath(Child(dfid.Path, name)) });
+    }
+
+    public void Rename(string oldRel, string newDirRel, string newName)
+    {
+        CheckName(newName);
+        if (oldRel.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
+        var newRel = Child(newDirRel, newName);
+        if (newRel == oldRel) return;
+        using var from = OpenDir(ParentOf(oldRel));
+        using var to = OpenDir(newDirRel);
+        bool targetExisted = Libc.StatxAt(to.Fd, newName, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out _) == 0;
+        if (Libc.RenameAt2(from.Fd, NameOf(oldRel), to.Fd, newName, 0) != 0) throw PosixException.Last("rename", newName);
+        _store.Rename(DbPath(oldRel), DbPath(newRel), targetExisted);
+        RenameFids(oldRel, newRel);
+    }
+
+    public void UnlinkAt(string dirRel, string name, uint flags)
+    {
+        CheckName(name);
+        bool dir = (flags & Libc.AT_REMOVEDIR) != 0;
+        using var d = OpenDir(dirRel);
+        if (Libc.UnlinkAt(d.Fd, name, dir ? Libc.AT_REMOVEDIR : 0) != 0) throw PosixException.Last(dir ? "rmdir" : "unlink", name);
+        var path = DbPath(Child(dirRel, name));
+        if (dir) _store.DeleteTree(path); else _store.DeletePath(path);
+    }
+
+    public void Remove(string rel)
+    {
+        if (rel.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
+        var st = StatRel(rel);
+        UnlinkAt(ParentOf(rel), NameOf(rel), IsDir(st) ? (uint)Libc.AT_REMOVEDIR : 0);
+    }
+
+    public string ReadLink(string rel)
+    {
+        if (rel.Length == 0) throw new NinePException(Errno.EINVAL, "not a symlink");
+        using var dir = OpenDir(ParentOf(rel));
+        var buf = new byte[4096];
+        fixed (byte* p = buf)
+        {
+            nint n = Libc.ReadlinkAt(dir.Fd, NameOf(rel), p, (nuint)buf.Length);
+            if (n < 0) throw PosixException.Last("readlink", rel);
+            return Encoding.UTF8.GetString(buf, 0, (int)n);
+        }
+    }
+
+    public Rstatfs StatFs()
+    {
+        if (Libc.Fstatfs(_rootFd, out var s) != 0) throw PosixException.Last("statfs");
+        return new Rstatfs((uint)s.Type, (uint)s.Bsize, s.Blocks, s.Bfree, s.Bavail, s.Files, s.Ffree, s.Fsid, (uint)s.Namelen);
+    }
+
+    /// <summary>Reads into dest: file data by pread, or the pending xattr value. Returns the byte count.</summary>
+    public int Read(Fid fid, ulong offset, Span<byte> dest)
+    {
+        if (fid.XattrValue is { } value)
+        {
+            if (offset >= (ulong)value.Length) return 0;
+            int n = Math.Min(dest.Length, value.Length - (int)offset);
+            value.AsSpan((int)offset, n).CopyTo(dest);
+            return n;
+        }
+        if (fid.IsOpenDirectory) throw new NinePException(Errno.EISDIR, "read a directory");
+        int fd = fid.Fd;
+        if (fd < 0) throw new NinePException(Errno.EBADF, "fid not open");
+        if (offset > long.MaxValue) throw new NinePException(Errno.EINVAL, "offset");
+        fixed (byte* p = dest)
+        {
+            int total = 0;
+            while (total < dest.Length)
+            {
+                nint r = Libc.Pread(fd, p + total, (nuint)(dest.Length - total), (long)offset + total);
+                if (r < 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e == Errno.EINTR) continue;
+                    if (e == Errno.EAGAIN && total > 0) break;
+                    throw new PosixException(e, "read", fid.Path);
+                }
+                if (r == 0) break;
+                total += (int)r;
+            }
+            return total;
+        }
+    }
+
+    public uint Write(Fid fid, ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (fid.XattrWrite is { } x)
+        {
+            lock (fid.Gate)
+            {
+                if (offset != (ulong)x.Data.Length || (ulong)x.Data.Length + (ulong)data.Length > x.Size)
+                    throw new NinePException(Errno.EINVAL, "xattr write out of order or beyond its size");
+                x.Data.Write(data);
+                return (uint)data.Length;
+            }
+        }
+        int fd = fid.Fd;
+        if (fd < 0 || !fid.Writable) throw new NinePException(Errno.EBADF, "fid not open for writing");
+        if (offset > long.MaxValue) throw new NinePException(Errno.EINVAL, "offset");
+        fixed (byte* p = data)
+        {
+            int total = 0;
+            while (total < data.Length)
+            {
+                nint r = Libc.Pwrite(fd, p + total, (nuint)(data.Length - total), (long)offset + total);
+                if (r < 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e == Errno.EINTR) continue;
+                    if (total > 0) break;
+                    throw new PosixException(e, "write", fid.Path);
+                }
+                total += (int)r;
+            }
+            return (uint)total;
+        }
+    }
+
+    public void Fsync(Fid fid, bool dataOnly)
+    {
+        int fd = fid.Fd;
+        if (fd < 0) return;
+        if ((dataOnly ? Libc.Fdatasync(fd) : Libc.Fsync(fd)) != 0) throw PosixException.Last("fsync", fid.Path);
+    }
+
+    /// <summary>Writes readdir entries from the cookie on (snapshot taken at offset 0), whole entries only.</summary>
+    public int ReadDir(Fid fid, ulong offset, Span<byte> dest)
+    {
+        if (!fid.IsOpenDirectory) throw new NinePException(Errno.EBADF, "fid is not an open directory");
+        List<DirEntry> snapshot;
+        lock (fid.Gate)
+        {
+            if (offset == 0 || fid.Snapshot is null) fid.Snapshot = Snapshot(fid.Path);
+            snapshot = fid.Snapshot;
+        }
+        var w = new DirEntryWriter(dest);
+        for (ulong i = offset; i < (ulong)snapshot.Count; i++)
+            if (!w.TryAdd(snapshot[(int)i])) break;
+        if (w.Length == 0 && offset < (ulong)snapshot.Count)
+            throw new NinePException(Errno.EINVAL, "readdir count too small for one entry");
+        return w.Length;
+    }
+
+    private List<DirEntry> Snapshot(string rel)
+    {
+        int fd = OpenRel(rel, Libc.O_RDONLY | Libc.O_DIRECTORY);
+        using var dir = HostDirectory.FromFd(fd);
+        var self = StatFd(fd);
+        var parent = rel.Length == 0 ? self : StatRel(ParentOf(rel));
+        var entries = dir.ReadEntries();
+        var result = new List<DirEntry>(entries.Count + 2)
+        {
+            new(new Qid(QidType.Dir, 0, QidPath(self)), 1, 4, "."),
+            new(new Qid(QidType.Dir, 0, QidPath(parent)), 2, 4, ".."),
+        };
+        var dev = self.Dev();
+        foreach (var e in entries)
+        {
+            var childRel = Child(rel, e.Name);
+            uint hostType = (uint)e.Type << 12;
+            var row = _store.Get(DbPath(childRel));
+            uint type = hostType;
+            if (row != null)
+            {
+                uint dbType = row.Mode & Libc.S_IFMT;
+                if (dbType == hostType || (hostType == Libc.S_IFREG && dbType is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK) || e.Type == 0)
+                    type = dbType;
+            }
+            ulong qpath = dev == _rootDev ? e.Ino : e.Ino ^ ((ulong)dev << 44);
+            result.Add(new DirEntry(new Qid(QidTypeOf(type), 0, qpath), (ulong)result.Count + 1, (byte)(type >> 12), e.Name));
+        }
+        return result;
+    }
+
+    // ---------------- xattrs (kept in the DB, never on the host) ----------------
+
+    public byte[] XattrGet(string rel, string name)
+    {
+        var st = StatRel(rel);
+        var row = RowFor(rel, st);
+        if (name.Length == 0)
+        {
+            if (row is null) return [];
+            var list = new MemoryStream();
+            foreach (var n in _store.ListXattrs(row)) { list.Write(Encoding.UTF8.GetBytes(n)); list.WriteByte(0); }
+            return list.ToArray();
+        }
+        return (row is null ? null : _store.GetXattr(row, name)) ?? throw new NinePException(Errno.ENODATA, "no such xattr");
+    }
+
+    public void XattrPrepare(Fid fid, string name, ulong size, uint flags)
+    {
+        if (name.Length == 0 || name.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad xattr name");
+        if (size > XattrSizeMax) throw new NinePException(Errno.E2BIG, "xattr too large");
+        if ((flags & ~3u) != 0 || flags == 3) throw new NinePException(Errno.EINVAL, "bad xattr flags");
+        lock (fid.Gate)
+        {
+            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+            StatRel(fid.Path);
+            fid.XattrWrite = new PendingXattr(name, size, flags);
+        }
+    }
+
+    /// <summary>At clunk: the bytes written must match attr_size; an empty value with no data removes the xattr.</summary>
+    public void XattrCommit(string rel, PendingXattr x)
+    {
+        if ((ulong)x.Data.Length != x.Size) throw new NinePException(Errno.EINVAL, "xattr size mismatch");
+        var st = StatRel(rel);
+        var row = EnsureRow(rel, st);
+        bool exists = _store.GetXattr(row, x.Name) != null;
+        if ((x.Flags & Libc.XATTR_CREATE) != 0 && exists) throw new NinePException(Errno.EEXIST, "xattr exists");
+        if ((x.Flags & Libc.XATTR_REPLACE) != 0 && !exists) throw new NinePException(Errno.ENODATA, "no such xattr");
+        if (x.Size == 0 && (x.Flags & Libc.XATTR_CREATE) == 0)
+        {
+            // v9fs removexattr = xattrcreate with size 0 (and XATTR_REPLACE from the VFS)
+            if (!_store.RemoveXattr(row, x.Name) && (x.Flags & Libc.XATTR_REPLACE) != 0) throw new NinePException(Errno.ENODATA, "no such xattr");
+            return;
+        }
+        _store.SetXattr(row, x.Name, x.Data.ToArray());
+    }
+
+    public void Dispose() => Libc.Close(_rootFd);
+}

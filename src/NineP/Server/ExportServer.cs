@@ -1,0 +1,85 @@
+using System.Net.Sockets;
+using RootfsExport.NineP.Transport;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.NineP.Server;
+
+/// <summary>
+/// An export opened for serving: pseudo's lock held for the whole lifetime (no pseudo server may write the
+/// same database meanwhile), files.db open, the 9P server ready for any transport.
+/// </summary>
+public sealed class ExportServer : IDisposable
+{
+    private readonly PseudoState.WriterLock _lock;
+    private readonly OwnershipStore _store;
+
+    public NinePServer Server { get; }
+    public ExportFileSystem FileSystem { get; }
+    public PseudoState State { get; }
+
+    private ExportServer(PseudoState state, PseudoState.WriterLock writerLock, OwnershipStore store, ExportFileSystem fs, NinePServer server)
+    {
+        State = state;
+        _lock = writerLock;
+        _store = store;
+        FileSystem = fs;
+        Server = server;
+    }
+
+    public static ExportServer Open(string exportDir, ServerOptions? options = null)
+    {
+        if (!Directory.Exists(exportDir)) throw new UserFacingException($"export directory {exportDir} does not exist");
+        var state = PseudoState.ForExport(exportDir);
+        if (!state.Exists)
+            throw new UserFacingException($"{exportDir} has no pseudo database ({state.FilesDbPath}); unpack the rootfs with 'rootfs-export unpack' (or runqemu-extract-sdk) first");
+        var writerLock = state.AcquireWriterLock();
+        OwnershipStore? store = null;
+        try
+        {
+            store = new OwnershipStore(FilesDb.Open(state, create: false), options?.Log);
+            var fs = new ExportFileSystem(exportDir, store, [exportDir]);
+            return new ExportServer(state, writerLock, store, fs, new NinePServer(fs, options));
+        }
+        catch
+        {
+            store?.Dispose();
+            writerLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Binds a listening socket (a stale unix socket file is replaced).</summary>
+    public static Socket Bind(ListenAddress address)
+    {
+        Socket s;
+        if (address.Scheme == "unix")
+        {
+            if (File.Exists(address.SocketPath)) File.Delete(address.SocketPath!);
+            s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        }
+        else
+        {
+            var ep = (System.Net.IPEndPoint)address.ToEndPoint();
+            s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        }
+        try
+        {
+            s.Bind(address.ToEndPoint());
+            s.Listen(64);
+        }
+        catch (SocketException e)
+        {
+            s.Dispose();
+            throw new UserFacingException($"cannot listen on {address}: {e.Message}");
+        }
+        return s;
+    }
+
+    public void Dispose()
+    {
+        FileSystem.Dispose();
+        _store.Dispose();
+        _lock.Dispose();
+    }
+}

@@ -1,0 +1,163 @@
+using System.Collections.Concurrent;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.NineP.Server;
+
+/// <summary>
+/// The export's files.db with every row cached by path. We hold pseudo's lock for the server's lifetime, so
+/// our writes are the only changes: the cache is updated at once and answers all ownership reads, while the
+/// database writes run in order on one writer thread that groups them into transactions (one commit per
+/// burst instead of one fsync per file). <see cref="Dispose"/> commits what is queued.
+/// </summary>
+public sealed class OwnershipStore : IDisposable
+{
+    private readonly FilesDb _db;
+    private readonly object _lock = new();
+    private readonly Dictionary<string, FileRow> _byPath = new(StringComparer.Ordinal);
+    private readonly BlockingCollection<Action> _queue = new();
+    private readonly Thread _writer;
+    private readonly Action<string>? _log;
+
+    public OwnershipStore(FilesDb db, Action<string>? log = null)
+    {
+        _db = db;
+        _log = log;
+        foreach (var row in db.All()) _byPath.TryAdd(row.Path, row);
+        _writer = new Thread(WriterLoop) { IsBackground = true, Name = "files.db writer" };
+        _writer.Start();
+    }
+
+    private void WriterLoop()
+    {
+        foreach (var first in _queue.GetConsumingEnumerable())
+        {
+            _db.InTransaction(() =>
+            {
+                Run(first);
+                // keep the transaction open while work keeps coming (bounded)
+                for (int n = 0; n < 5000 && _queue.TryTake(out var next, 5); n++) Run(next);
+            });
+        }
+    }
+
+    private void Run(Action op)
+    {
+        try { op(); }
+        catch (Exception e) { _log?.Invoke($"files.db: write failed: {e.Message}"); }
+    }
+
+    /// <summary>Runs a database read after every queued write, and returns its result.</summary>
+    private T Query<T>(Func<T> query)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add(() =>
+        {
+            try { done.SetResult(query()); }
+            catch (Exception e) { done.SetException(e); }
+        });
+        return done.Task.GetAwaiter().GetResult();
+    }
+
+    public FileRow? Get(string path)
+    {
+        lock (_lock) return _byPath.GetValueOrDefault(path);
+    }
+
+    /// <summary>Records a new object (and drops stale rows of a reused inode, as FilesDb.PutNew does).</summary>
+    public void PutNew(FileRow row)
+    {
+        lock (_lock)
+        {
+            foreach (var stale in _byPath.Values.Where(r => r.Dev == row.Dev && r.Ino == row.Ino && r.Path != row.Path).ToList())
+                _byPath.Remove(stale.Path);
+            _byPath[row.Path] = row;
+            _queue.Add(() => _db.PutNew(row));
+        }
+    }
+
+    /// <summary>Another name for an existing inode.</summary>
+    public void PutLink(FileRow row)
+    {
+        lock (_lock)
+        {
+            _byPath[row.Path] = row;
+            _queue.Add(() => _db.PutLink(row));
+        }
+    }
+
+    /// <summary>chown/chmod applied to every link of the row's inode (type bits kept).</summary>
+    public void UpdateOwnership(FileRow row, uint uid, uint gid, uint mode)
+    {
+        lock (_lock)
+        {
+            foreach (var link in _byPath.Values.Where(r => r.Dev == row.Dev && r.Ino == row.Ino).ToList())
+                _byPath[link.Path] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
+            _queue.Add(() => _db.UpdateOwnership(row.Dev, row.Ino, uid, gid, mode));
+        }
+    }
+
+    public void DeletePath(string path)
+    {
+        lock (_lock)
+        {
+            _byPath.Remove(path);
+            _queue.Add(() => _db.DeletePath(path));
+        }
+    }
+
+    public void DeleteTree(string path)
+    {
+        lock (_lock)
+        {
+            foreach (var key in KeysUnder(path)) _byPath.Remove(key);
+            _queue.Add(() => _db.DeleteTree(path));
+        }
+    }
+
+    /// <summary>A rename: whatever the target held goes first, then the source subtree moves.</summary>
+    public void Rename(string oldPath, string newPath, bool targetExisted)
+    {
+        lock (_lock)
+        {
+            if (targetExisted) foreach (var key in KeysUnder(newPath)) _byPath.Remove(key);
+            foreach (var key in KeysUnder(oldPath))
+            {
+                var row = _byPath[key];
+                _byPath.Remove(key);
+                var moved = row with { Path = newPath + key[oldPath.Length..] };
+                _byPath[moved.Path] = moved;
+            }
+            _queue.Add(() =>
+            {
+                if (targetExisted) _db.DeleteTree(newPath);
+                _db.RenameTree(oldPath, newPath);
+            });
+        }
+    }
+
+    private List<string> KeysUnder(string path)
+    {
+        var prefix = path == "/" ? "/" : path + "/";
+        return _byPath.Keys.Where(k => k == path || k.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+    }
+
+    // ---- xattrs (keyed by the inode, shared by its links; read through the writer so they see every write) ----
+
+    public byte[]? GetXattr(FileRow row, string name) => Query(() => _db.GetXattr(row.Dev, row.Ino, name));
+
+    public List<string> ListXattrs(FileRow row) => Query(() => _db.GetXattrs(row.Dev, row.Ino).Select(x => x.Name).ToList());
+
+    public void SetXattr(FileRow row, string name, byte[] value) => _queue.Add(() => _db.SetXattr(row.Dev, row.Ino, name, value));
+
+    public bool RemoveXattr(FileRow row, string name) => Query(() => _db.RemoveXattr(row.Dev, row.Ino, name));
+
+    /// <summary>Commits everything queued and closes the database.</summary>
+    public void Dispose()
+    {
+        if (_queue.IsAddingCompleted) return;
+        _queue.CompleteAdding();
+        _writer.Join();
+        _db.Dispose();
+        _queue.Dispose();
+    }
+}

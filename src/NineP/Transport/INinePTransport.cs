@@ -1,0 +1,97 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using RootfsExport.NineP.Protocol;
+
+namespace RootfsExport.NineP.Transport;
+
+/// <summary>
+/// Carries whole 9P frames between one client and the server: TCP and unix sockets here, the usb9pfs
+/// bulk endpoints in the USB bridge. The server reads from one loop only and serializes its writes, so an
+/// implementation needs neither concurrent reads nor concurrent writes.
+/// </summary>
+public interface INinePTransport : IAsyncDisposable
+{
+    /// <summary>
+    /// Reads one whole T-message (size[4] included) into buffer and returns its length; 0 at end of stream.
+    /// A frame larger than buffer is a protocol error: throw <see cref="InvalidDataException"/>.
+    /// </summary>
+    ValueTask<int> ReadFrameAsync(Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>Writes one whole R-message as one unit (one USB transfer, one socket write).</summary>
+    ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken);
+
+    /// <summary>The largest message this transport can carry (usb9pfs: the gadget's buflen); caps msize.</summary>
+    int MaxMessageSize { get; }
+
+    /// <summary>A name for logs, e.g. the peer address.</summary>
+    string Description { get; }
+}
+
+/// <summary>Byte-stream framing (TCP, unix sockets, pipes): the size prefix delimits frames.</summary>
+public sealed class StreamTransport(Stream stream, string description) : INinePTransport
+{
+    public int MaxMessageSize => int.MaxValue;
+    public string Description => description;
+
+    public async ValueTask<int> ReadFrameAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (buffer.Length < P9.HeaderSize) throw new ArgumentException("buffer smaller than a header");
+        if (!await FillAsync(buffer[..4], allowEof: true, cancellationToken)) return 0;
+        uint size = BinaryPrimitives.ReadUInt32LittleEndian(buffer.Span);
+        if (size < P9.HeaderSize || size > buffer.Length)
+            throw new InvalidDataException($"frame size {size} outside 7..{buffer.Length}");
+        await FillAsync(buffer[4..(int)size], allowEof: false, cancellationToken);
+        return (int)size;
+    }
+
+    private async ValueTask<bool> FillAsync(Memory<byte> dest, bool allowEof, CancellationToken ct)
+    {
+        int got = 0;
+        while (got < dest.Length)
+        {
+            int n = await stream.ReadAsync(dest[got..], ct);
+            if (n == 0)
+            {
+                if (got == 0 && allowEof) return false;
+                throw new EndOfStreamException("connection closed inside a frame");
+            }
+            got += n;
+        }
+        return true;
+    }
+
+    public async ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken) =>
+        await stream.WriteAsync(frame, cancellationToken);
+
+    public ValueTask DisposeAsync() => stream.DisposeAsync();
+}
+
+/// <summary>Where the server listens: "tcp:HOST:PORT" or "unix:/path".</summary>
+public sealed record ListenAddress(string Scheme, string Host, int Port, string? SocketPath)
+{
+    public static ListenAddress Parse(string spec)
+    {
+        if (spec.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            var path = spec[5..];
+            if (path.Length == 0) throw new UserFacingException("unix: needs a socket path, e.g. unix:/run/user/1000/rootfs.9p");
+            return new ListenAddress("unix", "", 0, Path.GetFullPath(path));
+        }
+        var rest = spec.StartsWith("tcp:", StringComparison.Ordinal) ? spec[4..] : spec;
+        int colon = rest.LastIndexOf(':');
+        string host = colon < 0 ? "127.0.0.1" : rest[..colon];
+        var portText = colon < 0 ? rest : rest[(colon + 1)..];
+        if (host.StartsWith('[') && host.EndsWith(']')) host = host[1..^1];
+        if (host.Length == 0) host = "127.0.0.1";
+        if (!int.TryParse(portText, out var port) || port < 0 || port > 65535)
+            throw new UserFacingException($"bad 9P listen address '{spec}': expected tcp:HOST:PORT or unix:/path");
+        return new ListenAddress("tcp", host, port, null);
+    }
+
+    public EndPoint ToEndPoint() => Scheme == "unix"
+        ? new UnixDomainSocketEndPoint(SocketPath!)
+        : new IPEndPoint(System.Net.IPAddress.Parse(Host), Port);
+
+    public override string ToString() => Scheme == "unix" ? $"unix:{SocketPath}" : $"tcp:{Host}:{Port}";
+}
