@@ -51,8 +51,12 @@ public sealed class PseudoState
     public void EnsureNoLiveServer()
     {
         if (LiveServerPid() is int pid)
-            throw new UserFacingException(
-                $"a pseudo server (pid {pid}) holds {LockPath}; its database must not be changed behind its back — {StopHint}");
+        {
+            var holder = File.Exists($"/proc/{pid}/comm") ? File.ReadAllText($"/proc/{pid}/comm").Trim() : "pseudo";
+            throw new UserFacingException(holder.StartsWith("pseudo")
+                ? $"a pseudo server (pid {pid}) holds {LockPath}; its database must not be changed behind its back — {StopHint}"
+                : $"{LockPath} is held by pid {pid} ({holder}), another writer of this export (a running 'rootfs-export serve'?); stop it first");
+        }
     }
 
     /// <summary>
