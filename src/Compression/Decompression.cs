@@ -29,8 +29,9 @@ public static class Decompression
             CompressionKind.Zstd => new ZstdDecoderStream(peek),
             _ => peek,
         };
-        // Archive readers ask for 512-byte blocks; a call into a native decoder per block costs more than the data.
-        return new BufferedStream(decoded, 1 << 20);
+        // Decode on a second core while the caller writes files; archive readers' 512-byte reads are then
+        // served from memory instead of a native decoder call each.
+        return kind == CompressionKind.None ? new BufferedStream(decoded, 1 << 20) : new ReadAheadStream(decoded);
     }
 
     public static Stream OpenDecoded(Stream raw, bool leaveOpen = false) => OpenDecoded(raw, out _, leaveOpen);

@@ -18,6 +18,10 @@ public sealed class ExportWriter : IDisposable
     private readonly List<(ExportPath Path, DateTimeOffset Mtime)> _deferredDirTimes = new();
     private readonly byte[] _buffer = new byte[1 << 20];
     private const int MaxCachedDirs = 512;
+    private readonly uint _umask;
+
+    /// <summary>True when creating with this mode leaves it intact (the umask takes nothing away).</summary>
+    private bool CreatesExactly(uint onDisk) => (onDisk & _umask) == 0;
 
     public FilesDb Db { get; }
 
@@ -28,6 +32,9 @@ public sealed class ExportWriter : IDisposable
     /// <param name="dbRoot">The canonical path the export will have; rows are recorded under it.</param>
     public ExportWriter(string treeOnDisk, string dbRoot, FilesDb db)
     {
+        // With the umask known, objects are created with their final on-disk mode and need no chmod after.
+        _umask = Libc.Umask(0x12);
+        Libc.Umask(_umask);
         _root = HostDirectory.Open(treeOnDisk);
         DbRoot = dbRoot;
         Db = db;
@@ -50,16 +57,19 @@ public sealed class ExportWriter : IDisposable
         else
         {
             var parent = OpenParent(path);
+            uint onDisk = StMode.OnDisk(mode, true);
+            bool exact = CreatesExactly(onDisk);
             try
             {
-                parent.CreateDirectory(path.Name, 0x1c0);
+                parent.CreateDirectory(path.Name, exact ? onDisk : 0x1c0);
             }
             catch (PosixException e) when (e.Errno == Errno.EEXIST)
             {
+                exact = false;
                 var existing = parent.Stat(path.Name);
                 if (!StMode.IsDirectory(existing.Mode)) { RemoveObject(parent, path, existing); parent.CreateDirectory(path.Name, 0x1c0); }
             }
-            parent.Chmod(path.Name, StMode.OnDisk(mode, true));
+            if (!exact) parent.Chmod(path.Name, onDisk);
             st = parent.Stat(path.Name);
         }
         Record(path, st, meta, mode, replaceInode: false);
@@ -73,23 +83,25 @@ public sealed class ExportWriter : IDisposable
         var parent = OpenParent(path);
         string name = path.Name;
         string target = name;
+        uint onDisk = StMode.OnDisk(mode, false);
+        bool exact = CreatesExactly(onDisk);
         int fd;
         try
         {
-            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
+            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, exact ? onDisk : 0x180);
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
             var existing = parent.Stat(name);
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
-            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180);
+            fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, exact ? onDisk : 0x180);
         }
         Statx st;
         try
         {
             WriteAll(fd, content, path);
-            if (Libc.Fchmod(fd, StMode.OnDisk(mode, false)) != 0) throw PosixException.Last("chmod", path.Value);
+            if (!exact && Libc.Fchmod(fd, onDisk) != 0) throw PosixException.Last("chmod", path.Value);
             if (meta.Mtime is { } m) SetTimes(fd, m);
             st = HostDirectory.StatFd(fd);
         }

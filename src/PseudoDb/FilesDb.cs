@@ -216,11 +216,7 @@ public sealed class FilesDb : IDisposable
         cmd.Parameters["$d"].Value = dev;
         cmd.Parameters["$i"].Value = ino;
         cmd.ExecuteNonQuery();
-        var x = Prepared("DELETE FROM xattrs WHERE dev = $d AND ino = $i", "$d", "$i");
-        x.Parameters["$d"].Value = dev;
-        x.Parameters["$i"].Value = ino;
-        x.ExecuteNonQuery();
-        ClearUnusedXattrs();
+        DeleteXattrs(dev, ino); // xattrs of the stale inode; other orphans are check's business
     }
 
     /// <summary>chown/chmod as pseudo applies them: to every link of the inode. The type bits are kept.</summary>

@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+
+namespace RootfsExport.Compression;
+
+/// <summary>
+/// Decodes on a second thread while the consumer writes files, like `tar -I zstd` gets from running the
+/// decompressor as its own process: a bounded queue of blocks keeps memory flat (at most Depth blocks).
+/// Errors of the decoder surface on the consumer's next Read.
+/// </summary>
+public sealed class ReadAheadStream : Stream
+{
+    private const int BlockSize = 1 << 20;
+    private const int Depth = 8;
+    private readonly Stream _inner;
+    private readonly BlockingCollection<(byte[] Buffer, int Length)> _blocks = new(Depth);
+    private readonly BlockingCollection<byte[]> _free = new(Depth + 2);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _producer;
+    private Exception? _error;
+    private byte[]? _current;
+    private int _currentPos, _currentLen;
+    private bool _ended;
+
+    public ReadAheadStream(Stream inner)
+    {
+        _inner = inner;
+        for (int i = 0; i < Depth + 2; i++) _free.Add(new byte[BlockSize]);
+        _producer = new Thread(Produce) { IsBackground = true, Name = "decompress" };
+        _producer.Start();
+    }
+
+    private void Produce()
+    {
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                var buf = _free.Take(_stop.Token);
+                int len = 0;
+                while (len < buf.Length)
+                {
+                    int n = _inner.Read(buf, len, buf.Length - len);
+                    if (n == 0) break;
+                    len += n;
+                }
+                if (len == 0) break;
+                _blocks.Add((buf, len), _stop.Token);
+                if (len < buf.Length) break;
+            }
+        }
+        catch (OperationCanceledException) { }
+        catch (Exception e) { _error = e; }
+        finally { _blocks.CompleteAdding(); }
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (buffer.Length == 0) return 0;
+        while (_current is null || _currentPos == _currentLen)
+        {
+            if (_current != null) { _free.Add(_current); _current = null; }
+            if (_ended) return 0;
+            if (!_blocks.TryTake(out var block, Timeout.Infinite))
+            {
+                _ended = true;
+                if (_error != null) throw _error is IOException or InvalidDataException ? Rethrow(_error) : new IOException(_error.Message, _error);
+                return 0;
+            }
+            (_current, _currentLen, _currentPos) = (block.Buffer, block.Length, 0);
+        }
+        int n = Math.Min(buffer.Length, _currentLen - _currentPos);
+        _current.AsSpan(_currentPos, n).CopyTo(buffer);
+        _currentPos += n;
+        return n;
+    }
+
+    private static Exception Rethrow(Exception e) => e is InvalidDataException ide ? new InvalidDataException(ide.Message, ide) : new IOException(e.Message, e);
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _stop.Cancel();
+            _producer.Join();
+            _inner.Dispose();
+            _stop.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}
