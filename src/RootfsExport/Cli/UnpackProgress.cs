@@ -31,7 +31,7 @@ public sealed class UnpackProgress : IUnpackProgress
         T result = default!;
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         console.Progress()
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Columns(new SpinnerColumn(), new TaskDescriptionColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
             {
                 var task = ctx.AddTask(title, maxValue: 1);
@@ -46,13 +46,15 @@ public sealed class UnpackProgress : IUnpackProgress
     public void Report(long entries, long bytes)
     {
         var now = _clock.Elapsed;
+        // called per entry: update the display at most 10 times a second (rendering costs more than an entry)
+        if (now - _lastLine < (_task != null ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromSeconds(5))) return;
         double rate = bytes / Math.Max(now.TotalSeconds, 0.001) / 1e6;
         if (_task != null)
         {
+            _lastLine = now;
             _task.Description = $"{entries,7} entries  {bytes / 1e6,8:F1} MB  {rate,6:F1} MB/s";
             return;
         }
-        if (now - _lastLine < TimeSpan.FromSeconds(5)) return;
         _lastLine = now;
         Console.Error.WriteLine($"unpacked {entries} entries, {bytes / 1e6:F1} MB ({rate:F1} MB/s)");
     }
