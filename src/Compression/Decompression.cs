@@ -37,7 +37,7 @@ public static class Decompression
     public static Stream OpenDecoded(Stream raw, bool leaveOpen = false) => OpenDecoded(raw, out _, leaveOpen);
 
     /// <summary>Counts bytes read from the compressed file, for progress and error offsets.</summary>
-    private sealed class PeekStream : Stream
+    private sealed class PeekStream : ReadOnlyStream
     {
         private readonly Stream _inner;
         private readonly bool _leaveOpen;
@@ -61,8 +61,6 @@ public static class Decompression
 
         public ReadOnlySpan<byte> Head => _head;
 
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
         public override int Read(Span<byte> buffer)
         {
             if (_headPos < _head.Length)
@@ -75,15 +73,6 @@ public static class Decompression
             return _inner.Read(buffer);
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

@@ -4,7 +4,7 @@ namespace RootfsExport.Compression;
 /// A read-only stream that pulls compressed bytes from an inner stream and hands them to a native
 /// streaming decoder. Subclasses wrap one library's streaming API; this class owns the buffering.
 /// </summary>
-public abstract class NativeDecoderStream : Stream
+public abstract class NativeDecoderStream : ReadOnlyStream
 {
     private readonly Stream _inner;
     private readonly bool _leaveOpen;
@@ -30,8 +30,6 @@ public abstract class NativeDecoderStream : Stream
     /// throws InvalidDataException on corrupt input.
     /// </summary>
     protected abstract bool Decode(ReadOnlySpan<byte> input, Span<byte> output, bool inputEnded, out int consumed, out int produced);
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -59,15 +57,7 @@ public abstract class NativeDecoderStream : Stream
         }
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => _position; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

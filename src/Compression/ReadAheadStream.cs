@@ -7,7 +7,7 @@ namespace RootfsExport.Compression;
 /// decompressor as its own process: a bounded queue of blocks keeps memory flat (at most Depth blocks).
 /// Errors of the decoder surface on the consumer's next Read.
 /// </summary>
-public sealed class ReadAheadStream : Stream
+public sealed class ReadAheadStream : ReadOnlyStream
 {
     private const int BlockSize = 1 << 20;
     private const int Depth = 8;
@@ -53,8 +53,6 @@ public sealed class ReadAheadStream : Stream
         finally { _blocks.CompleteAdding(); }
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
     public override int Read(Span<byte> buffer)
     {
         if (buffer.Length == 0) return 0;
@@ -78,15 +76,6 @@ public sealed class ReadAheadStream : Stream
 
     private static Exception Rethrow(Exception e) => e is InvalidDataException ide ? new InvalidDataException(ide.Message, ide) : new IOException(e.Message, e);
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

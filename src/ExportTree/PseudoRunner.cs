@@ -10,42 +10,15 @@ namespace RootfsExport.ExportTree;
 /// </summary>
 public sealed record PseudoRunner(string Binary, string Prefix)
 {
-    /// <summary>Finds pseudo: --pseudo, $OECORE_NATIVE_SYSROOT, the OE build's native sysroots, then PATH.</summary>
+    /// <summary>Finds pseudo: --pseudo, $OECORE_NATIVE_SYSROOT, the build's native sysroots, then PATH.</summary>
     public static PseudoRunner Locate(string? explicitPath, string? buildDir)
     {
-        foreach (var candidate in Candidates(explicitPath, buildDir))
-            if (File.Exists(candidate))
-                return new PseudoRunner(candidate, Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(candidate))!)!);
-        throw new UserFacingException(
+        var binary = Build.HostTools.Locate("pseudo", "pseudo-native", explicitPath, "--pseudo", buildDir) ?? throw new UserFacingException(
             "pseudo not found: pass --pseudo PATH, run inside an OE build that has pseudo-native " +
             "(bitbake pseudo-native -c addto_recipe_sysroot, or qemu-helper-native), or install it (Debian/Ubuntu: apt install pseudo)");
+        return new PseudoRunner(binary, Path.GetDirectoryName(Path.GetDirectoryName(binary)!)!);
     }
 
-    private static IEnumerable<string> Candidates(string? explicitPath, string? buildDir)
-    {
-        if (explicitPath != null)
-        {
-            if (!File.Exists(explicitPath)) throw new UserFacingException($"--pseudo '{explicitPath}' does not exist");
-            yield return explicitPath;
-        }
-        if (System.Environment.GetEnvironmentVariable("OECORE_NATIVE_SYSROOT") is { } native)
-            yield return Path.Combine(native, "usr", "bin", "pseudo");
-        buildDir ??= System.Environment.GetEnvironmentVariable("BUILDDIR");
-        if (buildDir != null && Directory.Exists(buildDir))
-        {
-            foreach (var tmp in Directory.EnumerateDirectories(buildDir, "tmp*"))
-            {
-                yield return Path.Combine(tmp, "sysroots-components", "x86_64", "pseudo-native", "usr", "bin", "pseudo");
-                var work = Path.Combine(tmp, "work", "x86_64-linux", "qemu-helper-native");
-                if (Directory.Exists(work))
-                    foreach (var ver in Directory.EnumerateDirectories(work))
-                        yield return Path.Combine(ver, "recipe-sysroot-native", "usr", "bin", "pseudo");
-            }
-        }
-        if (ChildProcess.FindInPath("pseudo") is { } inPath) yield return inPath;
-    }
-
-    /// <summary>The environment a program runs with under pseudo on this export's state.</summary>
     /// <param name="untracked">paths pseudo must not record (our own pid and exports files): a row for a file
     /// we later delete without pseudo would be stale, and pseudo aborts clients when its inode is reused.</param>
     public Dictionary<string, string?> EnvironmentFor(string export, params string[] untracked)

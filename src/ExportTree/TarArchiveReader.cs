@@ -232,7 +232,7 @@ public sealed class TarArchiveReader
     }
 
     /// <summary>A member's data: reads at most its size, and skips what was not read (plus padding) on Next().</summary>
-    private sealed class MemberData : Stream
+    private sealed class MemberData : Compression.ReadOnlyStream
     {
         private readonly TarArchiveReader _reader;
         private readonly long _size;
@@ -251,8 +251,6 @@ public sealed class TarArchiveReader
             _reader.Skip((512 - _size % 512) % 512);
         }
 
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
         public override int Read(Span<byte> buffer)
         {
             long left = _size - _read;
@@ -264,14 +262,7 @@ public sealed class TarArchiveReader
             return n;
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
         public override long Length => _size;
         public override long Position { get => _read; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -44,36 +44,8 @@ public static class UnfsdServer
         "  or build https://github.com/unfs3/unfs3 (./bootstrap && ./configure && make) and pass --unfsd PATH";
 
     /// <summary>Finds unfsd: --unfsd, $OECORE_NATIVE_SYSROOT, the OE build's native sysroots, PTXdist's sysroot-host, PATH.</summary>
-    public static string? Locate(string? explicitPath, string? buildDir)
-    {
-        if (explicitPath != null)
-            return File.Exists(explicitPath) ? Path.GetFullPath(explicitPath) : throw new UserFacingException($"--unfsd '{explicitPath}' does not exist");
-        return Candidates(buildDir).FirstOrDefault(File.Exists);
-    }
-
-    private static IEnumerable<string> Candidates(string? buildDir)
-    {
-        if (Environment.GetEnvironmentVariable("OECORE_NATIVE_SYSROOT") is { } native)
-            yield return Path.Combine(native, "usr", "bin", "unfsd");
-        buildDir ??= Environment.GetEnvironmentVariable("BUILDDIR");
-        if (buildDir != null && Directory.Exists(buildDir))
-        {
-            foreach (var tmp in Directory.EnumerateDirectories(buildDir, "tmp*"))
-            {
-                yield return Path.Combine(tmp, "sysroots-components", "x86_64", "unfs3-native", "usr", "bin", "unfsd");
-                var work = Path.Combine(tmp, "work", "x86_64-linux", "qemu-helper-native");
-                if (Directory.Exists(work))
-                    foreach (var ver in Directory.EnumerateDirectories(work))
-                        yield return Path.Combine(ver, "recipe-sysroot-native", "usr", "bin", "unfsd");
-            }
-            foreach (var platform in Directory.EnumerateDirectories(buildDir, "platform-*"))
-            {
-                yield return Path.Combine(platform, "sysroot-host", "bin", "unfsd");
-                yield return Path.Combine(platform, "sysroot-host", "sbin", "unfsd");
-            }
-        }
-        if (ChildProcess.FindInPath("unfsd") is { } inPath) yield return inPath;
-    }
+    public static string? Locate(string? explicitPath, string? buildDir) =>
+        Build.HostTools.Locate("unfsd", "unfs3-native", explicitPath, "--unfsd", buildDir);
 
     /// <summary>A port free for both TCP and UDP on the bind address (unfsd listens on both).</summary>
     public static int FreePort(IPAddress bind, int preferred)
