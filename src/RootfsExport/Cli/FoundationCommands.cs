@@ -60,9 +60,10 @@ public static class FoundationCommands
         var image = new Argument<string>("image") { Description = "image recipe name, e.g. core-image-minimal (PTXdist: any name; platform-*/images/root.tgz is used)" };
         var build = BuildOptions.Create();
         var noFeeds = new Option<bool>("--no-feeds") { Description = "only refresh from the image tarball; do not apply packages from the feeds" };
+        var install = new Option<string[]>("--install") { Description = "also install these packages (with their dependencies) from the feed", AllowMultipleArgumentsPerToken = true };
         var cmd = new Command("update", "Create or refresh the export of an image: unpack its newest rootfs tarball when it changed, then apply newer packages from the build's feeds")
         {
-            image, noFeeds,
+            image, noFeeds, install,
         };
         build.AddTo(cmd);
         cmd.SetAction(parse =>
@@ -79,8 +80,17 @@ public static class FoundationCommands
             var real = new FileInfo(tarball).ResolveLinkTarget(true)?.FullName;
             Console.WriteLine($"Image: {tarball}{(real != null ? $" -> {Path.GetFileName(real)}" : "")}");
             ImageRefresh.Run(tarball, export);
+            int rc = 0;
+            if (!parse.GetValue(noFeeds))
+            {
+                var result = FeedWatcher.FeedUpdater.Update(new FeedWatcher.FeedUpdateRequest(
+                    export, layout, name, parse.GetValue(install) ?? [], Console.Out));
+                // packages asked for by name that could not be installed make the run fail; feed notes do not
+                var requested = parse.GetValue(install) ?? [];
+                if (result.Problems.Any(p => requested.Any(r => p.StartsWith(r + ":") || p.StartsWith(r + " ")))) rc = 1;
+            }
             BootRefresh(export);
-            return 0;
+            return rc;
         });
         return cmd;
     }

@@ -1,0 +1,95 @@
+using System.Text.Json;
+using RootfsExport.ExportTree.Build;
+
+namespace RootfsExport.FeedWatcher;
+
+/// <summary>What the feed offers for one package file (cached by name, size and mtime).</summary>
+public sealed record FeedEntry(string Path, long Size, long MtimeTicks, string Package, string Version, string Architecture, string Sha256);
+
+/// <summary>
+/// Scans the build's ipk feed directories (tmp/deploy/ipk/&lt;arch&gt;, PTXdist platform-*/packages) for package
+/// files themselves — the Packages indexes are stale unless `bitbake package-index` ran — and keeps an own
+/// index keyed by file name + size + mtime (the idea of Packages.stamps) so unchanged files are not re-read.
+/// </summary>
+public sealed class FeedScanner
+{
+    private readonly string _indexPath;
+    private readonly Dictionary<string, FeedEntry> _index;
+
+    public FeedScanner(string indexPath)
+    {
+        _indexPath = indexPath;
+        _index = File.Exists(indexPath)
+            ? (JsonSerializer.Deserialize<List<FeedEntry>>(File.ReadAllText(indexPath)) ?? new()).ToDictionary(e => e.Path)
+            : new Dictionary<string, FeedEntry>();
+    }
+
+    /// <summary>Feed directories of a build, lowest priority first (OE opkg.conf: all, any, noarch, tune archs, machine arch).</summary>
+    public static IReadOnlyList<(string Arch, string Dir)> FeedDirs(BuildLayout layout)
+    {
+        if (layout.Kind == BuildKind.Ptxdist)
+        {
+            var dir = Path.Combine(layout.PlatformDir!, "packages");
+            return Directory.Exists(dir) ? [("ptxdist", dir)] : [];
+        }
+        var root = Path.Combine(layout.DeployDir!, "ipk");
+        if (!Directory.Exists(root)) return [];
+        static int Rank(string arch, string machineArch) => arch switch
+        {
+            "all" => 0, "any" => 1, "noarch" => 2,
+            _ when arch == machineArch => 4,
+            _ => 3,
+        };
+        return Directory.EnumerateDirectories(root)
+            .Select(d => (Arch: Path.GetFileName(d), Dir: d))
+            .Where(d => d.Arch != "morgue" && !d.Arch.EndsWith("-sdk") && !d.Arch.EndsWith("-nativesdk"))
+            .OrderBy(d => Rank(d.Arch, layout.MachineArch)).ThenBy(d => d.Arch, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    /// <summary>
+    /// Every package file with its control summary. A file that does not parse and changed in the last
+    /// 2 s is still being written (bitbake/sstate drop files in pieces): it is reported as not ready.
+    /// </summary>
+    public (List<(FeedEntry Entry, int Priority)> Packages, List<string> NotReady) Scan(BuildLayout layout)
+    {
+        var result = new List<(FeedEntry, int)>();
+        var notReady = new List<string>();
+        var seen = new HashSet<string>();
+        var dirs = FeedDirs(layout);
+        for (int priority = 0; priority < dirs.Count; priority++)
+        {
+            foreach (var file in Directory.EnumerateFiles(dirs[priority].Dir, "*.ipk", SearchOption.AllDirectories))
+            {
+                if (file.Contains("/morgue/")) continue;
+                var info = new FileInfo(file);
+                seen.Add(file);
+                if (_index.TryGetValue(file, out var cached) && cached.Size == info.Length && cached.MtimeTicks == info.LastWriteTimeUtc.Ticks)
+                {
+                    result.Add((cached, priority));
+                    continue;
+                }
+                try
+                {
+                    var ipk = IpkFile.Read(file);
+                    var entry = new FeedEntry(file, info.Length, info.LastWriteTimeUtc.Ticks, ipk.Name, ipk.Version, ipk.Architecture, ipk.Sha256);
+                    _index[file] = entry;
+                    result.Add((entry, priority));
+                }
+                catch (UserFacingException) when (DateTime.UtcNow - info.LastWriteTimeUtc < TimeSpan.FromSeconds(2))
+                {
+                    notReady.Add(file);
+                }
+            }
+        }
+        foreach (var gone in _index.Keys.Where(k => !seen.Contains(k)).ToList()) _index.Remove(gone);
+        return (result, notReady);
+    }
+
+    public void Save()
+    {
+        var tmp = _indexPath + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(_index.Values.OrderBy(e => e.Path).ToList()));
+        File.Move(tmp, _indexPath, overwrite: true);
+    }
+}
