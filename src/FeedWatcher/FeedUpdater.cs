@@ -9,7 +9,7 @@ namespace RootfsExport.FeedWatcher;
 
 public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output);
 
-public sealed record FeedUpdateResult(int Installed, int Upgraded, int Removed, IReadOnlyList<string> Problems);
+public sealed record FeedUpdateResult(int Installed, int Upgraded, int Removed, IReadOnlyList<string> Problems, int NotReady = 0);
 
 /// <summary>
 /// Brings an export up to date from the build's ipk feed, as opkg would offline but without opkg, bitbake or
@@ -141,7 +141,7 @@ public static class FeedUpdater
         foreach (var p in problems) output.WriteLine($"  problem: {p}");
         output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, 0 removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
             (plan.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
-        return new FeedUpdateResult(installedCount, upgraded, 0, problems);
+        return new FeedUpdateResult(installedCount, upgraded, 0, problems, notReady.Count);
     }
 
     private static DateTime ImageTime(PseudoState state)

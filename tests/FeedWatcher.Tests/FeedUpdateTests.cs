@@ -16,7 +16,7 @@ public sealed class FeedUpdateTests
         }
     }
 
-    private sealed class Build : IDisposable
+    internal sealed class Build : IDisposable
     {
         public ScratchDir Dir { get; } = new("rfe-feed");
         public string Root => Dir["build"];

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using RootfsExport.ExportTree.Build;
+
+namespace RootfsExport.FeedWatcher;
+
+/// <summary>
+/// Keeps an export current while the developer builds: inotify (FileSystemWatcher) on the feed and image
+/// directories, debounced so a bitbake run's burst of files gives one refresh; a half-written package makes
+/// the refresh retry; and a unix socket on which the bitbake class (or anyone) says "build-done".
+/// </summary>
+public sealed class FeedWatch
+{
+    /// <summary>What a client sends; the reply is "ok\n".</summary>
+    public const string BuildDoneMessage = "build-done";
+
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(1.5);
+
+    private readonly BuildLayout _layout;
+    private readonly string _image;
+    private readonly Func<CancellationToken, Task<bool>> _refresh;
+    private readonly TextWriter _log;
+    private readonly SemaphoreSlim _wake = new(0);
+    private DateTime? _firstEvent;
+    private string _reason = "";
+    private readonly object _gate = new();
+
+    /// <param name="refresh">one refresh; returns false when it should be retried (packages still being written)</param>
+    public FeedWatch(BuildLayout layout, string image, Func<CancellationToken, Task<bool>> refresh, TextWriter log)
+    {
+        _layout = layout;
+        _image = image;
+        _refresh = refresh;
+        _log = log;
+    }
+
+    /// <summary>&lt;build&gt;/.rootfs-export/&lt;image&gt;.sock: one per image, all found by globbing the directory.</summary>
+    public static string SocketPath(BuildLayout layout, string image) => Path.Combine(layout.BuildDir, ".rootfs-export", image + ".sock");
+
+    public IEnumerable<string> WatchedDirectories()
+    {
+        foreach (var (_, dir) in FeedScanner.FeedDirs(_layout)) yield return dir;
+        if (_layout.Kind == BuildKind.OpenEmbedded || _layout.Kind == BuildKind.Sample)
+        {
+            var ipkRoot = Path.Combine(_layout.DeployDir!, "ipk");
+            if (Directory.Exists(ipkRoot)) yield return ipkRoot;
+        }
+        if (Directory.Exists(_layout.ImageDir)) yield return _layout.ImageDir;
+    }
+
+    private void Poke(string reason)
+    {
+        lock (_gate)
+        {
+            _firstEvent ??= DateTime.UtcNow;
+            if (_reason.Length == 0) _reason = reason;
+        }
+        _wake.Release();
+    }
+
+    public async Task RunAsync(CancellationToken cancel)
+    {
+        var watchers = new List<FileSystemWatcher>();
+        foreach (var dir in WatchedDirectories().Distinct())
+        {
+            var w = new FileSystemWatcher(dir) { IncludeSubdirectories = true, NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.DirectoryName };
+            w.Created += (_, e) => Poke($"{e.Name} created");
+            w.Changed += (_, e) => Poke($"{e.Name} changed");
+            w.Renamed += (_, e) => Poke($"{e.Name} renamed");
+            w.Deleted += (_, e) => Poke($"{e.Name} deleted");
+            w.EnableRaisingEvents = true;
+            watchers.Add(w);
+            _log.WriteLine($"watching {dir}");
+        }
+        var socketPath = SocketPath(_layout, _image);
+        Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
+        if (File.Exists(socketPath)) File.Delete(socketPath); // left by a killed watch; a live one would hold the export lock in refresh
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+        listener.Listen(8);
+        _log.WriteLine($"listening on {socketPath} (send \"{BuildDoneMessage}\\n\", reply \"ok\\n\")");
+        _log.Flush();
+        var accept = AcceptLoop(listener, cancel);
+        try
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                await _wake.WaitAsync(cancel);
+                // debounce: wait until the burst has been quiet for a while
+                while (await _wake.WaitAsync(Quiet, cancel)) { }
+                DateTime started;
+                string reason;
+                lock (_gate)
+                {
+                    started = _firstEvent ?? DateTime.UtcNow;
+                    reason = _reason;
+                    _firstEvent = null;
+                    _reason = "";
+                }
+                var clock = Stopwatch.StartNew();
+                bool done;
+                try
+                {
+                    done = await _refresh(cancel);
+                }
+                catch (UserFacingException e)
+                {
+                    _log.WriteLine($"refresh failed: {e.Message}");
+                    done = true;
+                }
+                _log.WriteLine($"refresh ({reason}) took {clock.Elapsed.TotalSeconds:F2} s, {(DateTime.UtcNow - started).TotalSeconds:F2} s after the first change");
+                _log.Flush();
+                if (!done) { await Task.Delay(TimeSpan.FromSeconds(2), cancel); Poke("retry: packages were still being written"); }
+            }
+        }
+        catch (OperationCanceledException) { }
+        finally
+        {
+            foreach (var w in watchers) w.Dispose();
+            listener.Close();
+            try { File.Delete(socketPath); } catch (IOException) { }
+            try { await accept; } catch (Exception) { }
+        }
+    }
+
+    private async Task AcceptLoop(Socket listener, CancellationToken cancel)
+    {
+        while (!cancel.IsCancellationRequested)
+        {
+            Socket client;
+            try { client = await listener.AcceptAsync(cancel); }
+            catch (Exception) { return; }
+            _ = Task.Run(async () =>
+            {
+                using (client)
+                {
+                    var buffer = new byte[512];
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+                    timeout.CancelAfter(TimeSpan.FromSeconds(5));
+                    try
+                    {
+                        int n = await client.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+                        var line = Encoding.UTF8.GetString(buffer, 0, n).Split('\n')[0].Trim();
+                        if (line.StartsWith(BuildDoneMessage))
+                        {
+                            await client.SendAsync("ok\n"u8.ToArray(), SocketFlags.None, timeout.Token);
+                            Poke($"socket: {line}");
+                        }
+                        else await client.SendAsync(Encoding.UTF8.GetBytes($"error: unknown message '{line}', expected '{BuildDoneMessage}'\n"), SocketFlags.None, timeout.Token);
+                    }
+                    catch (Exception) { }
+                }
+            }, cancel);
+        }
+    }
+}

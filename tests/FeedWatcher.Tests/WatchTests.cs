@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.FeedWatcher.Tests;
+
+/// <summary>`watch` picks up a dropped package by itself and answers a build-done message on its socket.</summary>
+public sealed class WatchTests
+{
+    [Fact]
+    public void Watch_applies_a_dropped_package_and_answers_build_done()
+    {
+        using var b = new FeedUpdateTests.Build();
+        var psi = new ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { ToolCopy.Dll, "watch", "reference-base-image" }) psi.ArgumentList.Add(a);
+        psi.Environment["HOME"] = "/tmp";
+        psi.Environment["BUILDDIR"] = b.Root;
+        psi.WorkingDirectory = b.Dir.Path;
+        using var watch = Process.Start(psi)!;
+        var output = new StringBuilder();
+        watch.OutputDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
+        watch.ErrorDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
+        watch.BeginOutputReadLine();
+        watch.BeginErrorReadLine();
+        string Text() { lock (output) return output.ToString(); }
+        void WaitUntil(Func<bool> condition, string what)
+        {
+            for (int i = 0; i < 300 && !condition(); i++) { Assert.False(watch.HasExited, Text()); Thread.Sleep(100); }
+            Assert.True(condition(), $"{what}\n{Text()}");
+        }
+        try
+        {
+            WaitUntil(() => Text().Contains("listening on"), "watch did not start");
+            var hello = Path.Combine(b.Export, "usr/bin/hello");
+            Assert.Contains("hello 1.1", File.ReadAllText(hello)); // the first refresh ran
+
+            // bitbake drops a new package into the feed
+            b.Ipk("hello-sample", "1.2-r0", "core2-64", "/usr/bin/hello=echo hello 1.2", depends: "busybox");
+            WaitUntil(() => File.Exists(hello) && File.ReadAllText(hello).Contains("hello 1.2"), "the dropped package was not applied");
+            WaitUntil(() => Text().Contains("hello-sample 1.1-r0 → 1.2-r0") && Text().Contains("refresh ("), "no refresh logged");
+
+            // the bitbake class's message on the socket
+            var socketPath = Path.Combine(b.Root, ".rootfs-export", "reference-base-image.sock");
+            using (var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+            {
+                client.Connect(new UnixDomainSocketEndPoint(socketPath));
+                client.Send("build-done core-image-minimal\n"u8);
+                var reply = new byte[16];
+                client.ReceiveTimeout = 10_000;
+                int n = client.Receive(reply);
+                Assert.Equal("ok\n", Encoding.UTF8.GetString(reply, 0, n));
+            }
+            WaitUntil(() => Text().Contains("refresh (socket: build-done core-image-minimal)"), "socket message did not trigger a refresh");
+        }
+        finally
+        {
+            if (!watch.HasExited) Posix.Native.Signals.Kill(watch.Id, Posix.Native.Signals.SIGINT);
+            Assert.True(watch.WaitForExit(30_000), "watch did not stop on SIGINT");
+        }
+        Assert.Contains("watch stopped", Text());
+        Assert.False(File.Exists(Path.Combine(b.Root, ".rootfs-export", "reference-base-image.sock")));
+        Assert.Contains("clean:", Run.Tool("check", b.Export).ShouldSucceed().Stdout);
+    }
+}
