@@ -1,0 +1,120 @@
+using System.IO.Compression;
+using System.Text;
+
+namespace RootfsExport.Payload;
+
+/// <summary>
+/// `payload modules`: lib/modules/&lt;release&gt; as a newc cpio a bootloader appends to the initramfs
+/// (rsinit binds it over the rootfs's modules). Owner 0:0, modes 0644/0755 whatever make modules_install
+/// left (it installs -rw-------), split debug info and the build/source links into the kernel tree left out,
+/// sorted and with a fixed mtime so the same modules give the same bytes.
+/// </summary>
+public static class ModulesPayload
+{
+    /// <summary>The modules directory: lib/modules or usr/lib/modules (merged /usr) below the given root.</summary>
+    public static (string Dir, string Prefix, string Release) Locate(string root, string? release)
+    {
+        foreach (var prefix in new[] { "lib/modules", "usr/lib/modules" })
+        {
+            var dir = Path.Combine(root, prefix);
+            if (!Directory.Exists(dir)) continue;
+            var releases = Directory.EnumerateDirectories(dir).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+            if (release != null)
+            {
+                if (!releases.Contains(release)) throw new UserFacingException($"{dir} has no '{release}' (it has: {string.Join(", ", releases)})");
+                return (Path.Combine(dir, release), prefix, release);
+            }
+            if (releases.Count == 1) return (Path.Combine(dir, releases[0]), prefix, releases[0]);
+            if (releases.Count > 1) throw new UserFacingException($"{dir} has several kernel releases ({string.Join(", ", releases)}): pass --release");
+        }
+        throw new UserFacingException($"no modules in '{root}': expected lib/modules/<release> or usr/lib/modules/<release> (for a kernel build, run make modules_install INSTALL_MOD_PATH=<dir> and pass <dir>)");
+    }
+
+    private static bool Excluded(string relative)
+    {
+        var name = Path.GetFileName(relative);
+        return relative is "build" or "source" || name.EndsWith(".dwo") || name.EndsWith(".debug") || relative.Split('/').Contains(".debug");
+    }
+
+    public static void Write(string root, string? release, string output, string? append, long mtime)
+    {
+        var (dir, prefix, _) = Locate(root, release);
+        using var file = new FileStream(output + ".tmp", FileMode.Create, FileAccess.Write);
+        if (append != null)
+        {
+            if (!File.Exists(append)) throw new UserFacingException($"--append '{append}' does not exist");
+            using var a = File.OpenRead(append);
+            a.CopyTo(file); // the kernel unpacks concatenated (separately compressed) cpio archives in turn
+        }
+        Stream target = output.EndsWith(".gz") ? new GZipStream(file, CompressionLevel.SmallestSize, leaveOpen: true) : file;
+        var cpio = new CpioNewcWriter(target);
+        var parts = prefix.Split('/');
+        for (int i = 1; i <= parts.Length; i++) cpio.Directory(string.Join('/', parts[..i]), 0x1ed, mtime);
+        var releaseDir = prefix + "/" + Path.GetFileName(dir);
+        cpio.Directory(releaseDir, 0x1ed, mtime);
+        foreach (var rel in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories)
+                     .Select(p => Path.GetRelativePath(dir, p)).Order(StringComparer.Ordinal))
+        {
+            if (Excluded(rel)) continue;
+            var full = Path.Combine(dir, rel);
+            var name = releaseDir + "/" + rel;
+            var info = new FileInfo(full);
+            if (info.LinkTarget is { } link) cpio.Symlink(name, link, mtime);
+            else if (Directory.Exists(full)) cpio.Directory(name, 0x1ed, mtime);
+            else cpio.File(name, 0x1a4, mtime, File.ReadAllBytes(full));
+        }
+        cpio.Finish();
+        if (target != file) target.Dispose();
+        file.Dispose();
+        File.Move(output + ".tmp", output, overwrite: true);
+    }
+}
+
+/// <summary>What a kernel image says about itself: architecture (from its header) and release (its banner).</summary>
+public static class KernelImage
+{
+    public static byte[] Load(string path)
+    {
+        if (!File.Exists(path)) throw new UserFacingException($"kernel '{path}' does not exist");
+        return File.ReadAllBytes(path);
+    }
+
+    public static bool IsGzip(byte[] data) => data.Length > 2 && data[0] == 0x1f && data[1] == 0x8b;
+
+    public static byte[] Uncompressed(byte[] data)
+    {
+        if (!IsGzip(data)) return data;
+        using var gz = new GZipStream(new MemoryStream(data), CompressionMode.Decompress);
+        using var ms = new MemoryStream();
+        gz.CopyTo(ms);
+        return ms.ToArray();
+    }
+
+    /// <summary>arm64 Image ("ARM\x64" at 0x38), arm zImage (0x016f2818 at 0x24), x86 bzImage ("HdrS" at 0x202).</summary>
+    public static string? Arch(byte[] raw)
+    {
+        if (raw.Length > 0x3c && raw[0x38] == 'A' && raw[0x39] == 'R' && raw[0x3a] == 'M' && raw[0x3b] == 0x64) return "arm64";
+        if (raw.Length > 0x28 && BitConverter.ToUInt32(raw, 0x24) == 0x016f2818) return "arm";
+        if (raw.Length > 0x206 && Encoding.ASCII.GetString(raw, 0x202, 4) == "HdrS") return "x86";
+        return null;
+    }
+
+    /// <summary>The release from "Linux version &lt;release&gt; " (uncompressed Image) or bzImage's kernel_version field.</summary>
+    public static string? Release(byte[] raw)
+    {
+        if (raw.Length > 0x210 && Encoding.ASCII.GetString(raw, 0x202, 4) == "HdrS")
+        {
+            int off = BitConverter.ToUInt16(raw, 0x20e) + 0x200;
+            if (off > 0x200 && off < raw.Length)
+            {
+                int end = Array.IndexOf(raw, (byte)' ', off);
+                if (end > off) return Encoding.ASCII.GetString(raw, off, end - off);
+            }
+        }
+        var marker = "Linux version "u8;
+        int at = raw.AsSpan().IndexOf(marker);
+        if (at < 0) return null;
+        int start = at + marker.Length, stop = Array.IndexOf(raw, (byte)' ', start);
+        return stop > start ? Encoding.ASCII.GetString(raw, start, stop - start) : null;
+    }
+}
