@@ -4,7 +4,8 @@ using RootfsExport.ExportTree.Build;
 namespace RootfsExport.FeedWatcher;
 
 /// <summary>What the feed offers for one package file (cached by name, size and mtime).</summary>
-public sealed record FeedEntry(string Path, long Size, long MtimeTicks, string Package, string Version, string Architecture, string Sha256);
+public sealed record FeedEntry(string Path, long Size, long MtimeTicks, string Package, string Version, string Architecture, string Sha256,
+    string? Depends = null, string? Provides = null);
 
 /// <summary>
 /// Scans the build's ipk feed directories (tmp/deploy/ipk/&lt;arch&gt;, PTXdist platform-*/packages) for package
@@ -25,24 +26,24 @@ public sealed class FeedScanner
     }
 
     /// <summary>Feed directories of a build, lowest priority first (OE opkg.conf: all, any, noarch, tune archs, machine arch).</summary>
-    public static IReadOnlyList<(string Arch, string Dir)> FeedDirs(BuildLayout layout)
+    public static IReadOnlyList<(string Arch, string Dir)> FeedDirs(BuildLayout layout, PackageFormat format = PackageFormat.Ipk)
     {
         if (layout.Kind == BuildKind.Ptxdist)
         {
             var dir = Path.Combine(layout.PlatformDir!, "packages");
             return Directory.Exists(dir) ? [("ptxdist", dir)] : [];
         }
-        var root = Path.Combine(layout.DeployDir!, "ipk");
+        var root = Path.Combine(layout.DeployDir!, format.ToString().ToLowerInvariant());
         if (!Directory.Exists(root)) return [];
         static int Rank(string arch, string machineArch) => arch switch
         {
             "all" => 0, "any" => 1, "noarch" => 2,
-            _ when arch == machineArch => 4,
+            _ when arch == machineArch || arch.Replace('-', '_') == machineArch => 4,
             _ => 3,
         };
         return Directory.EnumerateDirectories(root)
             .Select(d => (Arch: Path.GetFileName(d), Dir: d))
-            .Where(d => d.Arch != "morgue" && !d.Arch.EndsWith("-sdk") && !d.Arch.EndsWith("-nativesdk"))
+            .Where(d => d.Arch is not ("morgue" or "repodata") && !d.Arch.EndsWith("-sdk") && !d.Arch.EndsWith("-nativesdk") && !d.Arch.EndsWith("_nativesdk"))
             .OrderBy(d => Rank(d.Arch, layout.MachineArch)).ThenBy(d => d.Arch, StringComparer.Ordinal)
             .ToList();
     }
@@ -51,17 +52,18 @@ public sealed class FeedScanner
     /// Every package file with its control summary. A file that does not parse and changed in the last
     /// 2 s is still being written (bitbake/sstate drop files in pieces): it is reported as not ready.
     /// </summary>
-    public (List<(FeedEntry Entry, int Priority)> Packages, List<string> NotReady) Scan(BuildLayout layout)
+    public (List<(FeedEntry Entry, int Priority)> Packages, List<string> NotReady) Scan(BuildLayout layout, PackageFormat format = PackageFormat.Ipk)
     {
         var result = new List<(FeedEntry, int)>();
         var notReady = new List<string>();
         var seen = new HashSet<string>();
-        var dirs = FeedDirs(layout);
+        var dirs = FeedDirs(layout, format);
+        var pattern = "*." + format.ToString().ToLowerInvariant();
         for (int priority = 0; priority < dirs.Count; priority++)
         {
-            foreach (var file in Directory.EnumerateFiles(dirs[priority].Dir, "*.ipk", SearchOption.AllDirectories))
+            foreach (var file in Directory.EnumerateFiles(dirs[priority].Dir, pattern, SearchOption.AllDirectories))
             {
-                if (file.Contains("/morgue/")) continue;
+                if (file.Contains("/morgue/") || Path.GetFileName(file).StartsWith('.')) continue;
                 var info = new FileInfo(file);
                 seen.Add(file);
                 if (_index.TryGetValue(file, out var cached) && cached.Size == info.Length && cached.MtimeTicks == info.LastWriteTimeUtc.Ticks)
@@ -71,8 +73,9 @@ public sealed class FeedScanner
                 }
                 try
                 {
-                    var ipk = IpkFile.Read(file);
-                    var entry = new FeedEntry(file, info.Length, info.LastWriteTimeUtc.Ticks, ipk.Name, ipk.Version, ipk.Architecture, ipk.Sha256);
+                    var pkg = PackageFile.Read(file, verifyData: true);
+                    var entry = new FeedEntry(file, info.Length, info.LastWriteTimeUtc.Ticks, pkg.Name, pkg.Version, pkg.Architecture, pkg.Sha256,
+                        string.Join(", ", new[] { pkg.Control["Pre-Depends"], pkg.Control["Depends"] }.Where(d => !string.IsNullOrWhiteSpace(d))), pkg.Control["Provides"]);
                     _index[file] = entry;
                     result.Add((entry, priority));
                 }

@@ -7,24 +7,29 @@ using RootfsExport.PseudoDb;
 
 namespace RootfsExport.FeedWatcher;
 
+/// <param name="Export">export directory on disk</param>
+/// <param name="Layout">the build: OE deploy dir (ipk/deb/rpm feeds, image manifest) or PTXdist platform dir</param>
+/// <param name="Image">image recipe name (finds the manifest)</param>
+/// <param name="Install">extra packages to install with their dependencies</param>
 public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output);
 
 public sealed record FeedUpdateResult(int Installed, int Upgraded, int Removed, IReadOnlyList<string> Problems, int NotReady = 0);
 
 /// <summary>
-/// Brings an export up to date from the build's ipk feed, as opkg would offline but without opkg, bitbake or
-/// a PR server: installs what the image manifest (or --install) wants and the export lacks, upgrades every
-/// installed package whose candidate is newer or has different content at the same version, applies each
-/// package in one files.db transaction, and records opkg's status and info files. Maintainer scripts are not
-/// run on the host: a package with a postinst is left "install ok unpacked" for run-postinsts on the board.
+/// Brings an export up to date from the build's package feed (ipk, deb or rpm: whichever package manager the
+/// export's image uses), as opkg/dpkg would offline but without them, bitbake or a PR server.
+/// Each package is applied atomically with respect to kills: a journal (with a link to the package file) is
+/// written before the package touches the export and removed after its files.db transaction committed; a run
+/// that finds a journal first applies that package again from the journal (roll forward), so export, files.db
+/// and the package-manager state converge to "after" that package.
 /// </summary>
 public static class FeedUpdater
 {
     private const string PackagesFile = "rootfs-export-packages.json";
     private const string JournalFile = "rootfs-export-feed.journal";
-    private const string IndexFile = "rootfs-export-feed-index.json";
+    private const string IndexFile = "rootfs-export-feed-index.v2.json";
 
-    private sealed record Candidate(FeedEntry Entry, int Priority);
+    private sealed record Journal(string Package, string Copy, string Original, string? OldStanza, List<string> OldList, bool Auto);
 
     public static FeedUpdateResult Update(FeedUpdateRequest req)
     {
@@ -36,112 +41,163 @@ public static class FeedUpdater
         output.WriteLine("Update from package feeds");
         var problems = new List<string>();
 
-        var opkg = OpkgState.Load(export);
-        if (opkg is null)
+        using var writeLock = state.AcquireWriterLock();
+        var pstate = PackageState.Load(export, state.Directory);
+        if (pstate is null)
         {
-            output.WriteLine("  the export has no opkg status (var/lib/opkg/status): the image was built without IMAGE_FEATURES \"package-management\"; nothing to update");
+            output.WriteLine("  the export has no package database (var/lib/opkg/status, var/lib/dpkg/status, var/lib/rpm): the image was built without IMAGE_FEATURES \"package-management\"; nothing to update");
             return new FeedUpdateResult(0, 0, 0, problems);
         }
+        var format = req.Layout.Kind == BuildKind.Ptxdist ? PackageFormat.Ipk : pstate.Format;
+        var manifest = req.Layout.FindManifest(req.Image);
+        if (pstate is RpmState && pstate.Status.Count == 0 && manifest != null) SeedFromManifest(pstate, manifest);
 
-        using var writeLock = state.AcquireWriterLock();
         var recorded = LoadRecorded(state);
-        var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
-        var (entries, notReady) = scanner.Scan(req.Layout);
-        foreach (var f in notReady) output.WriteLine($"  not ready yet (still being written): {f}");
-        var candidates = entries
-            .GroupBy(e => e.Entry.Package)
-            .ToDictionary(g => g.Key, g => g.OrderByDescending(e => e.Priority) // arch priority beats version (--prefer-arch-to-version)
-                .ThenByDescending(e => PackageVersion.Parse(e.Entry.Version)).Select(e => new Candidate(e.Entry, e.Priority)).First());
-
-        // a package a killed run was applying is applied again first (idempotent), so the export converges
-        var journal = Path.Combine(state.Directory, JournalFile);
-        var resume = File.Exists(journal) ? File.ReadAllText(journal).Trim() : null;
-
-        var wanted = new List<(string Name, bool Explicit)>();
-        if (req.Layout.FindManifest(req.Image) is { } manifest)
-            foreach (var line in File.ReadAllLines(manifest))
-                if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) wanted.Add((name, false));
-        foreach (var s in opkg.Status) if (opkg.Installed(s.Package) != null) wanted.Add((s.Package, false));
-        foreach (var name in req.Install) wanted.Add((name, true));
-
-        var plan = new List<(Candidate Pkg, ControlStanza? Old, bool Auto)>();
-        var planned = new HashSet<string>();
-        void Want(string name, bool isExplicit, string? requiredBy, Relation? relation)
-        {
-            if (planned.Contains(name)) return;
-            var installed = opkg.Installed(name);
-            if (!candidates.TryGetValue(name, out var cand))
-            {
-                if (installed is null)
-                    problems.Add(requiredBy is null ? $"{name}: not in the feed" : $"{name}: needed by {requiredBy}, not in the feed");
-                return;
-            }
-            if (relation != null && !relation.SatisfiedBy(cand.Entry.Version) && (installed is null || !relation.SatisfiedBy(installed.Version)))
-            {
-                problems.Add($"{name}: {requiredBy} needs {relation.Op} {relation.Version}, the feed has {cand.Entry.Version}");
-                return;
-            }
-            bool apply;
-            if (installed is null) apply = true;
-            else
-            {
-                int cmp = PackageVersion.Compare(cand.Entry.Version, installed.Version);
-                if (cmp < 0) { problems.Add($"{name}: feed has {cand.Entry.Version}, older than installed {installed.Version}: downgrade refused"); return; }
-                apply = cmp > 0 || (recorded.TryGetValue(name, out var sha)
-                    ? sha != cand.Entry.Sha256
-                    : new DateTime(cand.Entry.MtimeTicks, DateTimeKind.Utc) > ImageTime(state).AddSeconds(2)); // rebuilt after the image was made (a checkout writes both at once)
-                if (!apply) recorded[name] = cand.Entry.Sha256;
-            }
-            if (name == resume) apply = true;
-            if (!apply) return;
-            planned.Add(name);
-            // dependencies first, so a package never lands without what it needs
-            var ipkControl = IpkFile.Read(cand.Entry.Path).Control;
-            foreach (var group in ipkControl.Relations("Depends"))
-            {
-                if (group.Any(r => opkg.Installed(r.Name) is { } i && r.SatisfiedBy(i.Version)) || group.Any(r => planned.Contains(r.Name))) continue;
-                var pick = group.FirstOrDefault(r => candidates.ContainsKey(r.Name)) ?? group[0];
-                int before = problems.Count;
-                Want(pick.Name, false, name, pick);
-                if (problems.Count > before) { planned.Remove(name); problems.Add($"{name} {cand.Entry.Version}: not applied, a dependency cannot be resolved"); return; }
-            }
-            plan.Add((cand, installed, !isExplicit && installed is null));
-        }
-        foreach (var (name, isExplicit) in wanted) Want(name, isExplicit, null, null);
-
+        var owners = OwnerNames.FromExport(export);
         int installedCount = 0, upgraded = 0;
-        var installs = plan.Where(p => p.Old is null).ToList();
-        var upgrades = plan.Where(p => p.Old is not null).ToList();
+        var applied = new List<string>();
+        var leftUnpacked = new List<string>();
+
         using (var db = FilesDb.Open(state, create: false))
         using (var writer = new ExportWriter(export, export, db))
         {
-            if (installs.Count > 0) output.WriteLine("Installing new packages");
-            foreach (var p in installs) { Apply(p.Pkg, p.Old, p.Auto); installedCount++; }
-            if (upgrades.Count > 0) output.WriteLine("Upgrading packages");
-            foreach (var p in upgrades) { Apply(p.Pkg, p.Old, p.Auto); upgraded++; }
+            RollForward(state, pstate, writer, db, owners, req.Layout, recorded, output, applied);
 
-            void Apply(Candidate cand, ControlStanza? old, bool auto)
+            var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
+            var (entries, notReady) = scanner.Scan(req.Layout, format);
+            foreach (var f in notReady) output.WriteLine($"  not ready yet (still being written): {f}");
+            if (entries.Count == 0 && notReady.Count == 0)
+                output.WriteLine($"  no .{format.ToString().ToLowerInvariant()} packages in {string.Join(", ", FeedScanner.FeedDirs(req.Layout, format).Select(d => d.Dir).DefaultIfEmpty(req.Layout.Kind == BuildKind.Ptxdist ? req.Layout.PlatformDir + "/packages" : req.Layout.DeployDir + "/" + format.ToString().ToLowerInvariant()))}");
+
+            var imageTime = ImageTime(state);
+            var planner = new Planner(pstate.InstalledPackages().ToList(), entries, recorded,
+                c => new DateTime(c.Entry.MtimeTicks, DateTimeKind.Utc) > imageTime.AddSeconds(2)); // rebuilt after the image was made (a checkout writes both at once)
+            if (manifest != null)
+                foreach (var line in File.ReadLines(manifest))
+                    if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) planner.Want(name, false);
+            foreach (var s in pstate.InstalledPackages().ToList()) planner.Want(s.Package, false);
+            foreach (var name in req.Install) planner.Want(name, true);
+            problems.AddRange(planner.Problems);
+            foreach (var (name, sha) in planner.Confirmed) recorded[name] = sha;
+
+            var installs = planner.Steps.Where(p => p.Installed is null).ToList();
+            var upgrades = planner.Steps.Where(p => p.Installed is not null).ToList();
+            if (installs.Count > 0) output.WriteLine("Installing new packages");
+            foreach (var p in installs) { Apply(p); installedCount++; }
+            if (upgrades.Count > 0) output.WriteLine("Upgrading packages");
+            foreach (var p in upgrades) { Apply(p); upgraded++; }
+
+            void Apply(PlanStep step)
             {
-                var ipk = IpkFile.Read(cand.Entry.Path);
-                File.WriteAllText(journal, ipk.Name + "\n");
-                var note = PackageApplier.Apply(ipk, old, opkg, writer, db, auto);
-                recorded[ipk.Name] = ipk.Sha256;
+                var pkg = PackageFile.Read(step.Package.Entry.Path);
+                var old = pstate.Installed(pkg.Name);
+                var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
+                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, step.AutoInstalled, owners, Perms(req.Layout, step.Package.Entry.Path, pkg.Name));
+                recorded[pkg.Name] = pkg.Sha256;
                 SaveRecorded(state, recorded);
-                File.Delete(journal);
-                output.WriteLine($"  {ipk.Name} {(old is null ? "" : old.Version + " → ")}{ipk.Version}{note}");
+                EndJournal(state, journal);
+                applied.Add($"{pkg.Name}={pkg.Version}");
+                if (outcome.LeftUnpacked) leftUnpacked.Add(pkg.Name);
+                output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
             }
-            if (plan.Count > 0)
+            if (applied.Count > 0)
             {
-                var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', plan.Select(p => p.Pkg.Entry.Package + "=" + p.Pkg.Entry.Version))}\n");
+                var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', applied)}\n");
                 db.InTransaction(() => writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
             }
+            scanner.Save();
+            SaveRecorded(state, recorded);
+            if (notReady.Count > 0) problems.Add($"{notReady.Count} package file(s) still being written; the next run picks them up");
+            foreach (var p in problems) output.WriteLine($"  problem: {p}");
+            foreach (var u in owners.Unknown) output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
+            if (leftUnpacked.Count > 0)
+                output.WriteLine($"  to finish on the board ({(pstate.Format == PackageFormat.Deb ? "dpkg --configure -a" : "opkg configure")}, run by run-postinsts at boot): {string.Join(' ', leftUnpacked)}");
+            if (pstate is RpmState && applied.Count > 0)
+                output.WriteLine("  note: the target's rpmdb (var/lib/rpm) is not updated: 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
+            output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, 0 removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
+                (applied.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
+            return new FeedUpdateResult(installedCount, upgraded, 0, problems, notReady.Count);
         }
-        scanner.Save();
+    }
+
+    private static PermsFile? Perms(BuildLayout layout, string packagePath, string name) =>
+        layout.Kind == BuildKind.Ptxdist ? PermsFile.For(layout.PlatformDir!, packagePath, name) : null;
+
+    /// <summary>rpm: without our own record yet, what the image manifest lists is what is installed.</summary>
+    private static void SeedFromManifest(PackageState pstate, string manifest)
+    {
+        foreach (var line in File.ReadLines(manifest))
+        {
+            if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is not [var name, var arch, var version, ..]) continue;
+            var s = new ControlStanza();
+            s["Package"] = name;
+            s["Version"] = version;
+            s["Status"] = "install ok installed";
+            s["Architecture"] = arch;
+            pstate.Status.Add(s);
+        }
+    }
+
+    // ---- journal: what is being applied, so a killed run is finished by the next ----
+
+    private static string JournalPath(PseudoState state) => Path.Combine(state.Directory, JournalFile);
+
+    private static Journal BeginJournal(PseudoState state, PackageFile pkg, ControlStanza? old, HashSet<string> oldList, bool auto)
+    {
+        // the package itself is kept (hard link, else copy): the feed may change before the next run
+        var copy = Path.Combine(state.Directory, "rootfs-export-feed.pending" + Path.GetExtension(pkg.Path));
+        File.Delete(copy);
+        try
+        {
+            using var from = Posix.HostDirectory.Open(Path.GetDirectoryName(pkg.Path)!);
+            using var to = Posix.HostDirectory.Open(state.Directory);
+            Posix.HostDirectory.Link(from, Path.GetFileName(pkg.Path), to, Path.GetFileName(copy));
+        }
+        catch (Posix.PosixException) { File.Copy(pkg.Path, copy); } // another file system, or not ours to link (protected_hardlinks)
+        var journal = new Journal(pkg.Name, copy, pkg.Path, old?.ToString(), oldList.Order(StringComparer.Ordinal).ToList(), auto);
+        var path = JournalPath(state);
+        using (var f = new FileStream(path + ".tmp", FileMode.Create, FileAccess.Write))
+        {
+            JsonSerializer.Serialize(f, journal);
+            f.Flush(flushToDisk: true);
+        }
+        File.Move(path + ".tmp", path, overwrite: true);
+        return journal;
+    }
+
+    private static void EndJournal(PseudoState state, Journal journal)
+    {
+        File.Delete(JournalPath(state));
+        File.Delete(journal.Copy);
+    }
+
+    private static void RollForward(PseudoState state, PackageState pstate, ExportWriter writer, FilesDb db, OwnerNames owners, BuildLayout layout,
+        Dictionary<string, string> recorded, TextWriter output, List<string> applied)
+    {
+        var path = JournalPath(state);
+        if (!File.Exists(path)) return;
+        Journal? journal;
+        try { journal = JsonSerializer.Deserialize<Journal>(File.ReadAllText(path)); }
+        catch (JsonException) { journal = null; } // killed while writing the journal: nothing was applied yet
+        if (journal is null || !File.Exists(journal.Copy))
+        {
+            File.Delete(path);
+            return;
+        }
+        var pkg = PackageFile.Read(journal.Copy);
+        var old = journal.OldStanza is { } text ? ControlStanza.Parse(text, "journal") : null;
+        output.WriteLine($"Finishing {journal.Package}, interrupted in a previous run");
+        var touched = journal.OldList.ToList();
+        pkg.ReadData(m => touched.Add("/" + ExportPath.Parse(m.Name, "entry").Value), owners.Resolve);
+        touched.AddRange(pstate.InfoFiles(pkg.Name).Select(f => "/" + f));
+        touched.Add($"/{pstate.Root}/status");
+        db.InTransaction(() => PackageApplier.RemoveStaleTemporaries(writer, pstate.Export, touched));
+        var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, journal.Auto, owners, Perms(layout, journal.Original, pkg.Name));
+        recorded[pkg.Name] = pkg.Sha256;
         SaveRecorded(state, recorded);
-        foreach (var p in problems) output.WriteLine($"  problem: {p}");
-        output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, 0 removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
-            (plan.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
-        return new FeedUpdateResult(installedCount, upgraded, 0, problems, notReady.Count);
+        EndJournal(state, journal);
+        applied.Add($"{pkg.Name}={pkg.Version}");
+        output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
     }
 
     private static DateTime ImageTime(PseudoState state)

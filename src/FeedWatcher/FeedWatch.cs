@@ -40,12 +40,15 @@ public sealed class FeedWatch
 
     public IEnumerable<string> WatchedDirectories()
     {
-        foreach (var (_, dir) in FeedScanner.FeedDirs(_layout)) yield return dir;
-        if (_layout.Kind == BuildKind.OpenEmbedded || _layout.Kind == BuildKind.Sample)
-        {
-            var ipkRoot = Path.Combine(_layout.DeployDir!, "ipk");
-            if (Directory.Exists(ipkRoot)) yield return ipkRoot;
-        }
+        if (_layout.Kind == BuildKind.Ptxdist)
+            foreach (var (_, dir) in FeedScanner.FeedDirs(_layout)) yield return dir;
+        else
+            foreach (var kind in new[] { "ipk", "deb", "rpm" })
+            {
+                // the feed roots, recursively: new arch directories appear while bitbake runs
+                var root = Path.Combine(_layout.DeployDir!, kind);
+                if (Directory.Exists(root)) yield return root;
+            }
         if (Directory.Exists(_layout.ImageDir)) yield return _layout.ImageDir;
     }
 

@@ -1,30 +1,41 @@
-using System.Text;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
 using RootfsExport.ExportTree;
 using RootfsExport.PseudoDb;
 
 namespace RootfsExport.FeedWatcher;
 
+/// <summary>What applying one package did, for the output.</summary>
+public sealed record ApplyOutcome(bool LeftUnpacked, IReadOnlyList<string> Notes);
+
 /// <summary>
-/// Applies one ipk to an export as opkg does offline: data files with their recorded owners, files of the old
-/// version that the new one lacks removed (unless another package lists them), user-modified conffiles kept
-/// with the new one as &lt;file&gt;-opkg, then info files and the status stanza. One files.db transaction.
+/// Applies one package to an export as opkg/dpkg do offline, in one files.db transaction: data files with their
+/// owners; files of the old version that the new one lacks removed unless another package owns them; conffiles
+/// a user modified kept, the new one written beside them; info files and the status stanza. Maintainer scripts
+/// are never run: a package with a postinst is recorded as unpacked for the board's run-postinsts.
 /// </summary>
-public static class PackageApplier
+public static partial class PackageApplier
 {
-    public static string Apply(IpkFile ipk, ControlStanza? old, OpkgState opkg, ExportWriter writer, FilesDb db, bool autoInstalled)
+    /// <param name="oldList">paths the installed version owned (from the journal when rolling forward)</param>
+    /// <param name="owners">maps rpm user/group names to ids</param>
+    /// <param name="perms">PTXdist: ownership and device nodes from platform-*/state/&lt;pkg&gt;.perms, applied after the data</param>
+    public static ApplyOutcome Apply(PackageFile pkg, ControlStanza? old, IReadOnlyCollection<string> oldList, PackageState state, ExportWriter writer,
+        FilesDb db, bool autoInstalled, OwnerNames owners, PermsFile? perms)
     {
-        var export = opkg.Export;
-        var oldConffiles = OpkgState.Conffiles(old);
-        var conffiles = new HashSet<string>(ipk.Conffiles, StringComparer.Ordinal);
+        var where = Path.GetFileName(pkg.Path);
+        var oldConffiles = PackageState.Conffiles(old);
+        var conffiles = new HashSet<string>(pkg.Conffiles, StringComparer.Ordinal);
+        bool unpacked = pkg.HasPostinst;
         var newList = new List<string>();
-        var keptConffiles = new List<string>();
-        var conffileMd5 = new List<(string, string)>();
-        var now = DateTimeOffset.UtcNow;
+        var recordedConffiles = new List<(string, string)>();
+        var notes = new List<string>();
+        var export = state.Export;
+        var rpmFlags = RpmConfigFlags(pkg);
         db.InTransaction(() =>
         {
-            ipk.ReadData(member =>
+            pkg.ReadData(member =>
             {
-                var path = ExportPath.Parse(member.Name, $"{Path.GetFileName(ipk.Path)}: data entry");
+                var path = ExportPath.Parse(member.Name, $"{where}: data entry");
                 if (path.IsRoot) return;
                 var target = "/" + path.Value;
                 var meta = new EntryMeta(member.Uid, member.Gid, member.Mode, 0, member.Mtime);
@@ -32,64 +43,134 @@ public static class PackageApplier
                 {
                     case '5': writer.Directory(path, meta); break;
                     case '2': writer.Symlink(path, member.LinkName, meta); break;
-                    case '1': writer.HardLink(path, ExportPath.Parse(member.LinkName, "hard link target")); break;
+                    case '1': writer.HardLink(path, ExportPath.Parse(member.LinkName, $"{where}: hard link target")); break;
                     case '3' or '4':
                         writer.Special(path, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice,
                             meta with { Rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor) });
                         break;
                     case '6': writer.Special(path, EntryKind.Fifo, meta); break;
-                    case '0' or '7':
-                        var onDisk = Path.Combine(export, path.Value);
-                        if (conffiles.Contains(target) && File.Exists(onDisk) && oldConffiles.TryGetValue(target, out var recordedMd5)
-                            && OpkgState.Md5(onDisk) != recordedMd5)
-                        {
-                            // the user changed it on the board: keep theirs, put ours beside it
-                            writer.RegularFile(ExportPath.Parse(path.Value + "-opkg"), member.Data, meta);
-                            keptConffiles.Add(target);
-                            conffileMd5.Add((target, recordedMd5));
-                        }
-                        else
-                        {
-                            writer.RegularFile(path, member.Data, meta);
-                            if (conffiles.Contains(target)) conffileMd5.Add((target, OpkgState.Md5(onDisk)));
-                        }
+                    case '0' or '7' when conffiles.Contains(target):
+                        Conffile(path, target, member.Data, meta);
                         break;
+                    case '0' or '7': writer.RegularFile(path, member.Data, meta); break;
                     default:
-                        throw new UserFacingException($"{Path.GetFileName(ipk.Path)}: data entry '{member.Name}' has tar type '{member.Type}'");
+                        throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type}'");
                 }
                 newList.Add(target);
-            });
+            }, owners.Resolve);
+            if (perms != null)
+            {
+                perms.Apply(writer, where);
+                foreach (var node in perms.Nodes) if (!newList.Contains(node)) newList.Add(node);
+            }
 
             // files the old version had and the new one does not: gone, unless another package owns them
-            if (old != null)
+            var keep = newList.ToHashSet(StringComparer.Ordinal);
+            var obsolete = oldList.Where(p => !keep.Contains(p) && p != "/" && p != "/.").ToList();
+            if (obsolete.Count > 0)
             {
-                var others = opkg.Status.Where(s => s.Package != ipk.Name).SelectMany(s => opkg.List(s.Package)).ToHashSet(StringComparer.Ordinal);
-                var keep = newList.ToHashSet(StringComparer.Ordinal);
-                foreach (var gone in opkg.List(ipk.Name).Where(p => !keep.Contains(p) && !others.Contains(p)).OrderByDescending(p => p.Length))
+                var others = state.InstalledPackages().Where(s => s.Package != pkg.Name).SelectMany(s => state.List(s.Package)).ToHashSet(StringComparer.Ordinal);
+                foreach (var gone in obsolete.Where(p => !others.Contains(p)).OrderByDescending(p => p.Length))
                 {
                     var rel = ExportPath.ParseTargetAbsolute(gone, "obsolete file");
-                    if (writer.TryStat(rel, out var st) && !Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
+                    if (!writer.TryStat(rel, out var st)) { db.DeleteTree(writer.DbPath(rel)); continue; }
+                    if (!Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
+                    else if (!Directory.EnumerateFileSystemEntries(Path.Combine(export, rel.Value)).Any()) writer.Remove(rel); // dpkg/opkg leave non-empty dirs
                 }
             }
 
+            var now = DateTimeOffset.UtcNow;
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: now);
-            WriteText(writer, opkg.InfoPath(ipk.Name, "list"), string.Concat(newList.Select(p => p + "\n")), root);
-            WriteText(writer, opkg.InfoPath(ipk.Name, "control"), ipk.Control.ToString(), root);
-            foreach (var (name, content) in ipk.ControlMembers)
+            var written = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (rel, content, executable) in state.Record(pkg, old, newList, recordedConffiles, unpacked, autoInstalled, now.ToUnixTimeSeconds()))
             {
-                if (name is "debian-binary") continue;
-                bool script = name is "preinst" or "postinst" or "prerm" or "postrm";
-                writer.RegularFile(ExportPath.Parse(opkg.InfoPath(ipk.Name, name)), new MemoryStream(content), root with { Permissions = script ? 0x1edu : 0x1a4u });
+                writer.RegularFile(ExportPath.Parse(rel), new MemoryStream(content), root with { Permissions = executable ? 0x1edu : 0x1a4u });
+                written.Add(rel);
             }
-            opkg.Replace(OpkgState.StatusStanza(ipk, ipk.HasPostinst ? "unpacked" : "installed", conffileMd5, now.ToUnixTimeSeconds(), autoInstalled));
-            WriteText(writer, $"{opkg.Root}/status", opkg.FormatStatus(), root);
+            // scripts or lists of the old version the new one does not have
+            foreach (var stale in state.InfoFiles(pkg.Name).Where(f => !written.Contains(f)))
+                writer.Remove(ExportPath.Parse(stale));
         });
-        var notes = new List<string>();
-        if (ipk.HasPostinst) notes.Add("postinst left for the board: installed as 'unpacked', run-postinsts/opkg configure finishes it");
-        foreach (var c in keptConffiles) notes.Add($"kept your {c}, new one is {c}-opkg");
-        return notes.Count > 0 ? " (" + string.Join("; ", notes) + ")" : "";
+        if (unpacked) notes.Add("postinst not run on the host: left 'install ok unpacked' for run-postinsts/" + (state.Format == PackageFormat.Deb ? "dpkg --configure -a" : state.Format == PackageFormat.Rpm ? "rerun on the board" : "opkg configure"));
+        return new ApplyOutcome(unpacked, notes);
+
+        void Conffile(ExportPath path, string target, Stream data, EntryMeta meta)
+        {
+            var content = new MemoryStream();
+            data.CopyTo(content);
+            var bytes = content.ToArray();
+            string newMd5 = Convert.ToHexStringLower(MD5.HashData(bytes));
+            var onDisk = Path.Combine(export, path.Value);
+            bool exists = File.Exists(onDisk);
+            string? diskMd5 = exists ? PackageState.Md5(onDisk) : null;
+            bool userModified = exists && oldConffiles.TryGetValue(target, out var recorded) && recorded != "newconffile" && diskMd5 != recorded && diskMd5 != newMd5;
+            if (state.Format == PackageFormat.Deb && unpacked)
+            {
+                // dpkg unpacks every conffile as .dpkg-new and decides at configure time, on the board
+                writer.RegularFile(ExportPath.Parse(path.Value + ".dpkg-new"), new MemoryStream(bytes), meta);
+                recordedConffiles.Add((target, "newconffile"));
+                return;
+            }
+            if (!userModified)
+            {
+                writer.RegularFile(path, new MemoryStream(bytes), meta);
+                recordedConffiles.Add((target, newMd5));
+                return;
+            }
+            if (state.Format == PackageFormat.Rpm && rpmFlags.TryGetValue(target, out var flags) && (flags & RpmHeader.RPMFILE_NOREPLACE) == 0)
+            {
+                // plain %config: the new file wins, the user's is saved
+                using (var mine = File.OpenRead(onDisk))
+                {
+                    var saved = ExportPath.Parse(path.Value + ".rpmsave");
+                    var row = db.GetByPath(writer.DbPath(path));
+                    writer.RegularFile(saved, mine, meta with { Uid = row?.Uid ?? meta.Uid, Gid = row?.Gid ?? meta.Gid, Permissions = (row?.Mode ?? meta.Permissions) & 0xfff });
+                }
+                writer.RegularFile(path, new MemoryStream(bytes), meta);
+                recordedConffiles.Add((target, newMd5));
+                notes.Add($"saved your {target} as {target}.rpmsave");
+                return;
+            }
+            // the user changed it on the board: keep theirs, put ours beside it
+            var suffix = state.NewConffileSuffix;
+            writer.RegularFile(ExportPath.Parse(path.Value + suffix), new MemoryStream(bytes), meta);
+            recordedConffiles.Add((target, state.Format == PackageFormat.Ipk ? oldConffiles[target] : newMd5));
+            notes.Add($"kept your {target}, new one is {target}{suffix}");
+        }
     }
 
-    private static void WriteText(ExportWriter writer, string relative, string text, EntryMeta meta) =>
-        writer.RegularFile(ExportPath.Parse(relative), new MemoryStream(Encoding.UTF8.GetBytes(text)), meta);
+    private static Dictionary<string, long> RpmConfigFlags(PackageFile pkg)
+    {
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        if (pkg.Rpm is not { } h) return result;
+        var paths = h.FilePaths();
+        var flags = h.Integers(RpmHeader.FILEFLAGS);
+        for (int i = 0; i < paths.Count && i < flags.Length; i++) result[paths[i]] = flags[i];
+        return result;
+    }
+
+    [GeneratedRegex(@"^\..+\.rfe-\d+-[0-9a-f]{8}$")]
+    private static partial Regex WriterTempName();
+
+    /// <summary>
+    /// After a kill: the export writer's temporary names (written, not yet renamed over their target) in the
+    /// directories a package touches. They have no files.db row; the roll-forward writes the real files again.
+    /// </summary>
+    public static int RemoveStaleTemporaries(ExportWriter writer, string export, IEnumerable<string> targetPaths)
+    {
+        int removed = 0;
+        foreach (var dir in targetPaths.Select(p => Path.GetDirectoryName(p.TrimEnd('/')) ?? "/").Distinct())
+        {
+            var onDisk = Path.Combine(export, dir.TrimStart('/'));
+            if (!Directory.Exists(onDisk) || new DirectoryInfo(onDisk).LinkTarget != null) continue;
+            foreach (var entry in Directory.EnumerateFileSystemEntries(onDisk))
+            {
+                var name = Path.GetFileName(entry);
+                if (!WriterTempName().IsMatch(name)) continue;
+                writer.Remove(ExportPath.ParseTargetAbsolute(dir.TrimEnd('/') + "/" + name, "temporary file"));
+                removed++;
+            }
+        }
+        return removed;
+    }
 }

@@ -165,7 +165,8 @@ public sealed class FeedUpdateTests
         b.Ipk("daemon", "1.1-r0", "core2-64", "/etc/daemon.conf=port=3", conffiles: "/etc/daemon.conf", postinst: "echo configure");
         var output = b.Update().ShouldSucceed().Stdout;
         Assert.Contains("kept your /etc/daemon.conf, new one is /etc/daemon.conf-opkg", output);
-        Assert.Contains("postinst left for the board", output);
+        Assert.Contains("postinst not run on the host: left 'install ok unpacked' for run-postinsts/opkg configure", output);
+        Assert.Contains("to finish on the board (opkg configure, run by run-postinsts at boot): daemon", output);
         Assert.Equal("port=2 # mine\n", File.ReadAllText(Path.Combine(b.Export, "etc/daemon.conf")));
         Assert.Equal("port=3", File.ReadAllText(Path.Combine(b.Export, "etc/daemon.conf-opkg")));
         Assert.Contains("Package: daemon\nVersion: 1.1-r0\nStatus: install ok unpacked", b.Status);

@@ -1,0 +1,181 @@
+using System.Text;
+
+namespace RootfsExport.FeedWatcher;
+
+/// <summary>
+/// dpkg's state: var/lib/dpkg/status and info/&lt;pkg&gt;[:arch].{list,md5sums,conffiles,postinst,...}, written as
+/// dpkg writes them (compared with `dpkg --root` in the tests): status fields in dpkg's own order (fieldinfos[]
+/// in lib/dpkg/parse.c), relation fields normalised, other fields after them in their control-file order; the
+/// .list in archive order starting with "/."; every control member except control copied to info/.
+/// </summary>
+public sealed class DpkgState : PackageState
+{
+    public DpkgState(string export, List<ControlStanza> status) : base(export, "var/lib/dpkg", status) { }
+
+    public override PackageFormat Format => PackageFormat.Deb;
+    public override string NewConffileSuffix => ".dpkg-dist";
+
+    /// <summary>dpkg's known fields in the order it writes them.</summary>
+    private static readonly string[] FieldOrder =
+    [
+        "Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin", "Maintainer", "Bugs",
+        "Architecture", "Multi-Arch", "Source", "Version", "Config-Version", "Replaces", "Provides", "Depends", "Pre-Depends",
+        "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Filename", "Size", "MD5sum", "MSDOS-Filename",
+        "Description", "Triggers-Pending", "Triggers-Awaited",
+    ];
+
+    private static readonly HashSet<string> RelationFields = new(StringComparer.OrdinalIgnoreCase)
+        { "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances" };
+
+    /// <summary>Fields of a .deb's control that dpkg does not keep in status.</summary>
+    private static readonly HashSet<string> NotInStatus = new(StringComparer.OrdinalIgnoreCase) { "Filename", "Size", "MD5sum", "MSDOS-Filename" };
+
+    /// <summary>info/ base name: "pkg", or "pkg:arch" for Multi-Arch: same.</summary>
+    public static string InfoName(ControlStanza control) =>
+        string.Equals(control["Multi-Arch"], "same", StringComparison.OrdinalIgnoreCase) ? $"{control.Package}:{control.Architecture}" : control.Package;
+
+    private string InfoPath(string infoName, string suffix) => $"{Root}/info/{infoName}.{suffix}";
+
+    public override HashSet<string> List(string package)
+    {
+        var stanza = Installed(package);
+        var list = ReadList(InfoPath(stanza is null ? package : InfoName(stanza), "list"));
+        list.Remove("/.");
+        return list;
+    }
+
+    public override IEnumerable<string> InfoFiles(string package)
+    {
+        var dir = Path.Combine(Export, Root, "info");
+        if (!Directory.Exists(dir)) return [];
+        var stanza = Installed(package);
+        var prefix = (stanza is null ? package : InfoName(stanza)) + ".";
+        return Directory.EnumerateFiles(dir, prefix + "*")
+            .Select(Path.GetFileName)
+            .Where(n => n![prefix.Length..] is var rest && rest.Length > 0 && !rest.Contains('.') && !rest.Contains(':'))
+            .Select(n => $"{Root}/info/{n}");
+    }
+
+    /// <summary>A status stanza as dpkg writes it for this package.</summary>
+    public static ControlStanza StatusStanza(ControlStanza control, string status, IEnumerable<(string Path, string Hash)> conffiles, string? configVersion)
+    {
+        var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var extra = new List<KeyValuePair<string, string>>();
+        foreach (var (k, v) in control.Fields)
+        {
+            if (NotInStatus.Contains(k) || k.Equals("Status", StringComparison.OrdinalIgnoreCase) || k.Equals("Conffiles", StringComparison.OrdinalIgnoreCase)
+                || k.Equals("Config-Version", StringComparison.OrdinalIgnoreCase)) continue;
+            var canonical = FieldOrder.FirstOrDefault(f => f.Equals(k, StringComparison.OrdinalIgnoreCase));
+            if (canonical is null) { extra.Add(new(k, v)); continue; }
+            fields[canonical] = RelationFields.Contains(canonical) ? NormaliseRelations(v) : v;
+        }
+        if (fields.TryGetValue("Essential", out var ess) && !ess.Equals("yes", StringComparison.OrdinalIgnoreCase)) fields.Remove("Essential");
+        if (fields.TryGetValue("Protected", out var prot) && !prot.Equals("yes", StringComparison.OrdinalIgnoreCase)) fields.Remove("Protected");
+        if (fields.TryGetValue("Multi-Arch", out var ma) && ma.Equals("no", StringComparison.OrdinalIgnoreCase)) fields.Remove("Multi-Arch");
+        if (fields.TryGetValue("Version", out var version)) fields["Version"] = NonAmbiguous(version);
+        fields["Status"] = status;
+        var cf = conffiles.ToList();
+        if (cf.Count > 0) fields["Conffiles"] = string.Concat(cf.Select(c => $"\n {c.Path} {c.Hash}"));
+        if (configVersion != null) fields["Config-Version"] = NonAmbiguous(configVersion);
+        var s = new ControlStanza();
+        foreach (var f in FieldOrder) if (fields.TryGetValue(f, out var v)) s[f] = v;
+        foreach (var (k, v) in extra) s[k] = v;
+        return s;
+    }
+
+    /// <summary>dpkg drops a zero epoch unless the upstream part contains a colon.</summary>
+    private static string NonAmbiguous(string version)
+    {
+        var v = PackageVersion.Parse(version);
+        return v.Epoch == 0 && version.TrimStart().StartsWith("0:") && !v.Upstream.Contains(':') ? version.Trim()[2..] : version.Trim();
+    }
+
+    /// <summary>"a(>=1) ,b|c (<< 2)" → "a (>= 1), b | c (<< 2)", as dpkg re-serialises relation fields.</summary>
+    public static string NormaliseRelations(string value)
+    {
+        var groups = value.Replace('\n', ' ').Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return string.Join(", ", groups.Select(g => string.Join(" | ", g.Split('|', StringSplitOptions.TrimEntries).Select(alt =>
+        {
+            var r = Relation.Parse(alt);
+            if (r.Op is null) return r.Name;
+            var op = r.Op switch { "<" => "<=", ">" => ">=", var o => o };
+            return $"{r.Name} ({op} {r.Version})";
+        }))));
+    }
+
+    public override List<(string Path, byte[] Content, bool Executable)> Record(PackageFile pkg, ControlStanza? old, IReadOnlyList<string> list,
+        IReadOnlyList<(string Path, string Hash)> conffiles, bool unpacked, bool autoInstalled, long now)
+    {
+        var info = InfoName(pkg.Control);
+        var files = new List<(string, byte[], bool)>
+        {
+            (InfoPath(info, "list"), Utf8(string.Concat(new[] { "/." }.Concat(list).Select(p => p + "\n"))), false),
+        };
+        foreach (var (name, content) in pkg.ControlMembers)
+        {
+            if (name is "debian-binary" || name.Contains('/')) continue;
+            files.Add((InfoPath(info, name), content, name is "preinst" or "postinst" or "prerm" or "postrm" or "config"));
+        }
+        // unpacked over a configured version: dpkg remembers which version was configured
+        string? configVersion = unpacked && old != null ? old["Config-Version"] ?? (old["Status"]?.EndsWith(" installed") == true ? old.Version : null) : null;
+        Replace(StatusStanza(pkg.Control, unpacked ? "install ok unpacked" : "install ok installed", conffiles, configVersion));
+        files.Add(($"{Root}/status", Utf8(FormatStatus()), false));
+        return files;
+    }
+}
+
+/// <summary>
+/// rpm targets keep their database in var/lib/rpm/rpmdb.sqlite (rpm header blobs plus index tables). We do not
+/// write it: package files are applied and recorded in files.db, and our own record of what we applied
+/// (name, version, files, conffile hashes) lives in the state directory. `rpm -q` on the board therefore
+/// still reports the image's versions for packages applied from the feed; the output says so.
+/// </summary>
+public sealed class RpmState : PackageState
+{
+    private readonly string _recordPath;
+
+    private RpmState(string export, List<ControlStanza> status, string recordPath) : base(export, "var/lib/rpm", status) => _recordPath = recordPath;
+
+    public override PackageFormat Format => PackageFormat.Rpm;
+    public override string NewConffileSuffix => ".rpmnew";
+
+    public static RpmState Open(string export, string stateDir)
+    {
+        var path = Path.Combine(stateDir, "rootfs-export-rpm.status");
+        var status = File.Exists(path) ? ControlStanza.ParseAll(File.ReadAllText(path), path) : new List<ControlStanza>();
+        return new RpmState(export, status, path);
+    }
+
+    private string ListPath(string package) => Path.Combine(Path.GetDirectoryName(_recordPath)!, "rootfs-export-rpm.info", package + ".list");
+
+    public override HashSet<string> List(string package)
+    {
+        var path = ListPath(package);
+        return File.Exists(path) ? File.ReadAllLines(path).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal) : new(StringComparer.Ordinal);
+    }
+
+    public override IEnumerable<string> InfoFiles(string package) => [];
+
+    public override List<(string Path, byte[] Content, bool Executable)> Record(PackageFile pkg, ControlStanza? old, IReadOnlyList<string> list,
+        IReadOnlyList<(string Path, string Hash)> conffiles, bool unpacked, bool autoInstalled, long now)
+    {
+        var s = new ControlStanza();
+        s["Package"] = pkg.Name;
+        s["Version"] = pkg.Version;
+        s["Status"] = unpacked ? "install ok unpacked" : "install ok installed";
+        s["Architecture"] = pkg.Architecture;
+        if (conffiles.Count > 0) s["Conffiles"] = string.Concat(conffiles.Select(c => $"\n {c.Path} {c.Hash}"));
+        Replace(s);
+        // outside the export: written directly (atomically), not through the export writer
+        Directory.CreateDirectory(Path.GetDirectoryName(ListPath(pkg.Name))!);
+        WriteAtomic(ListPath(pkg.Name), string.Concat(list.Select(p => p + "\n")));
+        WriteAtomic(_recordPath, FormatStatus());
+        return [];
+    }
+
+    private static void WriteAtomic(string path, string text)
+    {
+        File.WriteAllText(path + ".tmp", text, new UTF8Encoding(false));
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+}
