@@ -119,6 +119,8 @@ public sealed class DpkgState : PackageState
         // unpacked over a configured version: dpkg remembers which version was configured
         string? configVersion = unpacked && old != null ? old["Config-Version"] ?? (old["Status"]?.EndsWith(" installed") == true ? old.Version : null) : null;
         Replace(StatusStanza(pkg.Control, unpacked ? "install ok unpacked" : "install ok installed", conffiles, configVersion));
+        // dpkg writes its database sorted by name, then architecture
+        Status.Sort((a, b) => string.CompareOrdinal(a.Package, b.Package) is var c && c != 0 ? c : string.CompareOrdinal(a.Architecture, b.Architecture));
         files.Add(($"{Root}/status", Utf8(FormatStatus()), false));
         return files;
     }

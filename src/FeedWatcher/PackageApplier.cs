@@ -31,6 +31,8 @@ public static partial class PackageApplier
         var notes = new List<string>();
         var export = state.Export;
         var rpmFlags = RpmConfigFlags(pkg);
+        // dpkg writes info/<pkg>.md5sums itself when a .deb ships none
+        var md5sums = state.Format == PackageFormat.Deb && !pkg.ControlMembers.ContainsKey("md5sums") ? new List<(string Path, string Md5)>() : null;
         db.InTransaction(() =>
         {
             pkg.ReadData(member =>
@@ -51,6 +53,13 @@ public static partial class PackageApplier
                     case '6': writer.Special(path, EntryKind.Fifo, meta); break;
                     case '0' or '7' when conffiles.Contains(target):
                         Conffile(path, target, member.Data, meta);
+                        break;
+                    case '0' or '7' when md5sums != null:
+                        using (var hashing = new HashingStream(member.Data))
+                        {
+                            writer.RegularFile(path, hashing, meta);
+                            md5sums.Add((path.Value, hashing.Hex()));
+                        }
                         break;
                     case '0' or '7': writer.RegularFile(path, member.Data, meta); break;
                     default:
@@ -82,7 +91,10 @@ public static partial class PackageApplier
             var now = DateTimeOffset.UtcNow;
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: now);
             var written = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var (rel, content, executable) in state.Record(pkg, old, newList, recordedConffiles, unpacked, autoInstalled, now.ToUnixTimeSeconds()))
+            var records = state.Record(pkg, old, newList, recordedConffiles, unpacked, autoInstalled, now.ToUnixTimeSeconds());
+            if (md5sums != null)
+                records.Add(($"{state.Root}/info/{DpkgState.InfoName(pkg.Control)}.md5sums", System.Text.Encoding.UTF8.GetBytes(string.Concat(md5sums.Select(m => $"{m.Md5}  {m.Path}\n"))), false));
+            foreach (var (rel, content, executable) in records)
             {
                 writer.RegularFile(ExportPath.Parse(rel), new MemoryStream(content), root with { Permissions = executable ? 0x1edu : 0x1a4u });
                 written.Add(rel);
@@ -100,6 +112,7 @@ public static partial class PackageApplier
             data.CopyTo(content);
             var bytes = content.ToArray();
             string newMd5 = Convert.ToHexStringLower(MD5.HashData(bytes));
+            md5sums?.Add((path.Value, newMd5));
             var onDisk = Path.Combine(export, path.Value);
             bool exists = File.Exists(onDisk);
             string? diskMd5 = exists ? PackageState.Md5(onDisk) : null;
@@ -172,5 +185,26 @@ public static partial class PackageApplier
             }
         }
         return removed;
+    }
+}
+
+/// <summary>Passes a member's data through while computing its md5.</summary>
+internal sealed class HashingStream(Stream inner) : Compression.ReadOnlyStream
+{
+    private readonly IncrementalHash _md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
+
+    public override int Read(Span<byte> buffer)
+    {
+        int n = inner.Read(buffer);
+        _md5.AppendData(buffer[..n]);
+        return n;
+    }
+
+    public string Hex() => Convert.ToHexStringLower(_md5.GetHashAndReset());
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _md5.Dispose();
+        base.Dispose(disposing);
     }
 }

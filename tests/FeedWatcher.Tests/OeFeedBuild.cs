@@ -1,0 +1,85 @@
+using RootfsExport.TestSupport;
+
+namespace RootfsExport.FeedWatcher.Tests;
+
+/// <summary>
+/// An OE-shaped build made by the test: conf/local.conf (MACHINE qemux86-64), an image tarball + manifest under
+/// tmp/deploy/images/qemux86-64, and a feed under tmp/deploy/{deb,rpm}/&lt;arch&gt;. The image root is made
+/// with real tar; packages with dpkg-deb and rpmbuild.
+/// </summary>
+internal sealed class OeFeedBuild : IDisposable
+{
+    public const string Image = "demo-image";
+    public ScratchDir Dir { get; } = new("rfe-oefeed");
+    public string Root => Dir["build"];
+    public string Export => Path.Combine(Root, "export", $"{Image}-qemux86-64");
+    public string ImageDir => Path.Combine(Root, "tmp/deploy/images/qemux86-64");
+    public Dictionary<string, string> Env => new() { ["BUILDDIR"] = Root };
+    public string Work => Dir["work"];
+
+    /// <param name="rootSetup">shell commands run in the image root before it is packed (cwd = root)</param>
+    public OeFeedBuild(string rootSetup, IEnumerable<string> manifest)
+    {
+        Directory.CreateDirectory(Path.Combine(Root, "conf"));
+        File.WriteAllText(Path.Combine(Root, "conf/local.conf"), "MACHINE ??= \"qemux86-64\"\n");
+        Directory.CreateDirectory(ImageDir);
+        Directory.CreateDirectory(Work);
+        var rootfs = Path.Combine(Work, "rootfs");
+        Run.Shell($"""
+            set -e
+            mkdir -p {rootfs} && cd {rootfs}
+            mkdir -p etc bin usr/bin usr/share var/lib tmp
+            printf 'root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nmessagebus:x:101:102::/nonexistent:/bin/false\n' > etc/passwd
+            printf 'root:x:0:\ndaemon:x:1:\nmessagebus:x:102:\n' > etc/group
+            {rootSetup}
+            tar --numeric-owner --owner=0 --group=0 --sort=name --format=posix -czf {ImageDir}/{Image}-qemux86-64.rootfs.tar.gz .
+            """).ShouldSucceed();
+        File.WriteAllLines(Path.Combine(ImageDir, $"{Image}-qemux86-64.rootfs.manifest"), manifest);
+        Own();
+    }
+
+    public void Own()
+    {
+        if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", Root).ShouldSucceed();
+    }
+
+    public string FeedDir(string kind, string arch)
+    {
+        var d = Path.Combine(Root, "tmp/deploy", kind, arch);
+        Directory.CreateDirectory(d);
+        return d;
+    }
+
+    public RunResult Update(params string[] extra) => Run.Tool(["update", Image, .. extra], Env, cwd: Dir.Path);
+
+    public RunResult Check() => Run.Tool("check", Export);
+
+    /// <summary>A .deb built by dpkg-deb from a tree: files "path=content;..." (path under /etc marked as conffile when listed).</summary>
+    public string Deb(string name, string version, string arch, string files, string extraControl = "", string[]? conffiles = null, string? postinst = null, string? feedArch = null)
+    {
+        var tree = Path.Combine(Work, $"deb-{name}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path.Combine(tree, "DEBIAN"));
+        foreach (var spec in files.Split(';', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var (path, content) = (spec[..spec.IndexOf('=')], spec[(spec.IndexOf('=') + 1)..]);
+            var full = Path.Combine(tree, path.TrimStart('/'));
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            File.WriteAllText(full, content);
+            if (path.Contains("/bin/")) File.SetUnixFileMode(full, (UnixFileMode)0x1ed);
+        }
+        File.WriteAllText(Path.Combine(tree, "DEBIAN/control"),
+            $"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Test <t@example.com>\n{extraControl}Description: test package {name}\n a longer text\n .\n second paragraph\n");
+        if (conffiles != null) File.WriteAllText(Path.Combine(tree, "DEBIAN/conffiles"), string.Concat(conffiles.Select(c => c + "\n")));
+        if (postinst != null)
+        {
+            File.WriteAllText(Path.Combine(tree, "DEBIAN/postinst"), "#!/bin/sh\n" + postinst + "\n");
+            File.SetUnixFileMode(Path.Combine(tree, "DEBIAN/postinst"), (UnixFileMode)0x1ed);
+        }
+        var outFile = Path.Combine(FeedDir("deb", feedArch ?? arch), $"{name}_{version[(version.IndexOf(':') + 1)..]}_{arch}.deb");
+        Run.Program("dpkg-deb", "--build", "--root-owner-group", "-Zgzip", tree, outFile).ShouldSucceed();
+        Own();
+        return outFile;
+    }
+
+    public void Dispose() => Dir.Dispose();
+}
