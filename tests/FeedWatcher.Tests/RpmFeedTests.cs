@@ -1,0 +1,84 @@
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.FeedWatcher.Tests;
+
+/// <summary>rpm feeds: packages built by rpmbuild (gzip and zstd payloads), owners by name via the export's passwd/group.</summary>
+public sealed class RpmFeedTests
+{
+    private static string Rpm(OeFeedBuild b, string version, string release, string confContent, string payload, string extraFiles = "")
+    {
+        var top = Path.Combine(b.Work, $"rpm-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(top);
+        var spec = Path.Combine(top, "hello.spec");
+        File.WriteAllText(spec, $"""
+            %global debug_package %{"{nil}"}
+            %global __os_install_post %{"{nil}"}
+            Name: hello
+            Version: {version}
+            Release: {release}
+            Epoch: 2
+            Summary: test package
+            License: MIT
+            Provides: greeting
+            %description
+            test
+            %install
+            mkdir -p %{"{buildroot}"}/usr/bin %{"{buildroot}"}/etc %{"{buildroot}"}/usr/share/hello
+            echo {version} > %{"{buildroot}"}/usr/bin/hello
+            ln %{"{buildroot}"}/usr/bin/hello %{"{buildroot}"}/usr/bin/hello2
+            ln -s hello %{"{buildroot}"}/usr/bin/hi
+            printf '{confContent}' > %{"{buildroot}"}/etc/hello.conf
+            {(extraFiles.Length > 0 ? $"echo old > %{{buildroot}}{extraFiles}" : "")}
+            %files
+            %attr(0755,root,root) /usr/bin/hello
+            %attr(0755,root,root) /usr/bin/hello2
+            /usr/bin/hi
+            %dir %attr(0750,root,messagebus) /usr/share/hello
+            %attr(0640,root,messagebus) %config(noreplace) /etc/hello.conf
+            {extraFiles}
+            """);
+        Run.Program("rpmbuild", "-bb", "--quiet", "--define", $"_topdir {top}", "--define", $"_binary_payload {payload}", "--target", "x86_64", spec).ShouldSucceed();
+        var built = Directory.EnumerateFiles(Path.Combine(top, "RPMS"), "*.rpm", SearchOption.AllDirectories).Single();
+        var dest = Path.Combine(b.FeedDir("rpm", "core2_64"), Path.GetFileName(built));
+        File.Copy(built, dest, true);
+        b.Own();
+        return dest;
+    }
+
+    private static string Row(OeFeedBuild b, string relative) =>
+        Run.Program("sqlite3", Path.Combine(b.Export + ".pseudo_state", "files.db"),
+            $"SELECT uid, gid, printf('%o', mode) FROM files WHERE path = '{b.Export}/{relative}'").ShouldSucceed().Stdout.Trim();
+
+    [Fact]
+    public void Rpm_install_then_upgrade_with_owner_names_hard_links_and_a_kept_conffile()
+    {
+        Run.RequirePeer("rpmbuild");
+        Run.RequirePeer("sqlite3");
+        using var b = new OeFeedBuild("mkdir -p var/lib/rpm", []);
+        var v1 = Rpm(b, "1.0", "r0", "conf=1\\n", "w9.gzdio", "/usr/share/hello/old.txt");
+        var first = b.Update("--install", "hello").ShouldSucceed().Stdout;
+        Assert.Contains("  hello 2:1.0-r0", first);
+        Assert.Contains("rpmdb (var/lib/rpm) is not updated", first);
+        Assert.Equal("1.0\n", File.ReadAllText(Path.Combine(b.Export, "usr/bin/hello")));
+        Assert.Equal("0|102|100640", Row(b, "etc/hello.conf"));
+        Assert.Equal("0|102|40750", Row(b, "usr/share/hello"));
+        Assert.Equal("hello", new FileInfo(Path.Combine(b.Export, "usr/bin/hi")).LinkTarget);
+        var ino = Run.Program("stat", "-c", "%i", Path.Combine(b.Export, "usr/bin/hello"), Path.Combine(b.Export, "usr/bin/hello2")).ShouldSucceed().Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(ino[0], ino[1]); // a hard link stays one
+        Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
+
+        File.WriteAllText(Path.Combine(b.Export, "etc/hello.conf"), "conf=mine\n");
+        File.Delete(v1);
+        Rpm(b, "1.1", "r0", "conf=2\\n", "w19.zstdio");
+        var second = b.Update().ShouldSucceed().Stdout;
+        Assert.Contains("hello 2:1.0-r0 → 2:1.1-r0", second);
+        Assert.Contains("kept your /etc/hello.conf, new one is /etc/hello.conf.rpmnew", second);
+        Assert.Equal("conf=mine\n", File.ReadAllText(Path.Combine(b.Export, "etc/hello.conf")));
+        Assert.Equal("conf=2\n", File.ReadAllText(Path.Combine(b.Export, "etc/hello.conf.rpmnew")));
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/share/hello/old.txt")));
+        Assert.Equal("1.1\n", File.ReadAllText(Path.Combine(b.Export, "usr/bin/hello")));
+        Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
+        Assert.Contains("up to date", b.Update().ShouldSucceed().Stdout);
+    }
+}
