@@ -1,6 +1,4 @@
-using RootfsExport.TestSupport;
-
-namespace RootfsExport.NineP.Tests;
+namespace RootfsExport.TestSupport;
 
 /// <summary>
 /// Debian's 6.12 kernel for a TCG guest (test-rigs.md §4): the newest linux-image-6.12.*+deb12-amd64-unsigned
@@ -15,6 +13,9 @@ public static class GuestKernel
     public static readonly string[] Modules = ["failover", "net_failover", "virtio_net", "netfs", "9pnet", "9pnet_fd", "9p"];
 
     private static readonly Lazy<string> _dir = new(Prepare);
+
+    /// <summary>The downloaded linux-image .deb itself (for tests that need more of its modules).</summary>
+    public static string Deb => System.IO.Directory.GetFiles(CacheRoot, Path.GetFileName(Directory) + "_*.deb").OrderBy(f => f).Last();
 
     /// <summary>Directory holding vmlinux and modules/*.ko.</summary>
     public static string Directory => _dir.Value;
