@@ -63,6 +63,7 @@ public static class FeedUpdater
                 if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) wanted.Add((name, false));
         foreach (var s in opkg.Status) if (opkg.Installed(s.Package) != null) wanted.Add((s.Package, false));
         foreach (var name in req.Install) wanted.Add((name, true));
+        if (resume != null) wanted.Add((resume, false));
 
         var plan = new List<(Candidate Pkg, ControlStanza? Old, bool Auto)>();
         var planned = new HashSet<string>();

@@ -58,7 +58,13 @@ public sealed class FeedUpdateTests
                 if "{{postinst}}": cm.append(("./postinst", b"#!/bin/sh\n{{postinst}}\n", 0o755))
                 dm = [("./", None, 0o755)]
                 made = set()
+                specs = []
                 for spec in [s for s in "{{files}}".split(";") if s]:
+                    if spec.startswith("@"):  # @N:/dir/prefix = N generated files
+                        n, prefix = spec[1:].split(":", 1)
+                        specs += [f"{prefix}{k:04d}=content {k}" for k in range(int(n))]
+                    else: specs.append(spec)
+                for spec in specs:
                     path, content = spec.split("=", 1)
                     parts = path.strip("/").split("/")
                     for k in range(1, len(parts)):
@@ -171,6 +177,36 @@ public sealed class FeedUpdateTests
         Assert.Contains("Package: daemon\nVersion: 1.1-r0\nStatus: install ok unpacked", b.Status);
         Assert.True(File.Exists(Path.Combine(b.Export, "var/lib/opkg/info/daemon.postinst")));
         AssertClean(b);
+    }
+
+    [Fact]
+    public void Kill_9_in_the_middle_of_an_update_converges_on_the_next_run()
+    {
+        using var b = new Build();
+        b.Update().ShouldSucceed();
+        b.Ipk("big", "1.0-r0", "core2-64", "@4000:/usr/share/big/f");
+        var journal = Path.Combine(b.Export + ".pseudo_state", "rootfs-export-feed.journal");
+        bool killedMidPackage = false;
+        foreach (var delayMs in new[] { 300, 500, 700, 900, 1200, 1600, 2200, 3000 })
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = b.Dir.Path };
+            if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { ToolCopy.Dll, "update", "reference-base-image", "--install", "big" }) psi.ArgumentList.Add(a);
+            psi.Environment["BUILDDIR"] = b.Root;
+            psi.Environment["HOME"] = "/tmp";
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            if (p.WaitForExit(delayMs)) break; // finished before the kill: nothing left to interrupt
+            p.Kill(); // SIGKILL, mid-way
+            p.WaitForExit();
+            if (File.Exists(journal)) { killedMidPackage = true; break; }
+        }
+        Assert.True(killedMidPackage, "no kill landed while the package was being applied");
+        var rerun = b.Update().ShouldSucceed().Stdout; // no --install: the journal alone brings it back
+        Assert.Contains("big", rerun);
+        Assert.Equal(4000, Directory.GetFiles(Path.Combine(b.Export, "usr/share/big")).Length);
+        Assert.Contains("Package: big\nVersion: 1.0-r0\nStatus: install ok installed", b.Status);
+        AssertClean(b);
+        Assert.Contains("up to date", b.Update("--install", "big").ShouldSucceed().Stdout);
     }
 
     [Fact]
