@@ -31,6 +31,9 @@ public static class GuestKernel
         var script = $$"""
             set -euo pipefail
             mkdir -p '{{CacheRoot}}' && cd '{{CacheRoot}}'
+            # test assemblies run in parallel: one downloads and unpacks, the others wait and reuse it
+            exec 9>'{{CacheRoot}}/.lock'; flock 9
+            [ -f '{{dir}}/ready' ] && exit 0
             ls {{pkg}}_*.deb >/dev/null 2>&1 || timeout 900 apt-get download {{pkg}}
             rm -rf '{{dir}}.tmp' && mkdir -p '{{dir}}.tmp/modules' && cd '{{dir}}.tmp'
             dpkg -x "$(ls -1 ../{{pkg}}_*.deb | tail -1)" root
