@@ -6,16 +6,6 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// <summary>`update` applying the sample build's ipk feed, as the unprivileged user, checked with real pseudo.</summary>
 public sealed class FeedUpdateTests
 {
-    private static string SampleBuild
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (Directory.Exists(Path.Combine(d.FullName, "samples", "oe-build"))) return Path.Combine(d.FullName, "samples", "oe-build");
-            throw new InvalidOperationException("samples/oe-build not found");
-        }
-    }
-
     internal sealed class Build : IDisposable
     {
         public ScratchDir Dir { get; } = new("rfe-feed");
@@ -26,7 +16,7 @@ public sealed class FeedUpdateTests
 
         public Build()
         {
-            Run.Program("cp", "-a", SampleBuild, Root).ShouldSucceed();
+            Run.Program("cp", "-a", Repository.SampleBuild, Root).ShouldSucceed();
             Own();
         }
 
@@ -189,15 +179,9 @@ public sealed class FeedUpdateTests
         bool killedMidPackage = false;
         foreach (var delayMs in new[] { 300, 500, 700, 900, 1200, 1600, 2200, 3000 })
         {
-            var psi = new System.Diagnostics.ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = b.Dir.Path };
-            if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
-            foreach (var a in new[] { ToolCopy.Dll, "update", "reference-base-image", "--install", "big" }) psi.ArgumentList.Add(a);
-            psi.Environment["BUILDDIR"] = b.Root;
-            psi.Environment["HOME"] = "/tmp";
-            using var p = System.Diagnostics.Process.Start(psi)!;
+            using var p = new BackgroundTool(["update", "reference-base-image", "--install", "big"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path);
             if (p.WaitForExit(delayMs)) break; // finished before the kill: nothing left to interrupt
             p.Kill(); // SIGKILL, mid-way
-            p.WaitForExit();
             if (File.Exists(journal)) { killedMidPackage = true; break; }
         }
         Assert.True(killedMidPackage, "no kill landed while the package was being applied");

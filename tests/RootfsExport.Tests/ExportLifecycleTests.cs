@@ -11,21 +11,11 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
 
     public ExportLifecycleTests(GoldenRootfs golden) => _golden = golden;
 
-    private static string SampleBuild
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (Directory.Exists(Path.Combine(d.FullName, "samples", "oe-build"))) return Path.Combine(d.FullName, "samples", "oe-build");
-            throw new InvalidOperationException("samples/oe-build not found");
-        }
-    }
-
     /// <summary>A copy of the sample build the unprivileged user can modify.</summary>
     private static string CopySample(ScratchDir dir)
     {
         var build = dir["build"];
-        Run.Program("cp", "-a", SampleBuild, build).ShouldSucceed();
+        Run.Program("cp", "-a", Repository.SampleBuild, build).ShouldSucceed();
         if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", build).ShouldSucceed();
         return build;
     }
@@ -66,7 +56,7 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
     public void Update_without_a_build_uses_the_bundled_sample_build()
     {
         using var dir = new ScratchDir();
-        var env = new Dictionary<string, string> { ["ROOTFS_EXPORT_SAMPLE_BUILD"] = SampleBuild, ["BUILDDIR"] = "" };
+        var env = new Dictionary<string, string> { ["ROOTFS_EXPORT_SAMPLE_BUILD"] = Repository.SampleBuild, ["BUILDDIR"] = "" };
         var result = Run.Tool(["update", "reference-base-image", "--no-feeds"], env, cwd: dir.Path).ShouldSucceed();
         Assert.Contains("bundled sample build", result.Stdout);
         var export = dir["export/reference-base-image-qemux86-64"];
