@@ -91,6 +91,21 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
     }
 
     [Fact]
+    public void Update_does_not_replace_an_export_it_did_not_make()
+    {
+        using var b = new ScratchDir();
+        var build = CopySample(b);
+        var export = b["foreign"];
+        // made the runqemu-extract-sdk way: tar under pseudo
+        Run.Program("mkdir", [export], asUnprivileged: true).ShouldSucceed();
+        PseudoPeer.Run(export + ".pseudo_state", $"tar --numeric-owner -xpzf {_golden.TarGz} -C {export}").ShouldSucceed();
+        var r = Run.Tool(["update", "reference-base-image", "--no-feeds", "--export", export], new Dictionary<string, string> { ["BUILDDIR"] = build }, cwd: b.Path);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("was not made by 'rootfs-export update'", r.Stderr);
+        Assert.True(File.Exists(Path.Combine(export, "usr/bin/suidprog")));
+    }
+
+    [Fact]
     public void Update_names_what_is_missing()
     {
         using var dir = new ScratchDir();
