@@ -23,6 +23,7 @@ public static class FeedUpdater
     private const string PackagesFile = "rootfs-export-packages.json";
     private const string JournalFile = "rootfs-export-feed.journal";
     private const string IndexFile = "rootfs-export-feed-index.json";
+    private const string ManifestFile = "rootfs-export-manifest";
 
     private sealed record Candidate(FeedEntry Entry, int Priority);
 
@@ -58,10 +59,17 @@ public static class FeedUpdater
         var resume = File.Exists(journal) ? File.ReadAllText(journal).Trim() : null;
 
         var wanted = new List<(string Name, bool Explicit)>();
+        var manifestNames = new HashSet<string>(StringComparer.Ordinal);
         if (req.Layout.FindManifest(req.Image) is { } manifest)
             foreach (var line in File.ReadAllLines(manifest))
-                if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) wanted.Add((name, false));
-        foreach (var s in opkg.Status) if (opkg.Installed(s.Package) != null) wanted.Add((s.Package, false));
+                if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) { wanted.Add((name, false)); manifestNames.Add(name); }
+        // packages the previous manifest had and the image no longer wants (not ones the user added) are removed
+        var previousManifestPath = Path.Combine(state.Directory, ManifestFile);
+        var previousManifest = File.Exists(previousManifestPath) ? File.ReadAllLines(previousManifestPath).ToHashSet(StringComparer.Ordinal) : new HashSet<string>();
+        var removals = manifestNames.Count == 0 ? new List<ControlStanza>() : opkg.Status
+            .Where(st => previousManifest.Contains(st.Package) && !manifestNames.Contains(st.Package) && !req.Install.Contains(st.Package) && opkg.Installed(st.Package) != null)
+            .ToList();
+        foreach (var s in opkg.Status) if (opkg.Installed(s.Package) != null && !removals.Contains(s)) wanted.Add((s.Package, false));
         foreach (var name in req.Install) wanted.Add((name, true));
         if (resume != null) wanted.Add((resume, false));
 
@@ -131,7 +139,14 @@ public static class FeedUpdater
                 File.Delete(journal);
                 output.WriteLine($"  {ipk.Name} {(old is null ? "" : old.Version + " → ")}{ipk.Version}{note}");
             }
-            if (plan.Count > 0)
+            if (removals.Count > 0) output.WriteLine("Removing");
+            foreach (var old in removals)
+            {
+                PackageApplier.Remove(old.Package, opkg, writer, db);
+                recorded.Remove(old.Package);
+                output.WriteLine($"  {old.Package} {old.Version}");
+            }
+            if (plan.Count > 0 || removals.Count > 0)
             {
                 var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', plan.Select(p => p.Pkg.Entry.Package + "=" + p.Pkg.Entry.Version))}\n");
                 db.InTransaction(() => writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
@@ -139,10 +154,11 @@ public static class FeedUpdater
         }
         scanner.Save();
         SaveRecorded(state, recorded);
+        if (manifestNames.Count > 0) File.WriteAllLines(previousManifestPath, manifestNames.Order(StringComparer.Ordinal));
         foreach (var p in problems) output.WriteLine($"  problem: {p}");
-        output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, 0 removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
-            (plan.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
-        return new FeedUpdateResult(installedCount, upgraded, 0, problems, notReady.Count);
+        output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, {removals.Count} removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
+            (plan.Count == 0 && removals.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
+        return new FeedUpdateResult(installedCount, upgraded, removals.Count, problems, notReady.Count);
     }
 
     private static DateTime ImageTime(PseudoState state)

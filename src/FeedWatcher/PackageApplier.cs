@@ -90,6 +90,28 @@ public static class PackageApplier
         return notes.Count > 0 ? " (" + string.Join("; ", notes) + ")" : "";
     }
 
+    /// <summary>Removes a package as opkg remove does (scripts not run): its files unless another package lists them, its info files, its status stanza.</summary>
+    public static void Remove(string package, OpkgState opkg, ExportWriter writer, FilesDb db)
+    {
+        db.InTransaction(() =>
+        {
+            var others = opkg.Status.Where(s => s.Package != package).SelectMany(s => opkg.List(s.Package)).ToHashSet(StringComparer.Ordinal);
+            foreach (var path in opkg.List(package).Where(p => !others.Contains(p)).OrderByDescending(p => p.Length))
+            {
+                var rel = ExportPath.ParseTargetAbsolute(path, "package file");
+                if (!writer.TryStat(rel, out var st)) continue;
+                if (!Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
+                else if (!Directory.EnumerateFileSystemEntries(Path.Combine(opkg.Export, rel.Value)).Any()) writer.Remove(rel);
+            }
+            var infoDir = Path.Combine(opkg.Export, opkg.Root, "info");
+            if (Directory.Exists(infoDir))
+                foreach (var f in Directory.EnumerateFiles(infoDir, package + ".*").Where(f => Path.GetFileName(f)[(package.Length + 1)..].IndexOf('.') < 0))
+                    writer.Remove(ExportPath.Parse($"{opkg.Root}/info/{Path.GetFileName(f)}"));
+            opkg.Status.RemoveAll(s => s.Package == package);
+            WriteText(writer, $"{opkg.Root}/status", opkg.FormatStatus(), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow));
+        });
+    }
+
     private static void WriteText(ExportWriter writer, string relative, string text, EntryMeta meta) =>
         writer.RegularFile(ExportPath.Parse(relative), new MemoryStream(Encoding.UTF8.GetBytes(text)), meta);
 }

@@ -194,6 +194,24 @@ public sealed class FeedUpdateTests
     }
 
     [Fact]
+    public void A_package_the_image_no_longer_wants_is_removed()
+    {
+        using var b = new Build();
+        b.Update().ShouldSucceed();
+        var manifest = Path.Combine(b.Root, "tmp/deploy/images/qemux86-64/reference-base-image-qemux86-64.rootfs.manifest");
+        var real = Path.Combine(Path.GetDirectoryName(manifest)!, new FileInfo(manifest).LinkTarget!);
+        Run.Shell($"grep -v '^hello-sample ' {real} > {real}.new && mv {real}.new {real}", asUnprivileged: true).ShouldSucceed();
+        var output = b.Update().ShouldSucceed().Stdout;
+        Assert.Contains("Removing\n  hello-sample 1.1-r0", output);
+        Assert.Contains("1 removed", output);
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/bin/hello")));
+        Assert.DoesNotContain("Package: hello-sample", b.Status);
+        Assert.False(File.Exists(Path.Combine(b.Export, "var/lib/opkg/info/hello-sample.list")));
+        Assert.True(File.Exists(Path.Combine(b.Export, "bin/busybox")));
+        AssertClean(b);
+    }
+
+    [Fact]
     public void Missing_dependency_is_reported_and_nothing_is_installed()
     {
         using var b = new Build();
