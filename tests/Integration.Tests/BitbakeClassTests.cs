@@ -72,7 +72,7 @@ public sealed class BitbakeClassTests
                 def __init__(s, v): s.v = v
                 def getVar(s, k): return s.v.get(k)
             d = D({"ROOTFS_EXPORT_SOCKET_DIR": "{{socketDir}}", "ROOTFS_EXPORT_NOTIFY_TIMEOUT": "1.0"})
-            e = types.SimpleNamespace(data=d, _pkgs=["{{targets}}"])
+            e = types.SimpleNamespace(data=d, getPkgs=lambda: ["{{targets}}"])  # bb.event.BuildCompleted's API
             exec(compile(sys.stdin.read(), "rootfs-export.bbclass", "exec"))
             t = time.monotonic()
             rootfs_export_build_completed(d, e)
