@@ -139,10 +139,13 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
         Run.Tool("unpack", _golden.TarGz, export).ShouldSucceed();
         var state = export + ".pseudo_state";
         // a pseudo server that stays up (-t 0: no idle timeout) while we try to write
-        Run.Program("pseudo", ["-d", "-t", "0"], asUnprivileged: true, env: PseudoPeer.Env(state)).ShouldSucceed();
+        // pseudo -d's parent can die of the SIGUSR1 its daemon sends when set up (a race in pseudo on a busy
+        // machine, exit 138): what counts is that the server holds the lock, so wait for that.
+        Run.Program("pseudo", ["-d", "-t", "0"], asUnprivileged: true, env: PseudoPeer.Env(state));
         try
         {
-            for (int i = 0; i < 100 && new PseudoState(state).LiveServerPid() is null; i++) Thread.Sleep(50);
+            for (int i = 0; i < 200 && new PseudoState(state).LiveServerPid() is null; i++) Thread.Sleep(50);
+            Assert.NotNull(new PseudoState(state).LiveServerPid());
             var result = Run.Tool("unpack", "--replace", _golden.TarGz, export);
             Assert.Equal(1, result.ExitCode);
             Assert.Contains("pseudo -S", result.Stderr);
