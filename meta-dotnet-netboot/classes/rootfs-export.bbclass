@@ -62,7 +62,7 @@ def rootfs_export_notify(d, message):
 
 python rootfs_export_build_completed () {
     try:
-        targets = " ".join(getattr(e, "_pkgs", None) or [])
+        targets = " ".join(e.getPkgs() or []) if hasattr(e, "getPkgs") else ""
         answered = rootfs_export_notify(e.data, ("build-done " + targets).strip())
         if answered:
             bb.note("rootfs-export: notified %d watch(es)" % answered)

@@ -152,7 +152,7 @@ public static class ExportCreator
 /// <summary>Which image an export was made from (real file, size, mtime), so an unchanged image is "up to date".</summary>
 public static class ImageStamp
 {
-    private const string FileName = "rootfs-export.image";
+    public const string FileName = "rootfs-export.image";
 
     public static string Describe(string tarball)
     {

@@ -158,6 +158,14 @@ public sealed class RpmState : PackageState
 
     public override IEnumerable<string> InfoFiles(string package) => [];
 
+    public override List<(string Path, byte[] Content, bool Executable)> Forget(string package)
+    {
+        Status.RemoveAll(s => s.Package == package);
+        File.Delete(ListPath(package));
+        WriteAtomic(_recordPath, FormatStatus());
+        return [];
+    }
+
     public override List<(string Path, byte[] Content, bool Executable)> Record(PackageFile pkg, ControlStanza? old, IReadOnlyList<string> list,
         IReadOnlyList<(string Path, string Hash)> conffiles, bool unpacked, bool autoInstalled, long now)
     {

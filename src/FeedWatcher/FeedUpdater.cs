@@ -28,6 +28,7 @@ public static class FeedUpdater
     private const string PackagesFile = "rootfs-export-packages.json";
     private const string JournalFile = "rootfs-export-feed.journal";
     private const string IndexFile = "rootfs-export-feed-index.v2.json";
+    private const string ManifestFile = "rootfs-export-manifest";
 
     private sealed record Journal(string Package, string Copy, string Original, string? OldStanza, List<string> OldList, bool Auto);
 
@@ -69,13 +70,22 @@ public static class FeedUpdater
             if (entries.Count == 0 && notReady.Count == 0)
                 output.WriteLine($"  no .{format.ToString().ToLowerInvariant()} packages in {string.Join(", ", FeedScanner.FeedDirs(req.Layout, format).Select(d => d.Dir).DefaultIfEmpty(req.Layout.Kind == BuildKind.Ptxdist ? req.Layout.PlatformDir + "/packages" : req.Layout.DeployDir + "/" + format.ToString().ToLowerInvariant()))}");
 
+            // packages the previous manifest had and the image no longer wants (not ones the user added) are removed
+            var manifestNames = manifest is null ? new HashSet<string>(StringComparer.Ordinal) : File.ReadLines(manifest)
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length > 0).Select(f => f[0]).ToHashSet(StringComparer.Ordinal);
+            var previousManifestPath = Path.Combine(state.Directory, ManifestFile);
+            var previousManifest = File.Exists(previousManifestPath) ? File.ReadAllLines(previousManifestPath).ToHashSet(StringComparer.Ordinal) : new HashSet<string>();
+            var removals = manifestNames.Count == 0 ? new List<ControlStanza>() : pstate.InstalledPackages()
+                .Where(st => previousManifest.Contains(st.Package) && !manifestNames.Contains(st.Package) && !req.Install.Contains(st.Package))
+                .ToList();
+
             var imageTime = ImageTime(state);
             var planner = new Planner(pstate.InstalledPackages().ToList(), entries, recorded,
                 c => new DateTime(c.Entry.MtimeTicks, DateTimeKind.Utc) > imageTime.AddSeconds(2)); // rebuilt after the image was made (a checkout writes both at once)
             if (manifest != null)
                 foreach (var line in File.ReadLines(manifest))
                     if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) planner.Want(name, false);
-            foreach (var s in pstate.InstalledPackages().ToList()) planner.Want(s.Package, false);
+            foreach (var s in pstate.InstalledPackages().ToList()) if (!removals.Contains(s)) planner.Want(s.Package, false);
             foreach (var name in req.Install) planner.Want(name, true);
             problems.AddRange(planner.Problems);
             foreach (var (name, sha) in planner.Confirmed) recorded[name] = sha;
@@ -100,6 +110,14 @@ public static class FeedUpdater
                 if (outcome.LeftUnpacked) leftUnpacked.Add(pkg.Name);
                 output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
             }
+            if (removals.Count > 0) output.WriteLine("Removing");
+            foreach (var old in removals)
+            {
+                PackageApplier.Remove(old.Package, pstate, writer, db);
+                recorded.Remove(old.Package);
+                applied.Add($"-{old.Package}");
+                output.WriteLine($"  {old.Package} {old.Version}");
+            }
             if (applied.Count > 0)
             {
                 var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', applied)}\n");
@@ -107,6 +125,7 @@ public static class FeedUpdater
             }
             scanner.Save();
             SaveRecorded(state, recorded);
+            if (manifestNames.Count > 0) File.WriteAllLines(previousManifestPath, manifestNames.Order(StringComparer.Ordinal));
             if (notReady.Count > 0) problems.Add($"{notReady.Count} package file(s) still being written; the next run picks them up");
             foreach (var p in problems) output.WriteLine($"  problem: {p}");
             foreach (var u in owners.Unknown) output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
@@ -114,9 +133,9 @@ public static class FeedUpdater
                 output.WriteLine($"  to finish on the board ({(pstate.Format == PackageFormat.Deb ? "dpkg --configure -a" : "opkg configure")}, run by run-postinsts at boot): {string.Join(' ', leftUnpacked)}");
             if (pstate is RpmState && applied.Count > 0)
                 output.WriteLine("  note: the target's rpmdb (var/lib/rpm) is not updated: 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
-            output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, 0 removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
+            output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, {removals.Count} removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
                 (applied.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
-            return new FeedUpdateResult(installedCount, upgraded, 0, problems, notReady.Count);
+            return new FeedUpdateResult(installedCount, upgraded, removals.Count, problems, notReady.Count);
         }
     }
 

@@ -15,7 +15,8 @@ public sealed class FeedWatch
     /// <summary>What a client sends; the reply is "ok\n".</summary>
     public const string BuildDoneMessage = "build-done";
 
-    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(1.5);
+    // bitbake drops a package and its siblings within a fraction of a second; half a second of quiet ends a burst
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(0.5);
 
     private readonly BuildLayout _layout;
     private readonly string _image;

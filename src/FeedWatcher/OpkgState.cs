@@ -78,6 +78,13 @@ public abstract class PackageState
     /// <summary>Relative paths of a package's info files that may exist from an older version (removed if not rewritten).</summary>
     public abstract IEnumerable<string> InfoFiles(string package);
 
+    /// <summary>Drops a removed package's stanza; returns the state files to write.</summary>
+    public virtual List<(string Path, byte[] Content, bool Executable)> Forget(string package)
+    {
+        Status.RemoveAll(s => s.Package == package);
+        return [($"{Root}/status", Utf8(FormatStatus()), false)];
+    }
+
     public string FormatStatus()
     {
         var sb = new StringBuilder();

@@ -152,6 +152,31 @@ public static partial class PackageApplier
         }
     }
 
+    /// <summary>
+    /// Removes a package as opkg remove / dpkg --purge do (scripts not run): its files unless another package
+    /// lists them (directories only when empty), its info files, its status stanza. One transaction; a file
+    /// already gone from disk (killed run) only loses its row, so a re-run converges.
+    /// </summary>
+    public static void Remove(string package, PackageState state, ExportWriter writer, FilesDb db)
+    {
+        db.InTransaction(() =>
+        {
+            var others = state.InstalledPackages().Where(s => s.Package != package).SelectMany(s => state.List(s.Package)).ToHashSet(StringComparer.Ordinal);
+            foreach (var path in state.List(package).Where(p => !others.Contains(p) && p != "/" && p != "/.").OrderByDescending(p => p.Length))
+            {
+                var rel = ExportPath.ParseTargetAbsolute(path, "package file");
+                if (!writer.TryStat(rel, out var st)) { db.DeleteTree(writer.DbPath(rel)); continue; }
+                if (!Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
+                else if (!Directory.EnumerateFileSystemEntries(Path.Combine(state.Export, rel.Value)).Any()) writer.Remove(rel);
+            }
+            var infoFiles = state.InfoFiles(package).ToList();
+            var root = new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow);
+            foreach (var (rel, content, executable) in state.Forget(package))
+                writer.RegularFile(ExportPath.Parse(rel), new MemoryStream(content), root with { Permissions = executable ? 0x1edu : 0x1a4u });
+            foreach (var f in infoFiles) if (writer.TryStat(ExportPath.Parse(f), out _)) writer.Remove(ExportPath.Parse(f));
+        });
+    }
+
     private static Dictionary<string, long> RpmConfigFlags(PackageFile pkg)
     {
         var result = new Dictionary<string, long>(StringComparer.Ordinal);

@@ -134,17 +134,14 @@ public sealed class FilesDb : IDisposable
 
     public FileRow? GetByPath(string path)
     {
-        var cmd = Prepared("SELECT path, dev, ino, uid, gid, mode, rdev FROM files WHERE path = $p ORDER BY id LIMIT 1", "$p");
-        cmd.Parameters["$p"].Value = path;
+        var cmd = Bind("SELECT path, dev, ino, uid, gid, mode, rdev FROM files WHERE path = $p ORDER BY id LIMIT 1", ("$p", path));
         using var r = cmd.ExecuteReader();
         return r.Read() ? ReadRow(r) : null;
     }
 
     public List<FileRow> GetByDevIno(long dev, long ino)
     {
-        var cmd = Prepared("SELECT path, dev, ino, uid, gid, mode, rdev FROM files WHERE dev = $d AND ino = $i ORDER BY id", "$d", "$i");
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
+        var cmd = Bind("SELECT path, dev, ino, uid, gid, mode, rdev FROM files WHERE dev = $d AND ino = $i ORDER BY id", ("$d", dev), ("$i", ino));
         return ReadRows(cmd);
     }
 
@@ -177,8 +174,7 @@ public sealed class FilesDb : IDisposable
     /// <summary>Records another name of an existing inode (a hard link): same dev/ino, own path.</summary>
     public void PutLink(FileRow row)
     {
-        var cmd = Prepared("DELETE FROM files WHERE path = $p", "$p");
-        cmd.Parameters["$p"].Value = row.Path;
+        var cmd = Bind("DELETE FROM files WHERE path = $p", ("$p", row.Path));
         cmd.ExecuteNonQuery();
         Insert(row);
     }
@@ -197,24 +193,14 @@ public sealed class FilesDb : IDisposable
 
     private void Insert(FileRow row)
     {
-        var cmd = Prepared("INSERT INTO files (path, dev, ino, uid, gid, mode, rdev, deleting) VALUES ($p, $d, $i, $u, $g, $m, $r, 0)",
-            "$p", "$d", "$i", "$u", "$g", "$m", "$r");
-        cmd.Parameters["$p"].Value = row.Path;
-        cmd.Parameters["$d"].Value = row.Dev;
-        cmd.Parameters["$i"].Value = row.Ino;
-        cmd.Parameters["$u"].Value = (long)row.Uid;
-        cmd.Parameters["$g"].Value = (long)row.Gid;
-        cmd.Parameters["$m"].Value = (long)row.Mode;
-        cmd.Parameters["$r"].Value = row.Rdev;
-        cmd.ExecuteNonQuery();
+        Bind("INSERT INTO files (path, dev, ino, uid, gid, mode, rdev, deleting) VALUES ($p, $d, $i, $u, $g, $m, $r, 0)",
+            ("$p", row.Path), ("$d", row.Dev), ("$i", row.Ino), ("$u", (long)row.Uid), ("$g", (long)row.Gid), ("$m", (long)row.Mode), ("$r", row.Rdev))
+            .ExecuteNonQuery();
     }
 
     private void DeleteStale(string path, long dev, long ino)
     {
-        var cmd = Prepared("DELETE FROM files WHERE path = $p OR (dev = $d AND ino = $i)", "$p", "$d", "$i");
-        cmd.Parameters["$p"].Value = path;
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
+        var cmd = Bind("DELETE FROM files WHERE path = $p OR (dev = $d AND ino = $i)", ("$p", path), ("$d", dev), ("$i", ino));
         cmd.ExecuteNonQuery();
         DeleteXattrs(dev, ino); // xattrs of the stale inode; other orphans are check's business
     }
@@ -222,23 +208,16 @@ public sealed class FilesDb : IDisposable
     /// <summary>chown/chmod as pseudo applies them: to every link of the inode. The type bits are kept.</summary>
     public void UpdateOwnership(long dev, long ino, uint uid, uint gid, uint mode, long? rdev = null)
     {
-        var cmd = Prepared("UPDATE files SET uid = $u, gid = $g, mode = (mode & 61440) | ($m & 4095), rdev = coalesce($r, rdev) WHERE dev = $d AND ino = $i",
-            "$u", "$g", "$m", "$r", "$d", "$i");
-        cmd.Parameters["$u"].Value = (long)uid;
-        cmd.Parameters["$g"].Value = (long)gid;
-        cmd.Parameters["$m"].Value = (long)mode;
-        cmd.Parameters["$r"].Value = rdev.HasValue ? rdev.Value : DBNull.Value;
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
-        cmd.ExecuteNonQuery();
+        Bind("UPDATE files SET uid = $u, gid = $g, mode = (mode & 61440) | ($m & 4095), rdev = coalesce($r, rdev) WHERE dev = $d AND ino = $i",
+            ("$u", (long)uid), ("$g", (long)gid), ("$m", (long)mode), ("$r", rdev), ("$d", dev), ("$i", ino))
+            .ExecuteNonQuery();
     }
 
     /// <summary>Removes one name; the inode's xattrs go with its last name.</summary>
     public void DeletePath(string path)
     {
         var row = GetByPath(path);
-        var cmd = Prepared("DELETE FROM files WHERE path = $p", "$p");
-        cmd.Parameters["$p"].Value = path;
+        var cmd = Bind("DELETE FROM files WHERE path = $p", ("$p", path));
         cmd.ExecuteNonQuery();
         if (row != null && GetByDevIno(row.Dev, row.Ino).Count == 0) DeleteXattrs(row.Dev, row.Ino);
     }
@@ -296,9 +275,7 @@ public sealed class FilesDb : IDisposable
 
     public List<XattrRow> GetXattrs(long dev, long ino)
     {
-        var cmd = Prepared("SELECT name, CAST(value AS BLOB) FROM xattrs WHERE dev = $d AND ino = $i ORDER BY name", "$d", "$i");
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
+        var cmd = Bind("SELECT name, CAST(value AS BLOB) FROM xattrs WHERE dev = $d AND ino = $i ORDER BY name", ("$d", dev), ("$i", ino));
         var result = new List<XattrRow>();
         using var r = cmd.ExecuteReader();
         while (r.Read()) result.Add(new XattrRow(dev, ino, r.GetString(0), r.IsDBNull(1) ? [] : (byte[])r.GetValue(1)));
@@ -321,28 +298,19 @@ public sealed class FilesDb : IDisposable
     public void SetXattr(long dev, long ino, string name, byte[] value)
     {
         RemoveXattr(dev, ino, name);
-        var cmd = Prepared("INSERT INTO xattrs (dev, ino, name, value) VALUES ($d, $i, $n, CAST($v AS TEXT))", "$d", "$i", "$n", "$v");
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
-        cmd.Parameters["$n"].Value = name;
-        cmd.Parameters["$v"].Value = value;
+        var cmd = Bind("INSERT INTO xattrs (dev, ino, name, value) VALUES ($d, $i, $n, CAST($v AS TEXT))", ("$d", dev), ("$i", ino), ("$n", name), ("$v", value));
         cmd.ExecuteNonQuery();
     }
 
     public bool RemoveXattr(long dev, long ino, string name)
     {
-        var cmd = Prepared("DELETE FROM xattrs WHERE dev = $d AND ino = $i AND name = $n", "$d", "$i", "$n");
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
-        cmd.Parameters["$n"].Value = name;
+        var cmd = Bind("DELETE FROM xattrs WHERE dev = $d AND ino = $i AND name = $n", ("$d", dev), ("$i", ino), ("$n", name));
         return cmd.ExecuteNonQuery() > 0;
     }
 
     public void DeleteXattrs(long dev, long ino)
     {
-        var cmd = Prepared("DELETE FROM xattrs WHERE dev = $d AND ino = $i", "$d", "$i");
-        cmd.Parameters["$d"].Value = dev;
-        cmd.Parameters["$i"].Value = ino;
+        var cmd = Bind("DELETE FROM xattrs WHERE dev = $d AND ino = $i", ("$d", dev), ("$i", ino));
         cmd.ExecuteNonQuery();
     }
 
@@ -362,6 +330,14 @@ public sealed class FilesDb : IDisposable
         using var r = cmd.ExecuteReader();
         while (r.Read()) rows.Add(ReadRow(r));
         return rows;
+    }
+
+    /// <summary>A cached prepared statement with its parameters set (null binds SQL NULL).</summary>
+    private SqliteCommand Bind(string sql, params (string Name, object? Value)[] values)
+    {
+        var cmd = Prepared(sql, values.Select(v => v.Name).ToArray());
+        foreach (var (name, value) in values) cmd.Parameters[name].Value = value ?? DBNull.Value;
+        return cmd;
     }
 
     private SqliteCommand Prepared(string sql, params string[] parameters)

@@ -7,8 +7,7 @@ foreach (var command in FoundationCommands.Create()
              .Concat(FeedCommands.Create())
              .Concat(BootCommands.Create())
              .Concat(PayloadCommands.Create())
-             .Concat(ServeCommands.Create())
-             .Concat(UsbCommands.Create()))
+             .Concat(ServeCommands.Create()))
     root.Subcommands.Add(command);
 
 return await CliRunner.RunAsync(root, args);

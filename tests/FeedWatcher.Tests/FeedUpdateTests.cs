@@ -6,16 +6,6 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// <summary>`update` applying the sample build's ipk feed, as the unprivileged user, checked with real pseudo.</summary>
 public sealed class FeedUpdateTests
 {
-    private static string SampleBuild
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (Directory.Exists(Path.Combine(d.FullName, "samples", "oe-build"))) return Path.Combine(d.FullName, "samples", "oe-build");
-            throw new InvalidOperationException("samples/oe-build not found");
-        }
-    }
-
     internal sealed class Build : IDisposable
     {
         public ScratchDir Dir { get; } = new("rfe-feed");
@@ -26,7 +16,7 @@ public sealed class FeedUpdateTests
 
         public Build()
         {
-            Run.Program("cp", "-a", SampleBuild, Root).ShouldSucceed();
+            Run.Program("cp", "-a", Repository.SampleBuild, Root).ShouldSucceed();
             Own();
         }
 
@@ -58,7 +48,13 @@ public sealed class FeedUpdateTests
                 if "{{postinst}}": cm.append(("./postinst", b"#!/bin/sh\n{{postinst}}\n", 0o755))
                 dm = [("./", None, 0o755)]
                 made = set()
+                specs = []
                 for spec in [s for s in "{{files}}".split(";") if s]:
+                    if spec.startswith("@"):  # @N:/dir/prefix = N generated files
+                        n, prefix = spec[1:].split(":", 1)
+                        specs += [f"{prefix}{k:04d}=content {k}" for k in range(int(n))]
+                    else: specs.append(spec)
+                for spec in specs:
                     path, content = spec.split("=", 1)
                     parts = path.strip("/").split("/")
                     for k in range(1, len(parts)):
@@ -171,6 +167,48 @@ public sealed class FeedUpdateTests
         Assert.Equal("port=3", File.ReadAllText(Path.Combine(b.Export, "etc/daemon.conf-opkg")));
         Assert.Contains("Package: daemon\nVersion: 1.1-r0\nStatus: install ok unpacked", b.Status);
         Assert.True(File.Exists(Path.Combine(b.Export, "var/lib/opkg/info/daemon.postinst")));
+        AssertClean(b);
+    }
+
+    [Fact]
+    public void Kill_9_in_the_middle_of_an_update_converges_on_the_next_run()
+    {
+        using var b = new Build();
+        b.Update().ShouldSucceed();
+        b.Ipk("big", "1.0-r0", "core2-64", "@4000:/usr/share/big/f");
+        var journal = Path.Combine(b.Export + ".pseudo_state", "rootfs-export-feed.journal");
+        bool killedMidPackage = false;
+        foreach (var delayMs in new[] { 300, 500, 700, 900, 1200, 1600, 2200, 3000 })
+        {
+            using var p = new BackgroundTool(["update", "reference-base-image", "--install", "big"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path);
+            if (p.WaitForExit(delayMs)) break; // finished before the kill: nothing left to interrupt
+            p.Kill(); // SIGKILL, mid-way
+            if (File.Exists(journal)) { killedMidPackage = true; break; }
+        }
+        Assert.True(killedMidPackage, "no kill landed while the package was being applied");
+        var rerun = b.Update().ShouldSucceed().Stdout; // no --install: the journal alone brings it back
+        Assert.Contains("big", rerun);
+        Assert.Equal(4000, Directory.GetFiles(Path.Combine(b.Export, "usr/share/big")).Length);
+        Assert.Contains("Package: big\nVersion: 1.0-r0\nStatus: install ok installed", b.Status);
+        AssertClean(b);
+        Assert.Contains("up to date", b.Update("--install", "big").ShouldSucceed().Stdout);
+    }
+
+    [Fact]
+    public void A_package_the_image_no_longer_wants_is_removed()
+    {
+        using var b = new Build();
+        b.Update().ShouldSucceed();
+        var manifest = Path.Combine(b.Root, "tmp/deploy/images/qemux86-64/reference-base-image-qemux86-64.rootfs.manifest");
+        var real = Path.Combine(Path.GetDirectoryName(manifest)!, new FileInfo(manifest).LinkTarget!);
+        Run.Shell($"grep -v '^hello-sample ' {real} > {real}.new && mv {real}.new {real}", asUnprivileged: true).ShouldSucceed();
+        var output = b.Update().ShouldSucceed().Stdout;
+        Assert.Contains("Removing\n  hello-sample 1.1-r0", output);
+        Assert.Contains("1 removed", output);
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/bin/hello")));
+        Assert.DoesNotContain("Package: hello-sample", b.Status);
+        Assert.False(File.Exists(Path.Combine(b.Export, "var/lib/opkg/info/hello-sample.list")));
+        Assert.True(File.Exists(Path.Combine(b.Export, "bin/busybox")));
         AssertClean(b);
     }
 

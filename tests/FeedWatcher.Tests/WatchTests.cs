@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using RootfsExport.TestSupport;
@@ -13,24 +12,9 @@ public sealed class WatchTests
     public void Watch_applies_a_dropped_package_and_answers_build_done()
     {
         using var b = new FeedUpdateTests.Build();
-        var psi = new ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
-        foreach (var a in new[] { ToolCopy.Dll, "watch", "reference-base-image" }) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = "/tmp";
-        psi.Environment["BUILDDIR"] = b.Root;
-        psi.WorkingDirectory = b.Dir.Path;
-        using var watch = Process.Start(psi)!;
-        var output = new StringBuilder();
-        watch.OutputDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        watch.ErrorDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        watch.BeginOutputReadLine();
-        watch.BeginErrorReadLine();
-        string Text() { lock (output) return output.ToString(); }
-        void WaitUntil(Func<bool> condition, string what)
-        {
-            for (int i = 0; i < 300 && !condition(); i++) { Assert.False(watch.HasExited, Text()); Thread.Sleep(100); }
-            Assert.True(condition(), $"{what}\n{Text()}");
-        }
+        using var watch = new BackgroundTool(["watch", "reference-base-image"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path);
+        string Text() => watch.Output;
+        void WaitUntil(Func<bool> condition, string what) => watch.WaitUntil(condition, what);
         try
         {
             WaitUntil(() => Text().Contains("listening on"), "watch did not start");
@@ -57,8 +41,7 @@ public sealed class WatchTests
         }
         finally
         {
-            if (!watch.HasExited) Posix.Native.Signals.Kill(watch.Id, Posix.Native.Signals.SIGINT);
-            Assert.True(watch.WaitForExit(30_000), "watch did not stop on SIGINT");
+            watch.Stop(30);
         }
         Assert.Contains("watch stopped", Text());
         Assert.False(File.Exists(Path.Combine(b.Root, ".rootfs-export", "reference-base-image.sock")));

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using RootfsExport.TestSupport;
@@ -9,15 +8,7 @@ namespace RootfsExport.Integration.Tests;
 /// <summary>meta-dotnet-netboot: layer.conf, the class's python, and its BuildCompleted handler against a real `watch`.</summary>
 public sealed class BitbakeClassTests
 {
-    public static string Repo
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (Directory.Exists(Path.Combine(d.FullName, "meta-dotnet-netboot"))) return d.FullName;
-            throw new InvalidOperationException("meta-dotnet-netboot not found");
-        }
-    }
+    public static string Repo => Repository.Root;
 
     private static string ClassText => File.ReadAllText(Path.Combine(Repo, "meta-dotnet-netboot/classes/rootfs-export.bbclass"));
 
@@ -81,7 +72,7 @@ public sealed class BitbakeClassTests
                 def __init__(s, v): s.v = v
                 def getVar(s, k): return s.v.get(k)
             d = D({"ROOTFS_EXPORT_SOCKET_DIR": "{{socketDir}}", "ROOTFS_EXPORT_NOTIFY_TIMEOUT": "1.0"})
-            e = types.SimpleNamespace(data=d, _pkgs=["{{targets}}"])
+            e = types.SimpleNamespace(data=d, getPkgs=lambda: ["{{targets}}"])  # bb.event.BuildCompleted's API
             exec(compile(sys.stdin.read(), "rootfs-export.bbclass", "exec"))
             t = time.monotonic()
             rootfs_export_build_completed(d, e)
@@ -126,7 +117,7 @@ public sealed class SampleBuildCopy : IDisposable
 
     public SampleBuildCopy()
     {
-        Run.Program("cp", "-a", Path.Combine(BitbakeClassTests.Repo, "samples/oe-build"), Root).ShouldSucceed();
+        Run.Program("cp", "-a", Repository.SampleBuild, Root).ShouldSucceed();
         if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", Root).ShouldSucceed();
     }
 
@@ -134,41 +125,12 @@ public sealed class SampleBuildCopy : IDisposable
 }
 
 /// <summary>`rootfs-export watch reference-base-image` on a build, as uid 65534, stopped with SIGINT.</summary>
-public sealed class WatchProcess : IDisposable
+public static class WatchProcess
 {
-    private readonly Process _p;
-    private readonly StringBuilder _out = new();
-
-    private WatchProcess(Process p) => _p = p;
-
-    public static WatchProcess Start(SampleBuildCopy build)
+    public static BackgroundTool Start(SampleBuildCopy build)
     {
-        var psi = new ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = build.Dir.Path };
-        if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
-        foreach (var a in new[] { ToolCopy.Dll, "watch", "reference-base-image" }) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = "/tmp";
-        psi.Environment["BUILDDIR"] = build.Root;
-        var w = new WatchProcess(Process.Start(psi)!);
-        w._p.OutputDataReceived += (_, d) => { if (d.Data != null) lock (w._out) w._out.AppendLine(d.Data); };
-        w._p.ErrorDataReceived += (_, d) => { if (d.Data != null) lock (w._out) w._out.AppendLine(d.Data); };
-        w._p.BeginOutputReadLine();
-        w._p.BeginErrorReadLine();
-        w.WaitFor("listening on");
-        return w;
-    }
-
-    public string Output { get { lock (_out) return _out.ToString(); } }
-
-    public void WaitFor(string text)
-    {
-        for (int i = 0; i < 300 && !Output.Contains(text); i++) { Assert.False(_p.HasExited, Output); Thread.Sleep(100); }
-        Assert.True(Output.Contains(text), $"'{text}' not seen:\n{Output}");
-    }
-
-    public void Dispose()
-    {
-        if (!_p.HasExited) Posix.Native.Signals.Kill(_p.Id, Posix.Native.Signals.SIGINT);
-        if (!_p.WaitForExit(30_000)) _p.Kill(true);
-        _p.Dispose();
+        var watch = new BackgroundTool(["watch", "reference-base-image"], new Dictionary<string, string> { ["BUILDDIR"] = build.Root }, build.Dir.Path);
+        watch.WaitFor("listening on");
+        return watch;
     }
 }

@@ -11,21 +11,11 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
 
     public ExportLifecycleTests(GoldenRootfs golden) => _golden = golden;
 
-    private static string SampleBuild
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (Directory.Exists(Path.Combine(d.FullName, "samples", "oe-build"))) return Path.Combine(d.FullName, "samples", "oe-build");
-            throw new InvalidOperationException("samples/oe-build not found");
-        }
-    }
-
     /// <summary>A copy of the sample build the unprivileged user can modify.</summary>
     private static string CopySample(ScratchDir dir)
     {
         var build = dir["build"];
-        Run.Program("cp", "-a", SampleBuild, build).ShouldSucceed();
+        Run.Program("cp", "-a", Repository.SampleBuild, build).ShouldSucceed();
         if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", build).ShouldSucceed();
         return build;
     }
@@ -66,7 +56,7 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
     public void Update_without_a_build_uses_the_bundled_sample_build()
     {
         using var dir = new ScratchDir();
-        var env = new Dictionary<string, string> { ["ROOTFS_EXPORT_SAMPLE_BUILD"] = SampleBuild, ["BUILDDIR"] = "" };
+        var env = new Dictionary<string, string> { ["ROOTFS_EXPORT_SAMPLE_BUILD"] = Repository.SampleBuild, ["BUILDDIR"] = "" };
         var result = Run.Tool(["update", "reference-base-image", "--no-feeds"], env, cwd: dir.Path).ShouldSucceed();
         Assert.Contains("bundled sample build", result.Stdout);
         var export = dir["export/reference-base-image-qemux86-64"];
@@ -98,6 +88,21 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
         Assert.Contains("replaced with the newer image", again.Stdout);
         Assert.True(File.Exists(entry), again.All);
         Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+    }
+
+    [Fact]
+    public void Update_does_not_replace_an_export_it_did_not_make()
+    {
+        using var b = new ScratchDir();
+        var build = CopySample(b);
+        var export = b["foreign"];
+        // made the runqemu-extract-sdk way: tar under pseudo
+        Run.Program("mkdir", [export], asUnprivileged: true).ShouldSucceed();
+        PseudoPeer.Run(export + ".pseudo_state", $"tar --numeric-owner -xpzf {_golden.TarGz} -C {export}").ShouldSucceed();
+        var r = Run.Tool(["update", "reference-base-image", "--no-feeds", "--export", export], new Dictionary<string, string> { ["BUILDDIR"] = build }, cwd: b.Path);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("was not made by 'rootfs-export update'", r.Stderr);
+        Assert.True(File.Exists(Path.Combine(export, "usr/bin/suidprog")));
     }
 
     [Fact]
@@ -134,10 +139,13 @@ public sealed class ExportLifecycleTests : IClassFixture<GoldenRootfs>
         Run.Tool("unpack", _golden.TarGz, export).ShouldSucceed();
         var state = export + ".pseudo_state";
         // a pseudo server that stays up (-t 0: no idle timeout) while we try to write
-        Run.Program("pseudo", ["-d", "-t", "0"], asUnprivileged: true, env: PseudoPeer.Env(state)).ShouldSucceed();
+        // pseudo -d's parent can die of the SIGUSR1 its daemon sends when set up (a race in pseudo on a busy
+        // machine, exit 138): what counts is that the server holds the lock, so wait for that.
+        Run.Program("pseudo", ["-d", "-t", "0"], asUnprivileged: true, env: PseudoPeer.Env(state));
         try
         {
-            for (int i = 0; i < 100 && new PseudoState(state).LiveServerPid() is null; i++) Thread.Sleep(50);
+            for (int i = 0; i < 200 && new PseudoState(state).LiveServerPid() is null; i++) Thread.Sleep(50);
+            Assert.NotNull(new PseudoState(state).LiveServerPid());
             var result = Run.Tool("unpack", "--replace", _golden.TarGz, export);
             Assert.Equal(1, result.ExitCode);
             Assert.Contains("pseudo -S", result.Stderr);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using RootfsExport.TestSupport;
 using Xunit;
 
@@ -10,46 +9,6 @@ public sealed class NfsServeTests : IClassFixture<GoldenRootfs>
     private readonly GoldenRootfs _golden;
 
     public NfsServeTests(GoldenRootfs golden) => _golden = golden;
-
-    /// <summary>Starts `serve --nfs` as the unprivileged user; returns the process (dotnet, after setpriv's exec).</summary>
-    private sealed record Serve(Process Process, System.Text.StringBuilder Output);
-
-    private static Serve StartServe(IEnumerable<string> args, IDictionary<string, string> env)
-    {
-        var psi = new ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add(ToolCopy.Dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = "/tmp";
-        foreach (var (k, v) in env) psi.Environment[k] = v;
-        var p = Process.Start(psi)!;
-        // read as it comes: pseudo's daemon inherits these pipes, so EOF may come late
-        var output = new System.Text.StringBuilder();
-        p.OutputDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        p.ErrorDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return new Serve(p, output);
-    }
-
-    private static (string Output, int Exit) StopServe(Serve serve)
-    {
-        var p = serve.Process;
-        if (!p.HasExited) Posix.Native.Signals.Kill(p.Id, Posix.Native.Signals.SIGINT);
-        if (!p.WaitForExit(60_000)) { p.Kill(true); throw new TimeoutException("serve --nfs did not stop on SIGINT"); }
-        Thread.Sleep(200);
-        lock (serve.Output) return (serve.Output.ToString(), p.ExitCode);
-    }
-
-    private static void WaitFor(string file, Serve serve, int seconds = 60)
-    {
-        for (int i = 0; i < seconds * 10 && !File.Exists(file); i++)
-        {
-            if (serve.Process.HasExited) { Thread.Sleep(200); lock (serve.Output) throw new Xunit.Sdk.XunitException($"serve exited early ({serve.Process.ExitCode}): {serve.Output}"); }
-            Thread.Sleep(100);
-        }
-        Assert.True(File.Exists(file), $"{file} did not appear");
-    }
 
     /// <summary>
     /// CI has no unfsd (no Debian release packages it), so the environment serve --nfs starts unfsd in is
@@ -83,9 +42,10 @@ public sealed class NfsServeTests : IClassFixture<GoldenRootfs>
         Run.Program("chmod", "755", standIn).ShouldSucceed();
 
         // the stand-in's report files are outside the export: keep pseudo from recording them
-        var serve = StartServe(["serve", export, "--nfs", "--unfsd", standIn], new Dictionary<string, string> { ["OUT"] = outDir, ["PSEUDO_IGNORE_PATHS"] = outDir + "/" });
-        WaitFor(Path.Combine(outDir, "ready"), serve);
-        var (stdout, exit) = StopServe(serve);
+        using var serve = new BackgroundTool(["serve", export, "--nfs", "--unfsd", standIn], new Dictionary<string, string> { ["OUT"] = outDir, ["PSEUDO_IGNORE_PATHS"] = outDir + "/" });
+        serve.WaitUntil(() => File.Exists(Path.Combine(outDir, "ready")), "the stand-in unfsd to start", 60);
+        int exit = serve.Stop();
+        var stdout = serve.Output;
         Assert.True(exit == 0, stdout);
 
         var live = new PseudoDb.PseudoState(export + ".pseudo_state").LiveServerPid();
@@ -125,7 +85,7 @@ public sealed class NfsServeTests : IClassFixture<GoldenRootfs>
         var export = dir["export"];
         Run.Tool("unpack", _golden.TarGz, export).ShouldSucceed();
         var port = 33049 + Random.Shared.Next(0, 500) * 2;
-        var serve = StartServe(["serve", export, "--nfs", "--unfsd", UnfsdPeer.Path!, "--nfs-port", port.ToString()], new Dictionary<string, string>());
+        using var serve = new BackgroundTool(["serve", export, "--nfs", "--unfsd", UnfsdPeer.Path!, "--nfs-port", port.ToString()]);
         try
         {
             string url(string p, string extra = "") => $"nfs://127.0.0.1{export}/{p}?nfsport={port}&mountport={port}{extra}";
@@ -139,8 +99,7 @@ public sealed class NfsServeTests : IClassFixture<GoldenRootfs>
         }
         finally
         {
-            var (stdout, exit) = StopServe(serve);
-            Assert.True(exit == 0, stdout);
+            Assert.True(serve.Stop() == 0, serve.Output);
         }
         var rows = PseudoPeer.Rows(export + ".pseudo_state/files.db", export);
         Assert.StartsWith("5 5 ", rows["etc/written-over-nfs"]);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using RootfsExport.TestSupport;
 using Xunit;
@@ -18,21 +17,11 @@ public sealed class ServeNinePCliTests : IClassFixture<GoldenRootfs>
         using var dir = new ScratchDir();
         var export = dir["export"];
         Run.Tool("unpack", _golden.TarGz, export).ShouldSucceed();
-        var psi = new ProcessStartInfo { FileName = Run.IsRoot ? "setpriv" : "dotnet", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Run.IsRoot) foreach (var a in new[] { $"--reuid={Run.NobodyId}", $"--regid={Run.NobodyId}", "--clear-groups", "--", "dotnet" }) psi.ArgumentList.Add(a);
-        foreach (var a in new[] { ToolCopy.Dll, "serve", export, "--9p", "tcp:127.0.0.1:0" }) psi.ArgumentList.Add(a);
-        psi.Environment["HOME"] = "/tmp";
-        using var serve = Process.Start(psi)!;
-        var output = new System.Text.StringBuilder();
-        serve.OutputDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        serve.ErrorDataReceived += (_, d) => { if (d.Data != null) lock (output) output.AppendLine(d.Data); };
-        serve.BeginOutputReadLine();
-        serve.BeginErrorReadLine();
+        using var serve = new BackgroundTool(["serve", export, "--9p", "tcp:127.0.0.1:0"]);
         try
         {
-            string Text() { lock (output) return output.ToString(); }
-            for (int i = 0; i < 300 && !Text().Contains("cmdline:"); i++) Thread.Sleep(100);
-            var text = Text();
+            serve.WaitFor("cmdline:");
+            var text = serve.Output;
             var port = int.Parse(Regex.Match(text, @"on tcp:127\.0\.0\.1:(\d+)").Groups[1].Value);
             Assert.Contains($"mount:   mount -t 9p -o trans=tcp,port={port},version=9p2000.L,", text);
             Assert.Contains($"rootfstype=9p rootflags=trans=tcp,port={port},", text);
@@ -50,11 +39,9 @@ public sealed class ServeNinePCliTests : IClassFixture<GoldenRootfs>
         }
         finally
         {
-            Posix.Native.Signals.Kill(serve.Id, Posix.Native.Signals.SIGINT);
-            Assert.True(serve.WaitForExit(30_000), "serve did not stop on SIGINT");
+            Assert.Equal(0, serve.Stop(30));
         }
-        Assert.Equal(0, serve.ExitCode);
-        lock (output) Assert.Contains("stopped; the database is consistent", output.ToString());
+        Assert.Contains("stopped; the database is consistent", serve.Output);
         Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
     }
 }

@@ -27,20 +27,9 @@ public static class FeedCommands
                 FoundationCommands.BootRefresh(export);
                 return Task.FromResult(result.NotReady == 0);
             }
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-            Console.CancelKeyPress += onCancel;
-            using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
-                System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-            try
-            {
-                await Refresh(stop.Token);
-                await new FeedWatch(layout, name, Refresh, Console.Out).RunAsync(stop.Token);
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
+            using var stop = new StopSignal(ct);
+            await Refresh(stop.Token);
+            await new FeedWatch(layout, name, Refresh, Console.Out).RunAsync(stop.Token);
             Console.WriteLine("watch stopped");
             return 0;
         });

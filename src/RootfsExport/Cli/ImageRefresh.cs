@@ -19,6 +19,10 @@ public static class ImageRefresh
             Console.WriteLine($"Export: {canonical} (image up to date)");
             return Outcome.UpToDate;
         }
+        bool ours = File.Exists(Path.Combine(state.Directory, ImageStamp.FileName));
+        if (Directory.Exists(canonical) && Directory.EnumerateFileSystemEntries(canonical).Any() && !ours)
+            throw new UserFacingException($"'{canonical}' exists but was not made by 'rootfs-export update' (no {ImageStamp.FileName} in {state.Directory}); " +
+                "refusing to replace it with the image — use 'rootfs-export unpack --replace <tarball> <export>' if that is what you want, or pass another --export");
         // boot entry settings live in the export; carry them over to a replacing image
         var settingsPath = Path.Combine(canonical, BootSpec.BootEntries.SettingsFile);
         var settings = File.Exists(settingsPath) ? File.ReadAllBytes(settingsPath) : null;

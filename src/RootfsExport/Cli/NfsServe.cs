@@ -39,18 +39,7 @@ public sealed class NfsServe
         Console.WriteLine("note:    unfsd under pseudo enforces no permissions; files created over NFS take the uid the client claims. Serve loopback or a private board network only.");
         Console.Out.Flush();
 
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
-            System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        try
-        {
-            return await UnfsdServer.RunAsync(plan, Console.Out, stop.Token);
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        using var stop = new StopSignal(cancel);
+        return await UnfsdServer.RunAsync(plan, Console.Out, stop.Token);
     }
 }

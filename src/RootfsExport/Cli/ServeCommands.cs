@@ -49,15 +49,10 @@ public static class ServeCommands
         foreach (var line in ClientHints(address, exportPath)) Console.WriteLine(line);
         Console.Out.Flush();
 
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
-            System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var stop = new StopSignal(ct);
         try { await server.Server.ListenAsync(listener, stop.Token); }
         finally
         {
-            Console.CancelKeyPress -= onCancel;
             if (address.Scheme == "unix") try { File.Delete(address.SocketPath!); } catch (IOException) { }
         }
         Console.WriteLine("stopped; the database is consistent");

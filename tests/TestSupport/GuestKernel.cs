@@ -1,6 +1,4 @@
-using RootfsExport.TestSupport;
-
-namespace RootfsExport.NineP.Tests;
+namespace RootfsExport.TestSupport;
 
 /// <summary>
 /// Debian's 6.12 kernel for a TCG guest (test-rigs.md §4): the newest linux-image-6.12.*+deb12-amd64-unsigned
@@ -16,6 +14,9 @@ public static class GuestKernel
 
     private static readonly Lazy<string> _dir = new(Prepare);
 
+    /// <summary>The downloaded linux-image .deb itself (for tests that need more of its modules).</summary>
+    public static string Deb => System.IO.Directory.GetFiles(CacheRoot, Path.GetFileName(Directory) + "_*.deb").OrderBy(f => f).Last();
+
     /// <summary>Directory holding vmlinux and modules/*.ko.</summary>
     public static string Directory => _dir.Value;
 
@@ -30,6 +31,9 @@ public static class GuestKernel
         var script = $$"""
             set -euo pipefail
             mkdir -p '{{CacheRoot}}' && cd '{{CacheRoot}}'
+            # test assemblies run in parallel: one downloads and unpacks, the others wait and reuse it
+            exec 9>'{{CacheRoot}}/.lock'; flock 9
+            [ -f '{{dir}}/ready' ] && exit 0
             ls {{pkg}}_*.deb >/dev/null 2>&1 || timeout 900 apt-get download {{pkg}}
             rm -rf '{{dir}}.tmp' && mkdir -p '{{dir}}.tmp/modules' && cd '{{dir}}.tmp'
             dpkg -x "$(ls -1 ../{{pkg}}_*.deb | tail -1)" root

@@ -1,9 +1,0 @@
-using System.CommandLine;
-
-namespace RootfsExport.Cli;
-
-/// <summary>Subcommands of this area (filled in by its issue).</summary>
-public static class UsbCommands
-{
-    public static IEnumerable<Command> Create() => [];
-}
