@@ -141,11 +141,33 @@ public sealed class RpmState : PackageState
     public override PackageFormat Format => PackageFormat.Rpm;
     public override string NewConffileSuffix => ".rpmnew";
 
+    private readonly Dictionary<string, HashSet<string>> _imageLists = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// What the image's rpmdb says is installed (read from a copy, never written), overlaid with our own record
+    /// of packages applied or removed since.
+    /// </summary>
     public static RpmState Open(string export, string stateDir)
     {
         var path = Path.Combine(stateDir, "rootfs-export-rpm.status");
-        var status = File.Exists(path) ? ControlStanza.ParseAll(File.ReadAllText(path), path) : new List<ControlStanza>();
-        return new RpmState(export, status, path);
+        var state = new RpmState(export, new List<ControlStanza>(), path);
+        foreach (var h in RpmDb.Installed(export))
+        {
+            var name = h.String(RpmHeader.NAME);
+            if (name is null || name == "gpg-pubkey") continue;
+            var s = new ControlStanza();
+            s["Package"] = name;
+            s["Version"] = h.FullVersion();
+            s["Status"] = "install ok installed";
+            s["Architecture"] = h.String(RpmHeader.ARCH) ?? "noarch";
+            var conffiles = h.ConffileDigests().ToList();
+            if (conffiles.Count > 0) s["Conffiles"] = string.Concat(conffiles.Select(c => $"\n {c.Path} {c.Digest}"));
+            state.Replace(s);
+            state._imageLists[name] = h.FilePaths().ToHashSet(StringComparer.Ordinal);
+        }
+        if (File.Exists(path))
+            foreach (var s in ControlStanza.ParseAll(File.ReadAllText(path), path)) state.Replace(s);
+        return state;
     }
 
     private string ListPath(string package) => Path.Combine(Path.GetDirectoryName(_recordPath)!, "rootfs-export-rpm.info", package + ".list");
@@ -153,15 +175,21 @@ public sealed class RpmState : PackageState
     public override HashSet<string> List(string package)
     {
         var path = ListPath(package);
-        return File.Exists(path) ? File.ReadAllLines(path).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal) : new(StringComparer.Ordinal);
+        if (File.Exists(path)) return File.ReadAllLines(path).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal);
+        return _imageLists.TryGetValue(package, out var l) ? new HashSet<string>(l, StringComparer.Ordinal) : new(StringComparer.Ordinal);
     }
 
     public override IEnumerable<string> InfoFiles(string package) => [];
 
     public override List<(string Path, byte[] Content, bool Executable)> Forget(string package)
     {
-        Status.RemoveAll(s => s.Package == package);
-        File.Delete(ListPath(package));
+        // the image's rpmdb still lists it: our record says it is gone
+        var gone = new ControlStanza();
+        gone["Package"] = package;
+        gone["Status"] = "deinstall ok not-installed";
+        Replace(gone);
+        Directory.CreateDirectory(Path.GetDirectoryName(ListPath(package))!);
+        WriteAtomic(ListPath(package), "");
         WriteAtomic(_recordPath, FormatStatus());
         return [];
     }

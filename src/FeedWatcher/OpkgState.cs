@@ -62,6 +62,14 @@ public abstract class PackageState
         return result;
     }
 
+    /// <summary>Does the file still have the content a recorded hash describes (md5, or "sha256:" from an rpmdb)?</summary>
+    public static bool Matches(string file, string recorded)
+    {
+        if (!recorded.StartsWith("sha256:")) return Md5(file) == recorded;
+        using var s = File.OpenRead(file);
+        return Convert.ToHexStringLower(SHA256.HashData(s)) == recorded["sha256:".Length..];
+    }
+
     public static string Md5(string file)
     {
         using var s = File.OpenRead(file);

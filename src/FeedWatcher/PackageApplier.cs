@@ -116,7 +116,8 @@ public static partial class PackageApplier
             var onDisk = Path.Combine(export, path.Value);
             bool exists = File.Exists(onDisk);
             string? diskMd5 = exists ? PackageState.Md5(onDisk) : null;
-            bool userModified = exists && oldConffiles.TryGetValue(target, out var recorded) && recorded != "newconffile" && diskMd5 != recorded && diskMd5 != newMd5;
+            bool userModified = exists && oldConffiles.TryGetValue(target, out var recorded) && recorded != "newconffile" && diskMd5 != newMd5
+                && !PackageState.Matches(onDisk, recorded);
             if (state.Format == PackageFormat.Deb && unpacked)
             {
                 // dpkg unpacks every conffile as .dpkg-new and decides at configure time, on the board

@@ -17,7 +17,7 @@ public sealed class RpmHeader
     public const int FILEUSERNAME = 1039, FILEGROUPNAME = 1040, PROVIDENAME = 1047, REQUIREFLAGS = 1048, REQUIRENAME = 1049, REQUIREVERSION = 1050;
     public const int PREINPROG = 1085, POSTINPROG = 1086, PREUNPROG = 1087, POSTUNPROG = 1088;
     public const int PROVIDEFLAGS = 1112, PROVIDEVERSION = 1113, DIRINDEXES = 1116, BASENAMES = 1117, DIRNAMES = 1118;
-    public const int PAYLOADFORMAT = 1124, PAYLOADCOMPRESSOR = 1125, SUMMARY = 1004;
+    public const int PAYLOADFORMAT = 1124, PAYLOADCOMPRESSOR = 1125, SUMMARY = 1004, FILEDIGESTS = 1035, FILEDIGESTALGO = 5011;
     public const int RPMFILE_CONFIG = 1 << 0, RPMFILE_NOREPLACE = 1 << 4, RPMFILE_GHOST = 1 << 6;
     private const int SENSE_LESS = 2, SENSE_GREATER = 4, SENSE_EQUAL = 8, SENSE_RPMLIB = 1 << 24;
 
@@ -38,10 +38,26 @@ public sealed class RpmHeader
         return ReadOne(s, where, "header", out _);
     }
 
+    /// <summary>A header as the rpmdb stores it (Packages.blob): index count, store size, entries, store — no magic.</summary>
+    public static RpmHeader FromBlob(byte[] blob, string where)
+    {
+        var s = new MemoryStream(blob);
+        var intro = new byte[16];
+        blob.AsSpan(0, Math.Min(8, blob.Length)).CopyTo(intro.AsSpan(8));
+        if (blob.Length < 8) throw new UserFacingException($"{where}: rpmdb header blob too short");
+        s.Position = 8;
+        return ReadBody(s, intro, where, "rpmdb header", out _);
+    }
+
     private static RpmHeader ReadOne(Stream s, string where, string what, out int length)
     {
         var intro = ReadExactly(s, 16, where, what);
         if (intro[0] != 0x8e || intro[1] != 0xad || intro[2] != 0xe8 || intro[3] != 0x01) throw new UserFacingException($"{where}: bad {what} magic: corrupt rpm");
+        return ReadBody(s, intro, where, what, out length);
+    }
+
+    private static RpmHeader ReadBody(Stream s, byte[] intro, string where, string what, out int length)
+    {
         int count = BinaryPrimitives.ReadInt32BigEndian(intro.AsSpan(8));
         int size = BinaryPrimitives.ReadInt32BigEndian(intro.AsSpan(12));
         if (count < 0 || count > 100_000 || size < 0 || size > 256 << 20) throw new UserFacingException($"{where}: implausible {what} size ({count} entries, {size} bytes): corrupt rpm");
@@ -135,6 +151,18 @@ public sealed class RpmHeader
         var flags = Integers(FILEFLAGS);
         for (int i = 0; i < paths.Count && i < flags.Length; i++)
             if ((flags[i] & RPMFILE_CONFIG) != 0 && (flags[i] & RPMFILE_GHOST) == 0) yield return paths[i];
+    }
+
+    /// <summary>Conffile digests as the rpmdb records them: "sha256:&lt;hex&gt;" (FILEDIGESTALGO 8) or an md5.</summary>
+    public IEnumerable<(string Path, string Digest)> ConffileDigests()
+    {
+        var paths = FilePaths();
+        var flags = Integers(FILEFLAGS);
+        var digests = Strings(FILEDIGESTS);
+        var algo = Integers(FILEDIGESTALGO) is [var a, ..] ? a : 1;
+        for (int i = 0; i < paths.Count && i < flags.Length && i < digests.Count; i++)
+            if ((flags[i] & RPMFILE_CONFIG) != 0 && digests[i].Length > 0)
+                yield return (paths[i], algo == 8 ? "sha256:" + digests[i] : digests[i]);
     }
 
     /// <summary>The header in Debian control terms, so planning treats all formats alike.</summary>
@@ -260,5 +288,40 @@ internal static class CpioReader
     {
         Span<byte> b = stackalloc byte[4];
         if (n > 0 && s.ReadAtLeast(b[..n], n, false) < n) throw new EndOfStreamException("rpm payload truncated in padding");
+    }
+}
+
+/// <summary>The image's rpmdb (rpm ≥ 4.16: var/lib/rpm/rpmdb.sqlite, table Packages(hnum, blob)), read from a copy.</summary>
+internal static class RpmDb
+{
+    public static List<RpmHeader> Installed(string export)
+    {
+        var db = Path.Combine(export, "var/lib/rpm/rpmdb.sqlite");
+        var result = new List<RpmHeader>();
+        if (!File.Exists(db) || new FileInfo(db).LinkTarget != null) return result;
+        // a copy: opening the original, even read-only, could create -shm/-wal files in the export
+        var tmp = Path.Combine(Path.GetTempPath(), $"rootfs-export-rpmdb-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(tmp);
+        try
+        {
+            File.Copy(db, Path.Combine(tmp, "rpmdb.sqlite"));
+            if (File.Exists(db + "-wal")) File.Copy(db + "-wal", Path.Combine(tmp, "rpmdb.sqlite-wal"));
+            using var conn = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(tmp, "rpmdb.sqlite")};Pooling=False");
+            conn.Open();
+            using var cmd = conn.CreateCommand();
+            cmd.CommandText = "SELECT hnum, blob FROM Packages ORDER BY hnum";
+            using var reader = cmd.ExecuteReader();
+            while (reader.Read())
+                result.Add(RpmHeader.FromBlob((byte[])reader.GetValue(1), $"rpmdb.sqlite package {reader.GetInt64(0)}"));
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException e)
+        {
+            throw new UserFacingException($"{db}: cannot read the rpm database: {e.Message}");
+        }
+        finally
+        {
+            Directory.Delete(tmp, recursive: true);
+        }
+        return result;
     }
 }

@@ -8,7 +8,16 @@ public sealed class RpmFeedTests
 {
     private static string Rpm(OeFeedBuild b, string version, string release, string confContent, string payload, string extraFiles = "")
     {
-        var top = Path.Combine(b.Work, $"rpm-{Guid.NewGuid():N}");
+        var built = BuildRpm(b.Work, version, release, confContent, payload, extraFiles);
+        var dest = Path.Combine(b.FeedDir("rpm", "core2_64"), Path.GetFileName(built));
+        File.Copy(built, dest, true);
+        b.Own();
+        return dest;
+    }
+
+    private static string BuildRpm(string work, string version, string release, string confContent, string payload, string extraFiles = "")
+    {
+        var top = Path.Combine(work, $"rpm-{Guid.NewGuid():N}");
         Directory.CreateDirectory(top);
         var spec = Path.Combine(top, "hello.spec");
         File.WriteAllText(spec, $"""
@@ -39,11 +48,29 @@ public sealed class RpmFeedTests
             {extraFiles}
             """);
         Run.Program("rpmbuild", "-bb", "--quiet", "--define", $"_topdir {top}", "--define", $"_binary_payload {payload}", "--target", "x86_64", spec).ShouldSucceed();
-        var built = Directory.EnumerateFiles(Path.Combine(top, "RPMS"), "*.rpm", SearchOption.AllDirectories).Single();
-        var dest = Path.Combine(b.FeedDir("rpm", "core2_64"), Path.GetFileName(built));
-        File.Copy(built, dest, true);
-        b.Own();
-        return dest;
+        return Directory.EnumerateFiles(Path.Combine(top, "RPMS"), "*.rpm", SearchOption.AllDirectories).Single();
+    }
+
+    [Fact]
+    public void Packages_the_image_rpmdb_lists_are_upgraded_with_their_file_lists_and_conffile_digests()
+    {
+        Run.RequirePeer("rpm");
+        using var scratch = new ScratchDir("rfe-rpmimg");
+        var v1 = BuildRpm(scratch.Path, "1.0", "r0", "conf=1\\n", "w9.gzdio", "/usr/share/hello/old.txt");
+        // the image: real rpm installs hello 1.0 into the root, so its rpmdb.sqlite lists it
+        using var b = new OeFeedBuild($"mkdir -p var/lib/rpm && rpm --root \"$PWD\" --dbpath /var/lib/rpm -i --nodeps --noscripts {v1} && rm -f var/lib/rpm/.rpm.lock var/lib/rpm/rpmdb.sqlite-shm && test ! -s var/lib/rpm/rpmdb.sqlite-wal && rm -f var/lib/rpm/rpmdb.sqlite-wal", []);
+        Assert.Equal("1.0\n", File.ReadAllText(Path.Combine(b.Work, "rootfs/usr/bin/hello")));
+        b.Update("--no-feeds").ShouldSucceed();
+        File.WriteAllText(Path.Combine(b.Export, "etc/hello.conf"), "conf=mine\n");
+        Rpm(b, "1.1", "r0", "conf=2\\n", "w19.zstdio");
+        var output = b.Update().ShouldSucceed().Stdout;
+        Assert.Contains("Upgrading packages\n  hello 2:1.0-r0 → 2:1.1-r0", output);
+        Assert.Contains("kept your /etc/hello.conf, new one is /etc/hello.conf.rpmnew", output);
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/share/hello/old.txt")));
+        Assert.Equal("1.1\n", File.ReadAllText(Path.Combine(b.Export, "usr/bin/hello")));
+        Assert.False(File.Exists(Path.Combine(b.Export, "var/lib/rpm/rpmdb.sqlite-shm"))); // the image's rpmdb is only read, from a copy
+        Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
+        Assert.Contains("up to date", b.Update().ShouldSucceed().Stdout);
     }
 
     private static string Row(OeFeedBuild b, string relative) =>
