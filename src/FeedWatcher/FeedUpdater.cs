@@ -101,8 +101,10 @@ public static class FeedUpdater
             {
                 var pkg = PackageFile.Read(step.Package.Entry.Path);
                 var old = pstate.Installed(pkg.Name);
+                var perms = Perms(req.Layout, step.Package.Entry.Path, pkg.Name);
+                PackageApplier.Preflight(pkg, perms, export, owners);
                 var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
-                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, step.AutoInstalled, owners, Perms(req.Layout, step.Package.Entry.Path, pkg.Name));
+                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, step.AutoInstalled, owners, perms);
                 recorded[pkg.Name] = pkg.Sha256;
                 SaveRecorded(state, recorded);
                 EndJournal(state, journal);
@@ -203,9 +205,23 @@ public static class FeedUpdater
             File.Delete(path);
             return;
         }
+        output.WriteLine($"Finishing {journal.Package}, interrupted in a previous run");
+        try
+        {
+            FinishJournal(journal, state, pstate, writer, db, owners, layout, recorded, output, applied);
+        }
+        catch (UserFacingException e)
+        {
+            throw new UserFacingException($"the package {journal.Package} a previous run was applying cannot be finished: {e.Message}. " +
+                $"Its journal is {path} (package copy {journal.Copy}); 'rootfs-export check --repair' re-syncs files.db, then delete the journal to go on", e);
+        }
+    }
+
+    private static void FinishJournal(Journal journal, PseudoState state, PackageState pstate, ExportWriter writer, FilesDb db, OwnerNames owners, BuildLayout layout,
+        Dictionary<string, string> recorded, TextWriter output, List<string> applied)
+    {
         var pkg = PackageFile.Read(journal.Copy);
         var old = journal.OldStanza is { } text ? ControlStanza.Parse(text, "journal") : null;
-        output.WriteLine($"Finishing {journal.Package}, interrupted in a previous run");
         var touched = journal.OldList.ToList();
         pkg.ReadData(m => touched.Add("/" + ExportPath.Parse(m.Name, "entry").Value), owners.Resolve);
         touched.AddRange(pstate.InfoFiles(pkg.Name).Select(f => "/" + f));

@@ -154,6 +154,34 @@ public static partial class PackageApplier
     }
 
     /// <summary>
+    /// Reads the whole package once before anything is written: every member name must stay inside the export,
+    /// every type must be one we apply, hard links must point into the package, and PTXdist .perms records must
+    /// name files the package (or the export) has. A package that fails here leaves the export untouched.
+    /// </summary>
+    public static void Preflight(PackageFile pkg, PermsFile? perms, string export, OwnerNames owners)
+    {
+        var where = Path.GetFileName(pkg.Path);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        pkg.ReadData(m =>
+        {
+            var path = ExportPath.Parse(m.Name, $"{where}: data entry");
+            if (m.Type is not ('0' or '7' or '5' or '2' or '1' or '3' or '4' or '6'))
+                throw new UserFacingException($"{where}: data entry '{m.Name}' has tar type '{m.Type}'");
+            if (m.Type == '1' && !seen.Contains(ExportPath.Parse(m.LinkName, $"{where}: hard link target").Value))
+                throw new UserFacingException($"{where}: hard link '{m.Name}' points to '{m.LinkName}', which comes later or not at all");
+            seen.Add(path.Value);
+            m.Data.CopyTo(Stream.Null);
+        }, owners.Resolve);
+        if (perms is null) return;
+        foreach (var rec in perms.Records)
+        {
+            var rel = ExportPath.ParseTargetAbsolute(rec.Path, $"{Path.GetFileName(perms.Path)}: path");
+            if (rec.Kind != PseudoDb.PermsKind.Node && !seen.Contains(rel.Value) && !Path.Exists(Path.Combine(export, rel.Value)))
+                throw new UserFacingException($"{where}: {Path.GetFileName(perms.Path)} lists {rec.Path}, which the package does not contain");
+        }
+    }
+
+    /// <summary>
     /// Removes a package as opkg remove / dpkg --purge do (scripts not run): its files unless another package
     /// lists them (directories only when empty), its info files, its status stanza. One transaction; a file
     /// already gone from disk (killed run) only loses its row, so a re-run converges.

@@ -73,6 +73,26 @@ public sealed class PtxdistFeedTests
         Assert.Contains("clean:", Run.Tool("check", b.Export).ShouldSucceed().Stdout);
     }
 
+    [Fact]
+    public void Perms_naming_a_file_the_package_lacks_is_refused_before_anything_is_written()
+    {
+        using var b = new Bsp();
+        b.Own();
+        b.Update().ShouldSucceed();
+        TestIpk.Write(Path.Combine(b.Platform, "packages/foo_1.0_armhf.ipk"), "Package: foo\nVersion: 1.0\nArchitecture: armhf\nDescription: foo\n",
+            [new("/usr/bin/foo", "foo binary", 0x1ed)]);
+        File.WriteAllText(Path.Combine(b.Platform, "state/foo.perms"), string.Join('\u001f', "f", "/usr/bin/not-there", "0", "0", "0755") + "\n");
+        b.Own();
+        var db = File.ReadAllBytes(Path.Combine(b.Export + ".pseudo_state", "files.db"));
+        var r = b.Update("--install", "foo");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("foo_1.0_armhf.ipk: foo.perms lists /usr/bin/not-there, which the package does not contain", r.Stderr);
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/bin/foo")));
+        Assert.Equal(db, File.ReadAllBytes(Path.Combine(b.Export + ".pseudo_state", "files.db")));
+        Assert.False(File.Exists(Path.Combine(b.Export + ".pseudo_state", "rootfs-export-feed.journal")));
+        Assert.Contains("clean:", Run.Tool("check", b.Export).ShouldSucceed().Stdout);
+    }
+
     [Theory]
     [InlineData("gz", true)]
     [InlineData("xz", false)]
