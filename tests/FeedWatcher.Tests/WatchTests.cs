@@ -47,4 +47,36 @@ public sealed class WatchTests
         Assert.False(File.Exists(Path.Combine(b.Root, ".rootfs-export", "reference-base-image.sock")));
         Assert.Contains("clean:", Run.Tool("check", b.Export).ShouldSucceed().Stdout);
     }
+
+    [Fact]
+    public void A_half_written_package_is_retried_until_complete()
+    {
+        using var b = new FeedUpdateTests.Build();
+        // the complete package, made aside; the feed first gets only its first half
+        b.Ipk("hello-sample", "1.3-r0", "core2-64", "/usr/bin/hello=echo hello 1.3", depends: "busybox", dir: "staging");
+        var whole = File.ReadAllBytes(Path.Combine(b.Root, "tmp/deploy/ipk/staging/hello-sample_1.3-r0_core2-64.ipk"));
+        Directory.Delete(Path.Combine(b.Root, "tmp/deploy/ipk/staging"), recursive: true);
+        using var watch = new BackgroundTool(["watch", "reference-base-image"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path);
+        try
+        {
+            watch.WaitFor("listening on");
+            var target = Path.Combine(b.Feed, "hello-sample_1.3-r0_core2-64.ipk");
+            using (var f = new FileStream(target, FileMode.CreateNew))
+            {
+                f.Write(whole, 0, whole.Length / 2);
+                f.Flush();
+                b.Own();
+                watch.WaitFor("not ready yet (still being written)");
+                f.Write(whole, whole.Length / 2, whole.Length - whole.Length / 2);
+            }
+            var hello = Path.Combine(b.Export, "usr/bin/hello");
+            watch.WaitUntil(() => File.ReadAllText(hello).Contains("hello 1.3"), "the completed package was not applied");
+            Assert.DoesNotContain("refresh failed", watch.Output);
+        }
+        finally
+        {
+            watch.Stop(30);
+        }
+        Assert.Contains("clean:", Run.Tool("check", b.Export).ShouldSucceed().Stdout);
+    }
 }
