@@ -11,7 +11,8 @@ namespace RootfsExport.FeedWatcher;
 /// <param name="Layout">the build: OE deploy dir (ipk/deb/rpm feeds, image manifest) or PTXdist platform dir</param>
 /// <param name="Image">image recipe name (finds the manifest)</param>
 /// <param name="Install">extra packages to install with their dependencies</param>
-public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output);
+/// <param name="DryRun">only say what would be done (feed directories, plan); nothing is written</param>
+public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output, bool DryRun = false);
 
 public sealed record FeedUpdateResult(int Installed, int Upgraded, int Removed, IReadOnlyList<string> Problems, int NotReady = 0);
 
@@ -39,7 +40,7 @@ public static class FeedUpdater
         var export = ExportPaths.Canonical(req.Export);
         var state = PseudoState.ForExport(export);
         if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database; run 'rootfs-export update {req.Image}' or 'unpack' first");
-        output.WriteLine("Update from package feeds");
+        output.WriteLine(req.DryRun ? "Update from package feeds (dry run: nothing is changed)" : "Update from package feeds");
         var problems = new List<string>();
 
         using var writeLock = state.AcquireWriterLock();
@@ -62,7 +63,13 @@ public static class FeedUpdater
         using (var db = FilesDb.Open(state, create: false))
         using (var writer = new ExportWriter(export, export, db))
         {
-            RollForward(state, pstate, writer, db, owners, req.Layout, recorded, output, applied);
+            if (req.DryRun)
+            {
+                if (File.Exists(JournalPath(state))) output.WriteLine($"  a package a previous run was applying is finished first (journal {JournalPath(state)})");
+                foreach (var (arch, dir) in FeedScanner.FeedDirs(req.Layout, format))
+                    output.WriteLine($"  feed {dir} (arch {arch})");
+            }
+            else RollForward(state, pstate, writer, db, owners, req.Layout, recorded, output, applied);
 
             var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
             var (entries, notReady) = scanner.Scan(req.Layout, format);
@@ -92,6 +99,21 @@ public static class FeedUpdater
 
             var installs = planner.Steps.Where(p => p.Installed is null).ToList();
             var upgrades = planner.Steps.Where(p => p.Installed is not null).ToList();
+            if (req.DryRun)
+            {
+                foreach (var (title, steps) in new[] { ("Installing new packages", installs), ("Upgrading packages", upgrades) })
+                {
+                    if (steps.Count > 0) output.WriteLine(title);
+                    foreach (var p in steps)
+                        output.WriteLine($"  {p.Package.Name} {(p.Installed is null ? "" : p.Installed.Version + " → ")}{p.Package.Version} ({Path.GetRelativePath(req.Layout.BuildDir, p.Package.Entry.Path)})");
+                }
+                if (removals.Count > 0) output.WriteLine("Removing");
+                foreach (var r in removals) output.WriteLine($"  {r.Package} {r.Version}");
+                foreach (var p in problems) output.WriteLine($"  problem: {p}");
+                output.WriteLine($"Summary (dry run): {installs.Count} to install, {upgrades.Count} to upgrade, {removals.Count} to remove, {problems.Count} problem(s)");
+                scanner.Save();
+                return new FeedUpdateResult(0, 0, 0, problems, notReady.Count);
+            }
             if (installs.Count > 0) output.WriteLine("Installing new packages");
             foreach (var p in installs) { Apply(p); installedCount++; }
             if (upgrades.Count > 0) output.WriteLine("Upgrading packages");
