@@ -175,21 +175,33 @@ public sealed class FeedUpdateTests
     {
         using var b = new Build();
         b.Update().ShouldSucceed();
-        b.Ipk("big", "1.0-r0", "core2-64", "@4000:/usr/share/big/f");
         var journal = Path.Combine(b.Export + ".pseudo_state", "rootfs-export-feed.journal");
+        // kill at growing delays until one lands while the package is being applied; a run that finished
+        // first gets a newer version to upgrade to, so the next attempt has something to interrupt again
+        int version = 0;
+        b.Ipk("big", $"1.{version}-r0", "core2-64", "@4000:/usr/share/big/f");
         bool killedMidPackage = false;
-        foreach (var delayMs in new[] { 300, 500, 700, 900, 1200, 1600, 2200, 3000 })
+        foreach (var delayMs in new[] { 200, 350, 500, 650, 800, 1000, 1300, 1700, 2200, 3000, 4000, 5000 })
         {
-            using var p = new BackgroundTool(["update", "reference-base-image", "--install", "big"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path);
-            if (p.WaitForExit(delayMs)) break; // finished before the kill: nothing left to interrupt
-            p.Kill(); // SIGKILL, mid-way
+            using (var p = new BackgroundTool(["update", "reference-base-image", "--install", "big"], new Dictionary<string, string> { ["BUILDDIR"] = b.Root }, b.Dir.Path))
+            {
+                if (!p.WaitForExit(delayMs)) p.Kill(); // SIGKILL at an arbitrary point
+            }
             if (File.Exists(journal)) { killedMidPackage = true; break; }
+            if (File.Exists(Path.Combine(b.Export, "var/lib/opkg/status")) && b.Status.Contains($"Package: big\nVersion: 1.{version}-r0"))
+            {
+                File.Delete(Path.Combine(b.Feed, $"big_1.{version}-r0_core2-64.ipk"));
+                version++;
+                b.Ipk("big", $"1.{version}-r0", "core2-64", $"@4000:/usr/share/big/v{version}-");
+            }
         }
         Assert.True(killedMidPackage, "no kill landed while the package was being applied");
         var rerun = b.Update().ShouldSucceed().Stdout; // no --install: the journal alone brings it back
         Assert.Contains("big", rerun);
-        Assert.Equal(4000, Directory.GetFiles(Path.Combine(b.Export, "usr/share/big")).Length);
-        Assert.Contains("Package: big\nVersion: 1.0-r0\nStatus: install ok installed", b.Status);
+        var expectedPrefix = version == 0 ? "f" : $"v{version}-";
+        Assert.Equal(4000, Directory.GetFiles(Path.Combine(b.Export, "usr/share/big"), expectedPrefix + "*").Length);
+        Assert.Equal(4000, Directory.GetFiles(Path.Combine(b.Export, "usr/share/big")).Length); // the old version's files are gone
+        Assert.Contains($"Package: big\nVersion: 1.{version}-r0\nStatus: install ok installed", b.Status);
         AssertClean(b);
         Assert.Contains("up to date", b.Update("--install", "big").ShouldSucceed().Stdout);
     }
