@@ -21,7 +21,7 @@ public sealed class FeedScanner
     {
         _indexPath = indexPath;
         _index = File.Exists(indexPath)
-            ? (JsonSerializer.Deserialize<List<FeedEntry>>(File.ReadAllText(indexPath)) ?? new()).ToDictionary(e => e.Path)
+            ? (JsonSerializer.Deserialize(File.ReadAllText(indexPath), FeedJson.Default.ListFeedEntry) ?? new()).ToDictionary(e => e.Path)
             : new Dictionary<string, FeedEntry>();
     }
 
@@ -92,7 +92,7 @@ public sealed class FeedScanner
     public void Save()
     {
         var tmp = _indexPath + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(_index.Values.OrderBy(e => e.Path).ToList()));
+        File.WriteAllText(tmp, JsonSerializer.Serialize(_index.Values.OrderBy(e => e.Path).ToList(), FeedJson.Default.ListFeedEntry));
         File.Move(tmp, _indexPath, overwrite: true);
     }
 }

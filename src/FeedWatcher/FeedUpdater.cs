@@ -31,7 +31,7 @@ public static class FeedUpdater
     private const string IndexFile = "rootfs-export-feed-index.v2.json";
     private const string ManifestFile = "rootfs-export-manifest";
 
-    private sealed record Journal(string Package, string Copy, string Original, string? OldStanza, List<string> OldList, bool Auto);
+    internal sealed record Journal(string Package, string Copy, string Original, string? OldStanza, List<string> OldList, bool Auto);
 
     public static FeedUpdateResult Update(FeedUpdateRequest req)
     {
@@ -60,8 +60,9 @@ public static class FeedUpdater
         var applied = new List<string>();
         var leftUnpacked = new List<string>();
 
-        using (var db = FilesDb.Open(state, create: false))
-        using (var writer = new ExportWriter(export, export, db))
+        // files.db is opened only when something is to be written: a run with nothing to do stays cheap
+        var files = new LazyWriter(state, export);
+        using (files)
         {
             if (req.DryRun)
             {
@@ -69,7 +70,7 @@ public static class FeedUpdater
                 foreach (var (arch, dir) in FeedScanner.FeedDirs(req.Layout, format))
                     output.WriteLine($"  feed {dir} (arch {arch})");
             }
-            else RollForward(state, pstate, writer, db, owners, req.Layout, recorded, output, applied);
+            else if (File.Exists(JournalPath(state))) RollForward(state, pstate, files.Writer, files.Db, owners, req.Layout, recorded, output, applied);
 
             var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
             var (entries, notReady) = scanner.Scan(req.Layout, format);
@@ -126,7 +127,7 @@ public static class FeedUpdater
                 var perms = Perms(req.Layout, step.Package.Entry.Path, pkg.Name);
                 PackageApplier.Preflight(pkg, perms, export, owners);
                 var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
-                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, step.AutoInstalled, owners, perms);
+                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, files.Writer, files.Db, step.AutoInstalled, owners, perms);
                 recorded[pkg.Name] = pkg.Sha256;
                 SaveRecorded(state, recorded);
                 EndJournal(state, journal);
@@ -137,7 +138,7 @@ public static class FeedUpdater
             if (removals.Count > 0) output.WriteLine("Removing");
             foreach (var old in removals)
             {
-                PackageApplier.Remove(old.Package, pstate, writer, db);
+                PackageApplier.Remove(old.Package, pstate, files.Writer, files.Db);
                 recorded.Remove(old.Package);
                 applied.Add($"-{old.Package}");
                 output.WriteLine($"  {old.Package} {old.Version}");
@@ -145,7 +146,7 @@ public static class FeedUpdater
             if (applied.Count > 0)
             {
                 var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', applied)}\n");
-                db.InTransaction(() => writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
+                files.Db.InTransaction(() => files.Writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
             }
             scanner.Save();
             SaveRecorded(state, recorded);
@@ -160,6 +161,22 @@ public static class FeedUpdater
             output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, {removals.Count} removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
                 (applied.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
             return new FeedUpdateResult(installedCount, upgraded, removals.Count, problems, notReady.Count);
+        }
+    }
+
+    /// <summary>files.db and the export writer, opened on first use.</summary>
+    private sealed class LazyWriter(PseudoState state, string export) : IDisposable
+    {
+        private FilesDb? _db;
+        private ExportWriter? _writer;
+
+        public FilesDb Db => _db ??= FilesDb.Open(state, create: false);
+        public ExportWriter Writer => _writer ??= new ExportWriter(export, export, Db);
+
+        public void Dispose()
+        {
+            _writer?.Dispose();
+            _db?.Dispose();
         }
     }
 
@@ -201,7 +218,7 @@ public static class FeedUpdater
         var path = JournalPath(state);
         using (var f = new FileStream(path + ".tmp", FileMode.Create, FileAccess.Write))
         {
-            JsonSerializer.Serialize(f, journal);
+            JsonSerializer.Serialize(f, journal, FeedJson.Default.Journal);
             f.Flush(flushToDisk: true);
         }
         File.Move(path + ".tmp", path, overwrite: true);
@@ -220,7 +237,7 @@ public static class FeedUpdater
         var path = JournalPath(state);
         if (!File.Exists(path)) return;
         Journal? journal;
-        try { journal = JsonSerializer.Deserialize<Journal>(File.ReadAllText(path)); }
+        try { journal = JsonSerializer.Deserialize(File.ReadAllText(path), FeedJson.Default.Journal); }
         catch (JsonException) { journal = null; } // killed while writing the journal: nothing was applied yet
         if (journal is null || !File.Exists(journal.Copy))
         {
@@ -268,13 +285,13 @@ public static class FeedUpdater
     private static Dictionary<string, string> LoadRecorded(PseudoState state)
     {
         var path = Path.Combine(state.Directory, PackagesFile);
-        return File.Exists(path) ? JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(path)) ?? new() : new();
+        return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), FeedJson.Default.DictionaryStringString) ?? new() : new();
     }
 
     private static void SaveRecorded(PseudoState state, Dictionary<string, string> recorded)
     {
         var path = Path.Combine(state.Directory, PackagesFile);
-        File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(recorded, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(recorded, FeedJson.Default.DictionaryStringString));
         File.Move(path + ".tmp", path, overwrite: true);
     }
 }

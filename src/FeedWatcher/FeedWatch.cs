@@ -15,8 +15,16 @@ public sealed class FeedWatch
     /// <summary>What a client sends; the reply is "ok\n".</summary>
     public const string BuildDoneMessage = "build-done";
 
-    // bitbake drops a package and its siblings within a fraction of a second; half a second of quiet ends a burst
-    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(0.5);
+    // sstate links a recipe's packages into the feed within milliseconds; a tenth of a second of quiet ends a
+    // burst. A refresh that lands mid-burst is harmless (the next one applies the rest; a package still being
+    // copied is "not ready" and retried), so the quiet time only saves work and can stay short.
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(0.1);
+
+    /// <summary>A burst that never goes quiet (a long copy, a build writing steadily) still gets a refresh this often.</summary>
+    public static readonly TimeSpan MaxBurst = TimeSpan.FromSeconds(3);
+
+    /// <summary>When a package was still being written: look again after this long even without new events.</summary>
+    public static readonly TimeSpan NotReadyRetry = TimeSpan.FromSeconds(0.5);
 
     private readonly BuildLayout _layout;
     private readonly string _image;
@@ -92,7 +100,8 @@ public sealed class FeedWatch
             {
                 await _wake.WaitAsync(cancel);
                 // debounce: wait until the burst has been quiet for a while
-                while (await _wake.WaitAsync(Quiet, cancel)) { }
+                var burst = Stopwatch.StartNew();
+                while (burst.Elapsed < MaxBurst && await _wake.WaitAsync(Quiet, cancel)) { }
                 DateTime started;
                 string reason;
                 lock (_gate)
@@ -115,7 +124,7 @@ public sealed class FeedWatch
                 }
                 _log.WriteLine($"refresh ({reason}) took {clock.Elapsed.TotalSeconds:F2} s, {(DateTime.UtcNow - started).TotalSeconds:F2} s after the first change");
                 _log.Flush();
-                if (!done) { await Task.Delay(TimeSpan.FromSeconds(2), cancel); Poke("retry: packages were still being written"); }
+                if (!done) { await Task.Delay(NotReadyRetry, cancel); Poke("retry: packages were still being written"); }
             }
         }
         catch (OperationCanceledException) { }
