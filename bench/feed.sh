@@ -50,6 +50,6 @@ entries=$(zstd -dc "$img" | tar -t | wc -l)
 echo "export: mmdebstrap minbase bookworm + opkg state ($entries entries); $(date -u +%F), $(nproc) cores"
 printf 'full unpack of the image (update, new export):    %7.3f s\n' "$full"
 printf 'update with nothing to do:                         %7.3f s  (%.0fx faster than the full unpack)\n' "$noop" "$(echo "$full / $noop" | bc -l)"
-printf 'one rebuilt package, file landing -> applied:       %7.3f s  (%.0fx; includes the 0.5 s debounce)\n' "$landed" "$(echo "$full / $landed" | bc -l)"
+printf 'one rebuilt package, file landing -> applied:       %7.3f s  (%.0fx; includes the 0.1 s debounce)\n' "$landed" "$(echo "$full / $landed" | bc -l)"
 grep "refresh (" "$work/watch.log" | tail -1
 as_user rm -rf "$work/build"; rm -rf "$work" "$tool"
