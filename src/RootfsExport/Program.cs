@@ -7,7 +7,8 @@ foreach (var command in FoundationCommands.Create()
              .Concat(FeedCommands.Create())
              .Concat(BootCommands.Create())
              .Concat(PayloadCommands.Create())
-             .Concat(ServeCommands.Create()))
+             .Concat(ServeCommands.Create())
+             .Concat(UsbCommands.Create()))
     root.Subcommands.Add(command);
 
 return await CliRunner.RunAsync(root, args);

@@ -105,6 +105,12 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int OpenAt(int dirfd, string path, int flags, uint mode);
 
+    [LibraryImport(Lib, EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int access(string path, int mode);
+
+    /// <summary>access(2) with the real uid: whether this user may open path (R_OK 4, W_OK 2).</summary>
+    public static bool Access(string path, int mode) => access(path, mode) == 0;
+
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 

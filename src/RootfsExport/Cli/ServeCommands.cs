@@ -14,15 +14,30 @@ public static class ServeCommands
         var export = new Argument<string>("export") { Description = "the export directory (made by rootfs-export unpack/update or runqemu-extract-sdk)" };
         var ninep = new Option<string?>("--9p") { Description = "serve 9P2000.L on tcp:HOST:PORT (default tcp:127.0.0.1:5640) or unix:/path" };
         var trace = new Option<bool>("--trace") { Description = "log every 9P request and reply to stderr" };
+        var usb = new Option<bool>("--usb") { Description = "serve 9P2000.L to usb9pfs gadgets (boards with the Linux usbg transport) on this host's USB, in process; re-attaches when a board comes back" };
+        var udc = new Option<string>("--udc") { Description = "--usb: the board's UDC name = usb9pfs instance name, for the printed mount line and cmdline", DefaultValueFactory = _ => "ci_hdrc.0" };
+        var buflen = new Option<int>("--buflen") { Description = $"--usb: the buflen the board's gadget uses (default {TransportDefaults.UsbgBuflen}), for the printed mount line", DefaultValueFactory = _ => TransportDefaults.UsbgBuflen };
+        var gadgets = new GadgetOptions();
         var nfs = new NfsServe();
-        var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (default) or NFS, with the ownership from the pseudo database");
+        var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (TCP/unix socket by default, or usb9pfs) or NFS, with the ownership from the pseudo database");
         cmd.Arguments.Add(export);
         cmd.Options.Add(ninep);
+        cmd.Options.Add(usb);
+        gadgets.AddTo(cmd);
+        cmd.Options.Add(udc);
+        cmd.Options.Add(buflen);
         cmd.Options.Add(trace);
         nfs.AddTo(cmd);
         cmd.SetAction(async (parseResult, ct) =>
         {
             var dir = parseResult.GetValue(export)!;
+            if (parseResult.GetValue(usb))
+            {
+                if (parseResult.GetValue(ninep) != null || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb or --nfs");
+                var board = new UsbgEndpoint(parseResult.GetValue(udc)!, "/", Buflen: parseResult.GetValue(buflen));
+                board.Validate(); // names the field (udc, buflen)
+                return await ServeUsb(dir, gadgets.Filter(parseResult), board, parseResult.GetValue(trace), ct);
+            }
             if (parseResult.GetValue(nfs.Nfs))
             {
                 if (parseResult.GetValue(ninep) != null) throw new UserFacingException("choose one transport: --9p or --nfs");
@@ -55,6 +70,26 @@ public static class ServeCommands
         {
             if (address.Scheme == "unix") try { File.Delete(address.SocketPath!); } catch (IOException) { }
         }
+        Console.WriteLine("stopped; the database is consistent");
+        return 0;
+    }
+
+    private static async Task<int> ServeUsb(string dir, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, bool trace, CancellationToken ct)
+    {
+        var options = new ServerOptions
+        {
+            Trace = trace ? UsbCommands.Log : null,
+            Log = UsbCommands.Log,
+        };
+        using var server = ExportServer.Open(dir, options);
+        var exportPath = server.FileSystem.ExportPath;
+        Console.WriteLine($"serving {exportPath} over 9P2000.L to usb9pfs gadgets ({filter})");
+        foreach (var line in UsbCommands.BoardHints(exportPath, board.Udc, board.Buflen)) Console.WriteLine(line);
+        Console.Out.Flush();
+
+        using var stop = new StopSignal(ct);
+        // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot
+        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeAsync, UsbCommands.Log).RunAsync(stop.Token);
         Console.WriteLine("stopped; the database is consistent");
         return 0;
     }
