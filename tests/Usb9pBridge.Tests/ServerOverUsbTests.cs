@@ -15,7 +15,7 @@ namespace RootfsExport.Usb9pBridge.Tests;
 /// <summary>
 /// Our 9P server and the forwarder behind the usb9pfs framing, driven by the gadget model with the messages
 /// a board sends for a 489-byte file write (a 512-byte Twrite: the case p9_fwd.py dies on).
-/// The kernel gadget itself is in tests/Usb9p.Tests.
+/// The kernel gadget itself is in KernelGadgetTests.
 /// </summary>
 public sealed class ServerOverUsbTests : IDisposable
 {

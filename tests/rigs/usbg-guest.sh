@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Boots the usb9pfs rig (test-rigs.md §7): Debian's kernel under QEMU (TCG, one vCPU) with dummy_hcd, so the
+# guest is both the board (usb9pfs gadget, trans=usbg mounts) and the USB host, where host programs run from
+# the machine's own / (shared read-only with virtio-9p, entered with chroot).
+#   usbg-guest.sh <rigdir> <workdir> <script> [timeout-seconds]
+# rigdir: made by usbg-modules.sh. workdir: a directory of this machine, shared writable and mounted at the
+# same path inside the chroot, so exports and files.db written in the guest are where the host expects them.
+# script: sh, run as root in the guest after the set-up below; it can use:
+#   host CMD...          run CMD on the machine's userland (chroot), as root
+#   host_user CMD...     the same as uid/gid 65534, as our tools run
+#   spawn LOG CMD... / spawn_user LOG CMD...   the same in the background, output to LOG, \$! its pid
+#   make_gadget NAME [BUFLEN] [UDC]   create usb9pfs.NAME in configfs and bind it (default UDC dummy_udc.0)
+#   unbind_gadget / bind_gadget
+#   wait_log FILE TEXT [SECONDS]   wait (bounded, default 60 s) until FILE contains TEXT
+#   now_ms               milliseconds since boot (10 ms steps), for timings
+# Output: the guest console on stdout; the script's lines starting with @@ are its results.
+set -euo pipefail
+rig=$(readlink -f "$1"); work=$(readlink -f "$2"); script=$3; limit=${4:-300}
+busybox=/bin/busybox; [ -x "$busybox" ] || busybox=$(command -v busybox)
+tmp=$(mktemp -d /tmp/usbg-guest.XXXXXX); trap 'rm -rf "$tmp"' EXIT
+root=$tmp/root
+mkdir -p "$root"/{bin,proc,sys,dev,modules,host,mnt} "$root$work"
+cp "$busybox" "$root/bin/busybox"
+for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+cp "$rig"/modules/* "$root/modules/"
+cp "$script" "$root/script"
+cat > "$root/init" <<INIT
+#!/bin/sh
+export PATH=/bin WORK='$work'
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+while read m args; do insmod /modules/\$m.ko \$args || echo "@@FAIL insmod \$m"; done < /modules/order
+ip link set lo up
+mount -t configfs none /sys/kernel/config
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host || echo "@@FAIL hostroot"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none work "/host\$WORK" || echo "@@FAIL work share"
+mount -o bind "/host\$WORK" "\$WORK"   # the same path outside the chroot too
+mount -o bind /dev /host/dev; mount -o bind /proc /host/proc; mount -o rbind /sys /host/sys
+HOSTENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=\$WORK TMPDIR=\$WORK DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1"
+host() { chroot /host /usr/bin/env -i \$HOSTENV "\$@"; }
+host_user() { chroot /host /usr/bin/env -i \$HOSTENV /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups "\$@"; }
+# in the background, with \$! the program's own pid (so kill reaches it, not a subshell)
+spawn() { log=\$1; shift; ( exec chroot /host /usr/bin/env -i \$HOSTENV "\$@" ) > "\$log" 2>&1 & }
+spawn_user() { log=\$1; shift; ( exec chroot /host /usr/bin/env -i \$HOSTENV /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups "\$@" ) > "\$log" 2>&1 & }
+G=/sys/kernel/config/usb_gadget/g1
+make_gadget() {
+  mkdir -p \$G/strings/0x409 \$G/configs/c.1/strings/0x409
+  echo 0x1d6b > \$G/idVendor; echo 0x0109 > \$G/idProduct
+  echo rootfs-export > \$G/strings/0x409/manufacturer; echo "usbg rig" > \$G/strings/0x409/product
+  echo 0123 > \$G/strings/0x409/serialnumber; echo 9p > \$G/configs/c.1/strings/0x409/configuration
+  mkdir \$G/functions/usb9pfs.\$1
+  [ -n "\${2:-}" ] && echo \$2 > \$G/functions/usb9pfs.\$1/buflen
+  ln -s \$G/functions/usb9pfs.\$1 \$G/configs/c.1/
+  UDC=\${3:-dummy_udc.0}; echo \$UDC > \$G/UDC
+}
+unbind_gadget() { echo "" > \$G/UDC; }
+bind_gadget() { echo \${UDC:-dummy_udc.0} > \$G/UDC; }
+now_ms() { read up rest < /proc/uptime; c=\${up#*.}; c=\${c#0}; echo \$(( \${up%.*} * 1000 + c * 10 )); }
+wait_log() { i=0; while ! grep -q "\$2" "\$1" 2>/dev/null; do i=\$((i+1)); [ \$i -gt \$(( \${3:-60} * 5 )) ] && { echo "@@FAIL no '\$2' in \$1 after \${3:-60} s"; return 1; }; sleep 0.2; done; }
+. /script
+echo "@@DONE"
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$tmp/initrd.gz"
+timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot -nic none \
+  -kernel "$rig/vmlinux" -initrd "$tmp/initrd.gz" -append "console=ttyS0 quiet panic=-1" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$work,mount_tag=work,security_model=none" </dev/null
