@@ -11,7 +11,7 @@ namespace RootfsExport.Usb9pBridge;
 /// only once the IN request completed); one R-message is one OUT transfer, ended by a ZLP under the same rule.
 /// The gadget keeps one request in flight, so reads and writes simply alternate.
 /// </summary>
-public sealed class UsbgTransport(IBulkEndpoints pipe, IDisposable? owner = null) : INinePTransport
+public sealed class UsbgTransport(IBulkEndpoints pipe, IDisposable? owner = null) : ISerialNinePTransport
 {
     /// <summary>How long an idle read waits before it looks at the cancellation token again.</summary>
     public const uint PollMs = 250;

@@ -58,8 +58,15 @@ public sealed class ServerOverUsbTests : IDisposable
         Assert.Equal(bytes, new FileInfo(Path.Combine(Export, "written-by-board")).Length);
     }
 
-    [Fact]
-    public async Task Our_server_takes_a_489_byte_write_from_the_board_and_records_its_owner()
+    /// <summary>serve --usb answers in strict ping-pong on one thread (ServeSerial); the concurrent loop must cope too.</summary>
+    private static Task Serve(ExportServer server, UsbgTransport usb, bool serial, CancellationToken ct) =>
+        serial ? Task.Factory.StartNew(() => server.Server.ServeSerial(usb, ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+               : server.Server.ServeAsync(usb, ct);
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Our_server_takes_a_489_byte_write_from_the_board_and_records_its_owner(bool serial)
     {
         var request = Board(489);
         Assert.Equal(512, request[4].Length);
@@ -68,7 +75,7 @@ public sealed class ServerOverUsbTests : IDisposable
         using (var server = ExportServer.Open(Export))
         {
             using var cts = new CancellationTokenSource();
-            var serving = server.Server.ServeAsync(new UsbgTransport(gadget), cts.Token);
+            var serving = Serve(server, new UsbgTransport(gadget), serial, cts.Token);
             await Until(() => gadget.Replies.Count == 6);
             cts.Cancel();
             await serving;
@@ -78,6 +85,34 @@ public sealed class ServerOverUsbTests : IDisposable
         var row = db.GetByPath(ExportPaths.Join(ExportPaths.Canonical(Export), "written-by-board"));
         Assert.NotNull(row);
         Assert.Equal((0u, 42u, 0x81a4u), (row!.Uid, row.Gid, row.Mode));
+    }
+
+    [Fact]
+    public async Task In_ping_pong_every_request_gets_one_reply_in_order_Tflush_and_Tversion_included()
+    {
+        var gadget = new GadgetModel();
+        gadget.Send([
+            Codec.Encode(0xffff, new Tversion(16384, P9.Version)),
+            Codec.Encode(1, new Tattach(0, P9.NoFid, "root", ExportPaths.Canonical(Export), 0)),
+            Codec.Encode(2, new Tflush(1)),                      // its request was answered already: Rflush at once
+            Codec.Encode(3, new Twalk(7, 8, [])),                // unknown fid: an errno, not silence
+            Codec.Encode(0xffff, new Tversion(16384, P9.Version)), // a reboot: the session starts over, fid 0 goes
+            Codec.Encode(4, new Tgetattr(0, AttrMask.Basic)),
+        ]);
+        using (var server = ExportServer.Open(Export))
+        {
+            using var cts = new CancellationTokenSource();
+            var serving = Serve(server, new UsbgTransport(gadget), serial: true, cts.Token);
+            await Until(() => gadget.Replies.Count == 6);
+            cts.Cancel();
+            await serving;
+        }
+        Assert.Empty(gadget.Violations);
+        Assert.Equal(
+            [MessageType.Rversion, MessageType.Rattach, MessageType.Rflush, MessageType.Rlerror, MessageType.Rversion, MessageType.Rlerror],
+            gadget.Replies.Select(r => (MessageType)r[4]));
+        Assert.Equal([0xffff, 1, 2, 3, 0xffff, 4], gadget.Replies.Select(r => (int)BinaryPrimitives.ReadUInt16LittleEndian(r.AsSpan(5))));
+        Assert.Equal(9u /* EBADF */, BinaryPrimitives.ReadUInt32LittleEndian(gadget.Replies[5].AsSpan(7)));
     }
 
     [Fact]

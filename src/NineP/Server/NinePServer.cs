@@ -41,6 +41,10 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         await conn.RunAsync(cancellationToken);
     }
 
+    /// <summary>Serves one client of a one-request-at-a-time transport on the calling thread until it ends or the token fires.</summary>
+    public void ServeSerial(ISerialNinePTransport transport, CancellationToken cancellationToken) =>
+        new Connection(this, transport).RunSerial(transport, cancellationToken);
+
     /// <summary>Accepts TCP or unix-socket clients until the token fires.</summary>
     public async Task ListenAsync(Socket listener, CancellationToken cancellationToken)
     {
@@ -201,22 +205,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             try
             {
                 if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
-                byte[]? raw = null;
-                Message reply;
-                if (err != DecodeError.None) reply = new Rlerror((uint)(err == DecodeError.UnknownType ? Errno.EOPNOTSUPP : Errno.EINVAL));
-                else if (!_versioned) reply = new Rlerror(Errno.EPROTO);
-                else
-                {
-                    _opt.Trace?.Invoke($"9p <- {tag} {msg}");
-                    try { reply = Handle(msg!, tag, out raw); }
-                    catch (PosixException e) { reply = new Rlerror((uint)e.Errno); }
-                    catch (NinePException e) { reply = new Rlerror((uint)e.Errno); }
-                    catch (Exception e)
-                    {
-                        server.Unexpected(e, msg!.Type.ToString());
-                        reply = new Rlerror(Errno.EIO);
-                    }
-                }
+                var reply = Answer(tag, msg, err, out var raw);
                 await SendAsync(tag, reply, raw);
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { }
@@ -230,6 +219,82 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                     done.SetResult();
                 }
                 Finish(buffer);
+            }
+        }
+
+        /// <summary>The reply to one decoded request (not Tversion/Tflush): errors become Rlerror with their errno.</summary>
+        private Message Answer(ushort tag, Message? msg, DecodeError err, out byte[]? raw)
+        {
+            raw = null;
+            if (err != DecodeError.None) return new Rlerror((uint)(err == DecodeError.UnknownType ? Errno.EOPNOTSUPP : Errno.EINVAL));
+            if (!_versioned) return new Rlerror(Errno.EPROTO);
+            _opt.Trace?.Invoke($"9p <- {tag} {msg}");
+            try { return Handle(msg!, tag, out raw); }
+            catch (PosixException e) { return new Rlerror((uint)e.Errno); }
+            catch (NinePException e) { return new Rlerror((uint)e.Errno); }
+            catch (Exception e)
+            {
+                server.Unexpected(e, msg!.Type.ToString());
+                return new Rlerror(Errno.EIO);
+            }
+        }
+
+        /// <summary>
+        /// Strict ping-pong on the calling thread: read one request, answer it, write the reply, repeat. For
+        /// transports that carry one request at a time (usb9pfs): no thread hand-offs between a request and its
+        /// reply, and nothing is ever in flight when a Tflush or Tversion arrives.
+        /// </summary>
+        public void RunSerial(ISerialNinePTransport serial, CancellationToken ct)
+        {
+            _ct = ct;
+            var request = new byte[Math.Max(_msize, 64)];
+            var reply = new byte[Math.Max(_msize, 64)];
+            try
+            {
+                while (!ct.IsCancellationRequested)
+                {
+                    int len = serial.ReadFrame(request.AsSpan(0, _msize), ct);
+                    if (len == 0) break;
+                    var err = Codec.TryDecode(request.AsMemory(0, len), out var tag, out var msg);
+                    if (err == DecodeError.BadFrame) continue; // no trustworthy tag: nothing to answer
+                    byte[]? raw = null;
+                    Message answer = msg switch
+                    {
+                        Tversion tv => Reset(tv),
+                        Tflush => new Rflush(), // the flushed request was answered before this one was read
+                        _ => Answer(tag, msg, err, out raw),
+                    };
+                    if (raw != null)
+                    {
+                        try
+                        {
+                            int n = (int)BinaryPrimitives.ReadUInt32LittleEndian(raw);
+                            _opt.Trace?.Invoke($"9p -> {tag} {(MessageType)raw[4]} {n} bytes");
+                            serial.WriteFrame(raw.AsSpan(0, n));
+                        }
+                        finally { ArrayPool<byte>.Shared.Return(raw); }
+                    }
+                    else
+                    {
+                        _opt.Trace?.Invoke($"9p -> {tag} {answer}");
+                        serial.WriteFrame(reply.AsSpan(0, Codec.Encode(reply, tag, answer)));
+                    }
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException)
+            {
+                _opt.Trace?.Invoke($"9p {serial.Description}: connection ends: {e.Message}");
+            }
+            finally { ClunkAll(); }
+
+            Rversion Reset(Tversion tv)
+            {
+                ClunkAll();
+                var r = Version(tv);
+                if (reply.Length < _msize) reply = new byte[_msize];
+                if (request.Length < _msize) request = new byte[_msize];
+                return r;
             }
         }
 

@@ -28,6 +28,19 @@ public interface INinePTransport : IAsyncDisposable
     string Description { get; }
 }
 
+/// <summary>
+/// A transport with one request in flight at a time (usb9pfs: the gadget sends its next T-message only after
+/// the reply), served by <see cref="Server.NinePServer.ServeSerial"/> with blocking calls on one thread.
+/// </summary>
+public interface ISerialNinePTransport : INinePTransport
+{
+    /// <summary>Blocks until one whole T-message is in buffer; returns its length (0: the client is gone).</summary>
+    int ReadFrame(Span<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>Writes one whole R-message.</summary>
+    void WriteFrame(ReadOnlySpan<byte> frame);
+}
+
 /// <summary>Byte-stream framing (TCP, unix sockets, pipes): the size prefix delimits frames.</summary>
 public sealed class StreamTransport(Stream stream, string description) : INinePTransport
 {
