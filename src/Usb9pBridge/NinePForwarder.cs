@@ -1,77 +1,105 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using RootfsExport.NineP.Protocol;
-using RootfsExport.NineP.Transport;
 
 namespace RootfsExport.Usb9pBridge;
 
 /// <summary>
 /// p9_fwd.py's job: relays each T-message from a gadget to a 9P server over TCP (diod, or our own serve --9p)
-/// and the server's reply back, one request at a time. One TCP connection per gadget attach, made at its
-/// first request. The gadget must get exactly one reply per request: a reply with another tag is dropped,
-/// and when the server is unreachable or goes away the request is answered with Rlerror instead of never.
+/// and the server's reply back, one request at a time, with blocking calls on one thread (the gadget has one
+/// request in flight, so there is nothing to overlap). One TCP connection per gadget attach, made at its first
+/// request. The gadget must get exactly one reply per request: a reply with another tag is dropped, and when
+/// the server is unreachable, goes away or stops answering, the request is answered with Rlerror instead of never.
 /// </summary>
 public sealed class NinePForwarder(string host, int port, Action<string> log)
 {
     /// <summary>The errno the board sees when the server cannot be reached.</summary>
     public const uint NoServerErrno = 111; // ECONNREFUSED
 
+    /// <summary>A server that has not answered in this time is treated as gone (the board's syscall must not hang forever).</summary>
+    public static readonly TimeSpan ReplyTimeout = TimeSpan.FromSeconds(60);
+
     public string Server => $"{host}:{port}";
 
-    public async Task RunAsync(UsbgTransport usb, CancellationToken ct)
+    /// <summary>The supervisor's session: runs <see cref="Run"/> on a thread of its own.</summary>
+    public Task RunAsync(UsbgTransport usb, CancellationToken ct) =>
+        Task.Factory.StartNew(() => Run(usb, ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    /// <summary>Relays until the gadget goes (a UsbException) or the token fires.</summary>
+    public void Run(UsbgTransport usb, CancellationToken ct)
     {
         var request = new byte[usb.MaxMessageSize];
         var reply = new byte[usb.MaxMessageSize];
-        StreamTransport? server = null;
+        Socket? server = null;
         try
         {
             while (true)
             {
-                int n = await usb.ReadFrameAsync(request, ct);
+                int n;
+                try { n = usb.ReadFrame(request, ct); }
+                catch (OperationCanceledException) { return; }
                 if (n == 0) return;
                 ushort tag = BinaryPrimitives.ReadUInt16LittleEndian(request.AsSpan(5));
                 int replyLength;
                 try
                 {
-                    server ??= await ConnectAsync(usb.Description, ct);
-                    await server.WriteFrameAsync(request.AsMemory(0, n), ct);
-                    replyLength = await ReplyFor(server, tag, reply, ct);
+                    server ??= Connect(usb.Description, ct);
+                    SendAll(server, request.AsSpan(0, n));
+                    replyLength = ReplyFor(server, tag, reply);
                 }
                 catch (Exception e) when (e is IOException or SocketException or InvalidDataException)
                 {
                     log($"forward {usb.Description} → {Server}: {e.Message}; the board's request (tag {tag}) gets ECONNREFUSED");
-                    if (server != null) await server.DisposeAsync();
+                    server?.Dispose();
                     server = null;
                     replyLength = Codec.Encode(reply, tag, new Rlerror(NoServerErrno));
                 }
-                await usb.WriteFrameAsync(reply.AsMemory(0, replyLength), ct);
+                usb.WriteFrame(reply.AsSpan(0, replyLength));
             }
         }
         finally
         {
-            if (server != null) await server.DisposeAsync();
+            server?.Dispose();
         }
     }
 
-    private async Task<int> ReplyFor(StreamTransport server, ushort tag, byte[] reply, CancellationToken ct)
+    private int ReplyFor(Socket server, ushort tag, byte[] reply)
     {
         while (true)
         {
-            int n = await server.ReadFrameAsync(reply, ct);
-            if (n == 0) throw new IOException("the 9P server closed the connection");
+            ReceiveExactly(server, reply.AsSpan(0, 4));
+            uint size = BinaryPrimitives.ReadUInt32LittleEndian(reply);
+            if (size < P9.HeaderSize || size > reply.Length)
+                throw new InvalidDataException($"the 9P server sent a {size}-byte frame (limit {reply.Length})");
+            ReceiveExactly(server, reply.AsSpan(4, (int)size - 4));
             ushort got = BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(5));
-            if (got == tag) return n;
+            if (got == tag) return (int)size;
             // an unknown tag would wedge the gadget until it is re-bound (9p-and-usb9pfs.md §9.2)
             log($"forward: dropped a reply with tag {got} while waiting for tag {tag}");
         }
     }
 
-    private async Task<StreamTransport> ConnectAsync(string gadget, CancellationToken ct)
+    private static void SendAll(Socket s, ReadOnlySpan<byte> data)
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        while (!data.IsEmpty) data = data[s.Send(data)..];
+    }
+
+    private static void ReceiveExactly(Socket s, Span<byte> dest)
+    {
+        while (!dest.IsEmpty)
+        {
+            int n = s.Receive(dest);
+            if (n == 0) throw new IOException("the 9P server closed the connection");
+            dest = dest[n..];
+        }
+    }
+
+    private Socket Connect(string gadget, CancellationToken ct)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveTimeout = (int)ReplyTimeout.TotalMilliseconds };
         try
         {
-            await socket.ConnectAsync(host, port, ct);
+            socket.ConnectAsync(host, port, ct).AsTask().GetAwaiter().GetResult();
         }
         catch
         {
@@ -79,6 +107,6 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
             throw;
         }
         log($"forward {gadget} → {Server}: connected");
-        return new StreamTransport(new NetworkStream(socket, ownsSocket: true), Server);
+        return socket;
     }
 }
