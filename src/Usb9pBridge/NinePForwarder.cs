@@ -99,11 +99,14 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveTimeout = (int)ReplyTimeout.TotalMilliseconds };
         try
         {
-            socket.ConnectAsync(host, port, ct).AsTask().GetAwaiter().GetResult();
+            // a blocking connect: after any async call .NET keeps the socket non-blocking and runs every later
+            // Send/Receive through its epoll thread, a thread hand-off per call. Cancelling closes the socket.
+            using (ct.Register(socket.Dispose)) socket.Connect(host, port);
         }
-        catch
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             socket.Dispose();
+            ct.ThrowIfCancellationRequested();
             throw;
         }
         log($"forward {gadget} → {Server}: connected");
