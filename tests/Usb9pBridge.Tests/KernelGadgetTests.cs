@@ -22,7 +22,7 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     [Trait("Category", "EndToEnd")]
-    public void Board_mounts_over_usbg_sees_database_owners_writes_land_in_files_db_and_a_rebound_gadget_is_served_again()
+    public void Board_mounts_over_usbg_sees_database_owners_writes_land_in_files_db_a_rebound_gadget_and_a_second_board_are_served()
     {
         foreach (var p in new[] { "python3", "pseudo", "diod" }) Run.RequirePeer(p);
         MakeExport();
@@ -70,6 +70,16 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
               umount /mnt && echo "@@UMOUNT2 ok"
             else
               echo "@@FAIL mount after rebind"
+            fi
+            # a second board on the other UDC (bus 2), served by the same process while the first is mounted
+            make_gadget board2 "" dummy_udc.1
+            i=0; while ! grep -q '^attached 2-1 ' $SERVE && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+            mkdir -p /mnt2
+            if mount -t 9p -o {{opts}} rootfs /mnt && mount -t 9p -o {{opts}} board2 /mnt2; then
+              echo "@@TWO $(cat /mnt/etc/hostname) $(md5sum < /mnt2/srv/blob) $(cat /mnt2/etc/hostname)"
+              umount /mnt2 && umount /mnt && echo "@@UMOUNT-TWO ok"
+            else
+              echo "@@FAIL two boards"
             fi
             kill $SRV; wait_log $SERVE "database is consistent" 60 && echo "@@STOPPED"
             # forward mode: the same gadget relayed to diod (p9_fwd.py's job), the 489-byte write again
@@ -119,6 +129,8 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
         Assert.Matches(@"crw-r--r--\s+1 0\s+0\s+5,\s+1 .*/mnt/dev/console", again);
         Assert.Matches(@"drwxr-sr-x\s+2 0\s+42\s+.*/mnt/srv/shared/made", again);
         Assert.Contains("@@UMOUNT2 ok", console);
+        Assert.Contains($"@@TWO {Hostname.Trim()} {Md5(File.ReadAllBytes(Path.Combine(Export, "srv/blob")))}  - {Hostname.Trim()}", console);
+        Assert.Contains("@@UMOUNT-TWO ok", console);
         Assert.Contains("@@STOPPED", console);
         Assert.Equal(2, Regex.Matches(Between(console, "@@SERVE-LOG", "@@FORWARD-LOG"), @"^attached 1-1 ", RegexOptions.Multiline).Count);
 

@@ -9,8 +9,9 @@
 #   host CMD...          run CMD on the machine's userland (chroot), as root
 #   host_user CMD...     the same as uid/gid 65534, as our tools run
 #   spawn LOG CMD... / spawn_user LOG CMD...   the same in the background, output to LOG, \$! its pid
-#   make_gadget NAME [BUFLEN] [UDC]   create usb9pfs.NAME in configfs and bind it (default UDC dummy_udc.0)
-#   unbind_gadget / bind_gadget
+#   make_gadget NAME [BUFLEN] [UDC]   create usb9pfs.NAME in a gadget of its own and bind it (default UDC
+#                        dummy_udc.0; dummy_udc.1 is the second, on USB bus 2)
+#   unbind_gadget [NAME] / bind_gadget [NAME]   (default: the first gadget made)
 #   wait_log FILE TEXT [SECONDS]   wait (bounded, default 60 s) until FILE contains TEXT
 #   now_ms               milliseconds since boot (10 ms steps), for timings
 # Output: the guest console on stdout; the script's lines starting with @@ are its results.
@@ -19,7 +20,7 @@ rig=$(readlink -f "$1"); work=$(readlink -f "$2"); script=$3; limit=${4:-300}
 busybox=/bin/busybox; [ -x "$busybox" ] || busybox=$(command -v busybox)
 tmp=$(mktemp -d /tmp/usbg-guest.XXXXXX); trap 'rm -rf "$tmp"' EXIT
 root=$tmp/root
-mkdir -p "$root"/{bin,proc,sys,dev,modules,host,mnt} "$root$work"
+mkdir -p "$root"/{bin,proc,sys,dev,modules,host,mnt,tmp} "$root$work"
 cp "$busybox" "$root/bin/busybox"
 for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
 cp "$rig"/modules/* "$root/modules/"
@@ -28,7 +29,10 @@ cat > "$root/init" <<INIT
 #!/bin/sh
 export PATH=/bin WORK='$work'
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-while read m args; do insmod /modules/\$m.ko \$args || echo "@@FAIL insmod \$m"; done < /modules/order
+while read m args; do
+  [ \$m = dummy_hcd ] && args="\$args num=2"
+  insmod /modules/\$m.ko \$args || echo "@@FAIL insmod \$m"
+done < /modules/order
 ip link set lo up
 mount -t configfs none /sys/kernel/config
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host || echo "@@FAIL hostroot"
@@ -41,19 +45,21 @@ host_user() { chroot /host /usr/bin/env -i \$HOSTENV /usr/bin/setpriv --reuid=65
 # in the background, with \$! the program's own pid (so kill reaches it, not a subshell)
 spawn() { log=\$1; shift; ( exec chroot /host /usr/bin/env -i \$HOSTENV "\$@" ) > "\$log" 2>&1 & }
 spawn_user() { log=\$1; shift; ( exec chroot /host /usr/bin/env -i \$HOSTENV /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups "\$@" ) > "\$log" 2>&1 & }
-G=/sys/kernel/config/usb_gadget/g1
+# one configfs gadget per usb9pfs instance, named after it; dummy_hcd has two UDCs (dummy_udc.0, dummy_udc.1)
+gadget_dir() { echo /sys/kernel/config/usb_gadget/\${1:-\$FIRST}; }
 make_gadget() {
+  G=\$(gadget_dir \$1); FIRST=\${FIRST:-\$1}
   mkdir -p \$G/strings/0x409 \$G/configs/c.1/strings/0x409
   echo 0x1d6b > \$G/idVendor; echo 0x0109 > \$G/idProduct
-  echo rootfs-export > \$G/strings/0x409/manufacturer; echo "usbg rig" > \$G/strings/0x409/product
-  echo 0123 > \$G/strings/0x409/serialnumber; echo 9p > \$G/configs/c.1/strings/0x409/configuration
+  echo rootfs-export > \$G/strings/0x409/manufacturer; echo "usbg rig \$1" > \$G/strings/0x409/product
+  echo "\$1" > \$G/strings/0x409/serialnumber; echo 9p > \$G/configs/c.1/strings/0x409/configuration
   mkdir \$G/functions/usb9pfs.\$1
   [ -n "\${2:-}" ] && echo \$2 > \$G/functions/usb9pfs.\$1/buflen
   ln -s \$G/functions/usb9pfs.\$1 \$G/configs/c.1/
-  UDC=\${3:-dummy_udc.0}; echo \$UDC > \$G/UDC
+  echo \${3:-dummy_udc.0} > /tmp/udc-\$1; cat /tmp/udc-\$1 > \$G/UDC
 }
-unbind_gadget() { echo "" > \$G/UDC; }
-bind_gadget() { echo \${UDC:-dummy_udc.0} > \$G/UDC; }
+unbind_gadget() { echo "" > \$(gadget_dir \${1:-})/UDC; }
+bind_gadget() { cat /tmp/udc-\${1:-\$FIRST} > \$(gadget_dir \${1:-})/UDC; }
 now_ms() { read up rest < /proc/uptime; c=\${up#*.}; c=\${c#0}; echo \$(( \${up%.*} * 1000 + c * 10 )); }
 wait_log() { i=0; while ! grep -q "\$2" "\$1" 2>/dev/null; do i=\$((i+1)); [ \$i -gt \$(( \${3:-60} * 5 )) ] && { echo "@@FAIL no '\$2' in \$1 after \${3:-60} s"; return 1; }; sleep 0.2; done; }
 . /script
