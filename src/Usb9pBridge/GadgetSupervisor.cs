@@ -8,24 +8,59 @@ namespace RootfsExport.Usb9pBridge;
 /// </summary>
 public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, CancellationToken, Task> session, Action<string> log)
 {
-    /// <summary>How often the bus is scanned for gadgets that appeared.</summary>
+    /// <summary>How often the USB device list in sysfs is looked at for gadgets that appeared or went.</summary>
     public TimeSpan ScanInterval { get; init; } = TimeSpan.FromMilliseconds(300);
 
+    /// <summary>A gadget we could not open (no permission yet, claimed elsewhere) is tried again this often.</summary>
+    public TimeSpan RetryInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A full libusb scan also runs this often when sysfs showed no change (sysfs missing, say).</summary>
+    public TimeSpan FullScanInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Where the kernel lists USB devices and interfaces; a change of its entries means a gadget came or went.</summary>
+    public string SysfsDevices { get; init; } = "/sys/bus/usb/devices";
+
     /// <summary>Runs until the token fires; then lets the running sessions finish and returns.</summary>
-    public async Task RunAsync(CancellationToken ct)
+    /// <remarks>
+    /// The scan loop sleeps on a thread of its own rather than awaiting timers: the sessions do blocking
+    /// transfers on their own threads too, so while a board is served nothing wakes the thread pool, whose idle
+    /// workers spin (sched_yield) after each wake, taking CPU from the transfers on a small machine.
+    /// </remarks>
+    public Task RunAsync(CancellationToken ct) =>
+        Task.Factory.StartNew(() => Run(ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private void Run(CancellationToken ct)
     {
         var running = new Dictionary<string, Task>();
         var reported = new Dictionary<string, string>(); // path → last problem told, so a retry loop does not flood the log
         bool toldWaiting = false;
+        string? lastDevices = null;
+        long lastScan = 0;
         try
         {
             while (!ct.IsCancellationRequested)
             {
+                bool ended = false;
                 foreach (var (path, task) in running.Where(kv => kv.Value.IsCompleted).ToList())
                 {
                     running.Remove(path);
                     reported.Remove(path);
+                    ended = true;
                 }
+                // A libusb scan opens and reads every device's sysfs files: dozens of system calls per device,
+                // every ScanInterval, beside the sessions being served. Scan only when something can have changed.
+                var devices = DeviceList();
+                long now = Environment.TickCount64;
+                bool due = lastDevices is null || devices != lastDevices || ended
+                    || (reported.Count > 0 && now - lastScan >= RetryInterval.TotalMilliseconds)
+                    || now - lastScan >= FullScanInterval.TotalMilliseconds;
+                if (!due)
+                {
+                    ct.WaitHandle.WaitOne(ScanInterval);
+                    continue;
+                }
+                lastDevices = devices;
+                lastScan = now;
                 IReadOnlyList<Usb9pfsGadget> gadgets;
                 using (var host = UsbHost.Create()) gadgets = host.FindGadgets(filter);
                 if (gadgets.Count == 0 && running.Count == 0 && !toldWaiting)
@@ -33,6 +68,7 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
                     log($"waiting for a usb9pfs gadget ({filter}); the board's UDC must be bound before it mounts");
                     toldWaiting = true;
                 }
+                foreach (var gone in reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) reported.Remove(gone);
                 foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path)))
                 {
                     UsbgLink link;
@@ -40,15 +76,22 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
                     catch (UsbAccessDeniedException e) { Report(g.Path, e.Hint); continue; }
                     catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
                     toldWaiting = false;
-                    running[g.Path] = Task.Run(() => Serve(link, ct), CancellationToken.None);
+                    reported.Remove(g.Path);
+                    running[g.Path] = Serve(link, ct);
                 }
-                try { await Task.Delay(ScanInterval, ct); }
-                catch (OperationCanceledException) { break; }
+                ct.WaitHandle.WaitOne(ScanInterval);
             }
         }
         finally
         {
-            await Task.WhenAll(running.Values);
+            Task.WhenAll(running.Values).GetAwaiter().GetResult();
+        }
+
+        string DeviceList()
+        {
+            try { return string.Join('\n', Directory.GetFileSystemEntries(SysfsDevices).Order(StringComparer.Ordinal)); }
+            catch (IOException) { return ""; }
+            catch (UnauthorizedAccessException) { return ""; }
         }
 
         void Report(string path, string problem)
