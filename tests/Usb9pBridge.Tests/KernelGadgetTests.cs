@@ -22,7 +22,7 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
 
     [Fact]
     [Trait("Category", "EndToEnd")]
-    public void Board_mounts_over_usbg_sees_database_owners_writes_land_in_files_db_a_rebound_gadget_and_a_second_board_are_served()
+    public void Board_mounts_over_usbg_sees_database_owners_writes_land_in_files_db_a_rebound_gadget_and_a_second_board_are_served_and_a_board_lost_midway_does_not_stop_the_server()
     {
         foreach (var p in new[] { "python3", "pseudo", "diod" }) Run.RequirePeer(p);
         MakeExport();
@@ -95,9 +95,27 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             else
               echo "@@FAIL forward mount"
             fi
-            kill $FWD $DIOD $UDEV
+            kill $FWD $DIOD
             wait_log $WORK/forward.log "^stopped" 30
-            echo "@@SERVE-LOG"; cat $SERVE; echo "@@FORWARD-LOG"; cat $WORK/forward.log
+            # one board gone in the middle of a transfer: the other is still served, the server keeps running.
+            # (The gone board's reader stays blocked in trans_usbg and its instance busy until it reboots.)
+            SERVE2=$WORK/serve2.log
+            spawn_user $SERVE2 dotnet '{{tool}}' serve "$EXPORT" --usb --udc rootfs
+            SRV=$!
+            i=0; while [ $(grep -c '^attached' $SERVE2) -lt 2 ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+            if mount -t 9p -o {{opts}} rootfs /mnt && mount -t 9p -o {{opts}} board2 /mnt2; then
+              (cat /mnt/srv/big > /dev/null; echo "@@BIG-ENDED $?") &
+              sleep 1
+              unbind_gadget rootfs
+              wait_log $SERVE2 "detached 1-1 (gone)" 60 && echo "@@MIDWAY-DETACHED"
+              echo 3 > /proc/sys/vm/drop_caches
+              echo "@@SURVIVOR $(cat /mnt2/etc/hostname) $(md5sum < /mnt2/srv/blob)"
+              umount /mnt2
+            else
+              echo "@@FAIL two boards again"
+            fi
+            kill $SRV $UDEV; wait_log $SERVE2 "database is consistent" 60 && echo "@@STOPPED2"
+            echo "@@SERVE-LOG"; cat $SERVE; echo "@@FORWARD-LOG"; cat $WORK/forward.log; echo "@@SERVE2-LOG"; cat $SERVE2
             """;
         var console = UsbgRig.Boot(_work.Path, script, TimeSpan.FromMinutes(8));
         output.WriteLine(console);
@@ -136,6 +154,10 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
 
         Assert.Contains($"@@FWD hello {w489}", console);
         Assert.Contains("@@UMOUNT3 ok", console);
+
+        Assert.Contains("@@MIDWAY-DETACHED", console);
+        Assert.Contains($"@@SURVIVOR {Hostname.Trim()} {Md5(File.ReadAllBytes(Path.Combine(Export, "srv/blob")))}", console);
+        Assert.Contains("@@STOPPED2", console);
 
         // files.db as the server left it, read with our reader and with pseudo itself
         using (var db = FilesDb.OpenFile(PseudoState.ForExport(Export).FilesDbPath, create: false))
@@ -186,6 +208,7 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
                 add("bin/tool", mode=0o4755, data=b"#!/bin/sh\necho tool\n")
                 add("bin/sh", tarfile.SYMTYPE, 0o777, link="tool")
                 add("srv/blob", data=os.urandom(300 * 1024))
+                add("srv/big", data=os.urandom(1 << 20) * 16)
             """, tar, Hostname]).ShouldSucceed();
         Run.Program("chmod", "a+r", tar).ShouldSucceed();
         Run.Tool("unpack", tar, Export).ShouldSucceed();
