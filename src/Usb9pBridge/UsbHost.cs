@@ -13,6 +13,16 @@ public sealed unsafe class UsbHost : IDisposable
 
     private UsbHost(nint context) => _context = context;
 
+    /// <summary>The libusb_context, for the event handling of transfers made in it.</summary>
+    internal nint Context
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_context == 0, this);
+            return _context;
+        }
+    }
+
     public static UsbHost Create()
     {
         int rc;

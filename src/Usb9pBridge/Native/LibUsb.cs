@@ -98,8 +98,53 @@ public unsafe struct LibUsbConfigDescriptor
     public int extra_length;
 }
 
+/// <summary>libusb_transfer (libusb.h), without the trailing iso packet descriptors bulk transfers do not use.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct LibUsbTransfer
+{
+    public nint dev_handle;
+    public byte flags;
+    public byte endpoint;
+    public byte type;
+    public uint timeout;
+    public int status;
+    public int length;
+    public int actual_length;
+    public delegate* unmanaged[Cdecl]<LibUsbTransfer*, void> callback;
+    public void* user_data;
+    public byte* buffer;
+    public int num_iso_packets;
+}
+
+/// <summary>libusb_transfer_status.</summary>
+public enum UsbTransferStatus
+{
+    Completed = 0,
+    Error = 1,
+    TimedOut = 2,
+    Cancelled = 3,
+    Stall = 4,
+    NoDevice = 5,
+    Overflow = 6,
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct TimeVal
+{
+    public long tv_sec;
+    public long tv_usec;
+}
+
 public static unsafe partial class LibUsb
 {
+    public const byte TransferTypeBulk = 2;
+
+    [LibraryImport(Lib, EntryPoint = "libusb_alloc_transfer")] public static partial LibUsbTransfer* AllocTransfer(int isoPackets);
+    [LibraryImport(Lib, EntryPoint = "libusb_free_transfer")] public static partial void FreeTransfer(LibUsbTransfer* transfer);
+    [LibraryImport(Lib, EntryPoint = "libusb_submit_transfer")] public static partial int SubmitTransfer(LibUsbTransfer* transfer);
+    [LibraryImport(Lib, EntryPoint = "libusb_cancel_transfer")] public static partial int CancelTransfer(LibUsbTransfer* transfer);
+    [LibraryImport(Lib, EntryPoint = "libusb_handle_events_timeout_completed")] public static partial int HandleEventsTimeoutCompleted(nint context, TimeVal* timeout, int* completed);
+
     private const string Lib = "libusb-1.0.so.0";
 
     [LibraryImport(Lib, EntryPoint = "libusb_init")] public static partial int Init(out nint context);
