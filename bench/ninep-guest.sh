@@ -49,6 +49,7 @@ for a in $("$root/bin/busybox" --list); do [ -e "$root/bin/$a" ] || ln -s busybo
 for m in $modules; do cp "$kernel/modules/$m.ko" "$root/modules/"; done
 cat > "$root/init" <<'INIT'
 #!/bin/sh
+echo # the firmware's "Booting from ROM.." ends without a newline
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "@@FAIL insmod $m"; done
 ip link set lo up; ip link set eth0 up
@@ -87,10 +88,11 @@ boot() { # server, port: one guest run against the server listening on 127.0.0.1
     -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$port-cmd:socat STDIO TCP:127.0.0.1:$port" \
     -device virtio-net-pci,netdev=n0 </dev/null | tr -d '\r' > "$work/guest-$server.log" || true
   grep -q '^@@DONE' "$work/guest-$server.log" && ! grep -q '^@@FAIL' "$work/guest-$server.log" ||
-    { echo "guest run against $server failed:" >&2; tail -30 "$work/guest-$server.log" >&2; exit 1; }
-  sed -n "s/^@@T /$server-/p" "$work/guest-$server.log" >> "$results"
-  grep -q "^@@T find [0-9]* $entries\$" "$work/guest-$server.log" || { echo "$server: the guest did not see all $entries entries" >&2; exit 1; }
-  echo "$server (guest ms): $(grep '^@@T' "$work/guest-$server.log" | sed 's/^@@T //' | tr '\n' ' ')"
+    { echo "guest run against $server failed:" >&2; tail -60 "$work/guest-$server.log" >&2; exit 1; }
+  cp "$work/guest-$server.log" "${TMPDIR:-/tmp}/ninep-guest-$server.log" # kept for a look afterwards
+  sed -n "s/.*@@T /$server-/p" "$work/guest-$server.log" >> "$results"
+  grep -q "@@T find [0-9]* $entries\$" "$work/guest-$server.log" || { echo "$server: the guest did not see all $entries entries:" >&2; grep '^@@' "$work/guest-$server.log" >&2; exit 1; }
+  echo "$server (guest ms): $(sed -n 's/.*@@T //p' "$work/guest-$server.log" | tr '\n' ' ')"
 }
 wait_port() { for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "no server on port $1" >&2; exit 1; }
 for r in $(seq "$rounds"); do
