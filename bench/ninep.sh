@@ -1,60 +1,79 @@
 #!/usr/bin/env bash
-# 9P server benchmark on the host (no emulated guest in the way): rootfs-export serve vs diod 1.0.24,
-# same export, same unprivileged user, same client (diod's diodcat/diodls), same run. Prints medians + ratios.
-#   bench/ninep.sh [runs]
+# 9P server benchmark on the host (no emulated guest in the way): rootfs-export serve vs diod 1.0.24, same
+# export, same unprivileged user, same clients, same run. Clients: diod's diodcat/diodls, and our pipelining
+# load generator bench/NineLoad (walk + getattr of the whole export on 1 and 4 connections, streaming reads at
+# msize 1 MiB, creating + writing 5,000 small files). Both servers run side by side on two loopback ports and
+# every workload runs against ours, then diod, in each round. Prints medians and diod/ours ratios.
+#   bench/ninep.sh [runs]          (default 5)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
-export DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v diod >/dev/null && command -v bc >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends diod bc; }
 "$here/rootfs-export" --help >/dev/null
-tool=$(mktemp -d /tmp/rfe-bench-tool.XXXX); cp -a "$here/.build/rootfs-export/." "$tool/"; chmod -R a+rX "$tool"
+dotnet build "$here/bench/NineLoad/NineLoad.csproj" -c Release -o "$here/.build/nineload" --nologo -v quiet -clp:ErrorsOnly >/dev/null
+tool=$(mktemp -d /tmp/rfe-bench-tool.XXXX); cp -a "$here/.build/rootfs-export/." "$tool/"
+mkdir "$tool/nineload"; cp -a "$here/.build/nineload/." "$tool/nineload/"; chmod -R a+rX "$tool"
 work=$(mktemp -d /tmp/rfe-bench9p.XXXX); chmod 777 "$work"
-as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp "$@"; else "$@"; fi; }
+# the unprivileged user, as a command prefix (so `timeout` and `&` apply to the real process, and $! is its pid)
+asu=(); [ "$(id -u)" -eq 0 ] && asu=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp)
+as_user() { "${asu[@]}" "$@"; }
 export_dir=$work/export
-# the export: a small rootfs from Python's tarfile, plus a 200 MB file and a directory of 5,000 small files
-python3 - "$work/rootfs.tar" <<'PY'
-import io, os, sys, tarfile
-with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
-    def d(n): i = tarfile.TarInfo(n); i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
-    d("./"); d("./data"); d("./many")
-    blob = os.urandom(1 << 20)
-    class Big:
-        left = 200 << 20
-        def read(s, n=-1):
-            n = min(n if n > 0 else len(blob), s.left, len(blob)); s.left -= n; return blob[:n]
-    i = tarfile.TarInfo("./data/big"); i.size = 200 << 20; t.addfile(i, Big())
-    small = b"x" * 512
-    for k in range(5000):
-        i = tarfile.TarInfo(f"./many/f{k:05d}"); i.size = len(small); i.uid = k % 7; t.addfile(i, io.BytesIO(small))
-PY
+entries=$(python3 "$here/bench/rootfs-tree.py" "$work/rootfs.tar" | cut -d' ' -f1)
 chmod a+r "$work/rootfs.tar"
 as_user "$tool/rootfs-export" unpack "$work/rootfs.tar" "$export_dir" >/dev/null
 
+port_ours=$((15640 + RANDOM % 1000)); port_diod=$((port_ours + 1000))
+"${asu[@]}" "$tool/rootfs-export" serve "$export_dir" --9p tcp:127.0.0.1:$port_ours >"$work/ours.log" 2>&1 & pid_ours=$!
+"${asu[@]}" diod -f -n -l 127.0.0.1:$port_diod -e "$export_dir" >"$work/diod.log" 2>&1 & pid_diod=$!
 results=$(mktemp)
-measure() { # label, command...
+cleanup() {
+  kill -TERM "$pid_ours" "$pid_diod" 2>/dev/null || true; wait "$pid_ours" "$pid_diod" 2>/dev/null || true
+  rm -f "$results"; as_user rm -rf "$export_dir" "$export_dir.pseudo_state"; rm -rf "$work" "$tool"
+}
+trap cleanup EXIT
+for port in $port_ours $port_diod; do
+  for i in $(seq 50); do as_user diodls -s 127.0.0.1:$port -a "$export_dir" / >/dev/null 2>&1 && break; sleep 0.2; done
+done
+
+measure() { # label, command... : wall time of a whole client process
   local label=$1; shift
-  local t0=$(date +%s.%N); "$@" >/dev/null; local t1=$(date +%s.%N)
+  local t0=$(date +%s.%N); timeout 300 "${asu[@]}" "$@" >/dev/null; local t1=$(date +%s.%N)
   echo "$label $(echo "$t1 - $t0" | bc)" >> "$results"
 }
-serve_ours() { as_user "$tool/rootfs-export" serve "$export_dir" --9p tcp:127.0.0.1:$1 >/dev/null 2>&1 & echo $!; }
-serve_diod() { as_user diod -f -n -l 127.0.0.1:$1 -e "$export_dir" >/dev/null 2>&1 & echo $!; }
-for server in ours diod; do
-  port=$((15640 + RANDOM % 1000))
-  pid=$(serve_$server $port)
-  for i in $(seq 50); do diodls -s 127.0.0.1:$port -a "$export_dir" / >/dev/null 2>&1 && break; sleep 0.2; done
-  for i in $(seq "$runs"); do
-    measure "$server-read200M" as_user diodcat -m 1048576 -s 127.0.0.1:$port -a "$export_dir" /data/big
-    measure "$server-ls5000" as_user diodls -l -s 127.0.0.1:$port -a "$export_dir" /many
+load() { # label, port, nineload args... : the load generator's own clock (attached connections, load only)
+  local label=$1 port=$2; shift 2
+  local line; line=$(timeout 300 "${asu[@]}" "$tool/nineload/nineload" --server 127.0.0.1:$port --aname "$export_dir" --timeout 240 "$@")
+  echo "$label $(sed -E 's/.* seconds=([0-9.]+) .*/\1/' <<<"$line")" >> "$results"
+}
+for i in $(seq "$runs"); do
+  for server in ours diod; do
+    port=$([ $server = ours ] && echo $port_ours || echo $port_diod)
+    measure "$server-diodcat" diodcat -m 1048576 -s 127.0.0.1:$port -a "$export_dir" /data/big
+    measure "$server-diodls" diodls -l -s 127.0.0.1:$port -a "$export_dir" /many
+    load "$server-walk1" $port walk --connections 1
+    load "$server-walk4" $port walk --connections 4
+    load "$server-read1" $port read /data/big --connections 1 --depth 4
+    load "$server-read4" $port read /data/big --connections 4 --depth 4
+    load "$server-write1" $port write --files 5000 --size 1024 --connections 1
+    load "$server-write4" $port write --files 1250 --size 1024 --connections 4
   done
-  kill -INT "$pid" 2>/dev/null || true; pkill -INT -f "127.0.0.1:$port" 2>/dev/null || true; sleep 2
 done
 median() { grep "^$1 " "$results" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-echo "9P on the host: diodcat (msize 1 MiB) of a 200 MB file; diodls -l of a directory of 5,000 files; $runs runs each, median seconds"
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F)"
-printf '%-12s %10s %10s %14s\n' workload ours diod "diod/ours"
-for w in read200M ls5000; do
-  o=$(median ours-$w); d=$(median diod-$w)
-  printf '%-12s %10.3f %10.3f %13.2fx\n' "$w" "$o" "$d" "$(echo "$d / $o" | bc -l)"
-done
-rm -f "$results"; as_user rm -rf "$export_dir" "$export_dir.pseudo_state"; rm -rf "$work" "$tool"
+echo "9P on the host, $runs rounds, median seconds (diod/ours > 1: ours is faster); export: $entries entries"
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F); diod $(dpkg-query -W -f '${Version}' diod 2>/dev/null)"
+printf '%-58s %9s %9s %10s\n' workload ours diod "diod/ours"
+row() { # key, description, work per run for a rate (count unit), or empty
+  local o d; o=$(median ours-$1); d=$(median diod-$1)
+  local rate=""
+  [ -n "$3" ] && rate=$(printf '  (%s: %.0f vs %.0f /s)' "$4" "$(echo "$3 / $o" | bc -l)" "$(echo "$3 / $d" | bc -l)")
+  printf '%-58s %9.3f %9.3f %9.2fx%s\n' "$2" "$o" "$d" "$(echo "$d / $o" | bc -l)" "$rate"
+}
+row diodcat "diodcat -m 1048576 of 200 MB (diod: msize 65536)" 209.7152 MB
+row diodls  "diodls -l of 5,000 files" 5000 files
+row walk1   "nineload walk, 1 connection" "$entries" entries
+row walk4   "nineload walk, 4 connections" "$((4 * entries))" entries
+row read1   "nineload read 200 MB, 1 connection, 4 in flight" 209.7152 MB
+row read4   "nineload read 4 x 200 MB, 4 connections, 4 in flight each" 838.8608 MB
+row write1  "nineload create+write 5,000 x 1 KiB, 1 connection" 5000 files
+row write4  "nineload create+write 4 x 1,250 x 1 KiB, 4 connections" 5000 files

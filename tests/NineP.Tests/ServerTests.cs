@@ -161,6 +161,30 @@ public class ServerTests
         Assert.Empty(ListHostXattrs(Path.Combine(fx.Export, "bin/tool")));
     }
 
+    [Fact]
+    public async Task A_file_created_here_has_no_xattrs_until_one_is_set()
+    {
+        using var fx = new ExportFixture();
+        var cap = Convert.FromHexString("0100000200200000000000000000000000000000");
+        await using (var srv = new RunningServer(fx.Export))
+        await using (var c = await TestClient.ConnectAsync(srv.Port))
+        {
+            await c.Mount(fx.Export);
+            var d = await Walk(c, 1, "etc");
+            await c.Call<Rlcreate>(new Tlcreate(d, "made", 0x8042, 0x1ed, 0));
+            var f = await Walk(c, 2, "etc", "made");
+            Assert.Equal(Errno.ENODATA, await c.Errno(new Txattrwalk(f, 3, "security.capability")));
+            Assert.Equal(0ul, (await c.Call<Rxattrwalk>(new Txattrwalk(f, 4, ""))).Size);
+            var w = await Walk(c, 5, "etc", "made");
+            await c.Call<Rxattrcreate>(new Txattrcreate(w, "security.capability", (ulong)cap.Length, 0));
+            await c.Call<Rwrite>(new Twrite(w, 0, cap));
+            await c.Call<Rclunk>(new Tclunk(w));
+            Assert.Equal(20ul, (await c.Call<Rxattrwalk>(new Txattrwalk(f, 6, "security.capability"))).Size);
+            Assert.Equal(cap, await c.ReadAll(6));
+        }
+        Assert.Equal(cap, fx.Xattr("etc/made", "security.capability"));
+    }
+
     private static unsafe string ListHostXattrs(string path)
     {
         var buf = new byte[1024];

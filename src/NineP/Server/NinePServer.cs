@@ -180,8 +180,16 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                         done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                         _inFlight[tag] = done.Task;
                     }
-            _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done));
+            // Metadata requests take microseconds: served on the read loop, they skip a thread-pool hop each
+            // (the latency a serial client like diodls or the kernel's lookups waits for). Data transfers,
+            // directory snapshots and database reads still run beside the loop.
+            if (err == DecodeError.None && IsQuick(msg!)) await ServeAsync(tag, msg, err, buffer, done);
+            else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done));
         }
+
+        private static bool IsQuick(Message m) => m is Twalk or Tgetattr or Tclunk or Treadlink or Tlopen or Tstatfs or Tsetattr
+            or Tlcreate or Tmkdir or Tsymlink or Tmknod or Tunlinkat or Tremove or Trename or Trenameat or Tlink or Tlock or Tgetlock
+            or Tauth or Tattach;
 
         private async Task FlushAsync(Task? old, ushort tag, byte[] buffer)
         {

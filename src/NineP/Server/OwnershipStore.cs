@@ -17,6 +17,10 @@ public sealed class OwnershipStore : IDisposable
     private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread _writer;
     private readonly Action<string>? _log;
+    // Inodes we recorded with PutNew (which drops whatever xattrs a reused inode had) and set none on since:
+    // their xattr reads (v9fs asks for security.capability before every write) are answered here instead of
+    // waiting behind the writer's queue and commit.
+    private readonly HashSet<(long Dev, long Ino)> _noXattrs = new();
 
     public OwnershipStore(FilesDb db, Action<string>? log = null)
     {
@@ -71,6 +75,7 @@ public sealed class OwnershipStore : IDisposable
             foreach (var stale in _byPath.Values.Where(r => r.Dev == row.Dev && r.Ino == row.Ino && r.Path != row.Path).ToList())
                 _byPath.Remove(stale.Path);
             _byPath[row.Path] = row;
+            _noXattrs.Add((row.Dev, row.Ino));
             _queue.Add(() => _db.PutNew(row));
         }
     }
@@ -143,13 +148,26 @@ public sealed class OwnershipStore : IDisposable
 
     // ---- xattrs (keyed by the inode, shared by its links; read through the writer so they see every write) ----
 
-    public byte[]? GetXattr(FileRow row, string name) => Query(() => _db.GetXattr(row.Dev, row.Ino, name));
+    private bool HasNoXattrs(FileRow row)
+    {
+        lock (_lock) return _noXattrs.Contains((row.Dev, row.Ino));
+    }
 
-    public List<string> ListXattrs(FileRow row) => Query(() => _db.GetXattrs(row.Dev, row.Ino).Select(x => x.Name).ToList());
+    public byte[]? GetXattr(FileRow row, string name) => HasNoXattrs(row) ? null : Query(() => _db.GetXattr(row.Dev, row.Ino, name));
 
-    public void SetXattr(FileRow row, string name, byte[] value) => _queue.Add(() => _db.SetXattr(row.Dev, row.Ino, name, value));
+    public List<string> ListXattrs(FileRow row) =>
+        HasNoXattrs(row) ? [] : Query(() => _db.GetXattrs(row.Dev, row.Ino).Select(x => x.Name).ToList());
 
-    public bool RemoveXattr(FileRow row, string name) => Query(() => _db.RemoveXattr(row.Dev, row.Ino, name));
+    public void SetXattr(FileRow row, string name, byte[] value)
+    {
+        lock (_lock)
+        {
+            _noXattrs.Remove((row.Dev, row.Ino));
+            _queue.Add(() => _db.SetXattr(row.Dev, row.Ino, name, value));
+        }
+    }
+
+    public bool RemoveXattr(FileRow row, string name) => !HasNoXattrs(row) && Query(() => _db.RemoveXattr(row.Dev, row.Ino, name));
 
     /// <summary>Commits everything queued and closes the database.</summary>
     public void Dispose()

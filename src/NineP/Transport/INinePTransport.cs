@@ -41,9 +41,17 @@ public interface ISerialNinePTransport : INinePTransport
     void WriteFrame(ReadOnlySpan<byte> frame);
 }
 
-/// <summary>Byte-stream framing (TCP, unix sockets, pipes): the size prefix delimits frames.</summary>
+/// <summary>
+/// Byte-stream framing (TCP, unix sockets, pipes): the size prefix delimits frames. Reads go through a
+/// read-ahead buffer, so a pipelining client's small requests arrive many per recv() instead of two recv()
+/// calls (header, body) each; large payloads (Twrite) bypass it.
+/// </summary>
 public sealed class StreamTransport(Stream stream, string description) : INinePTransport
 {
+    private const int ReadAheadSize = 64 * 1024;
+    private readonly byte[] _ahead = new byte[ReadAheadSize];
+    private int _aheadStart, _aheadEnd;
+
     public int MaxMessageSize => int.MaxValue;
     public string Description => description;
 
@@ -63,13 +71,23 @@ public sealed class StreamTransport(Stream stream, string description) : INinePT
         int got = 0;
         while (got < dest.Length)
         {
-            int n = await stream.ReadAsync(dest[got..], ct);
-            if (n == 0)
+            if (_aheadEnd > _aheadStart)
+            {
+                int n = Math.Min(_aheadEnd - _aheadStart, dest.Length - got);
+                _ahead.AsMemory(_aheadStart, n).CopyTo(dest[got..]);
+                _aheadStart += n;
+                got += n;
+                continue;
+            }
+            bool direct = dest.Length - got >= ReadAheadSize;
+            int read = await stream.ReadAsync(direct ? dest[got..] : _ahead, ct);
+            if (read == 0)
             {
                 if (got == 0 && allowEof) return false;
                 throw new EndOfStreamException("connection closed inside a frame");
             }
-            got += n;
+            if (direct) got += read;
+            else { _aheadStart = 0; _aheadEnd = read; }
         }
         return true;
     }
