@@ -57,14 +57,18 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 try { s = await listener.AcceptAsync(cancellationToken); }
                 catch (OperationCanceledException) { break; }
                 if (s.ProtocolType == ProtocolType.Tcp) s.NoDelay = true;
-                var t = new StreamTransport(new NetworkStream(s, ownsSocket: true), s.RemoteEndPoint?.ToString() ?? "unix client");
+                // one thread per connection with blocking socket calls (see StreamTransport); stopping closes
+                // the socket, which ends a blocked read
+                var t = new StreamTransport(new NetworkStream(s, ownsSocket: true), s.RemoteEndPoint?.ToString() ?? "unix client", blockingIo: true);
                 lock (clients)
                 {
                     clients.RemoveAll(c => c.IsCompleted);
-                    clients.Add(Task.Run(async () =>
+                    clients.Add(Task.Factory.StartNew(() =>
                     {
-                        await using (t) await ServeAsync(t, cancellationToken);
-                    }, CancellationToken.None));
+                        using var unblock = cancellationToken.Register(s.Dispose);
+                        try { ServeAsync(t, cancellationToken).GetAwaiter().GetResult(); }
+                        finally { t.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+                    }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
                 }
             }
         }
@@ -91,6 +95,9 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         private readonly SemaphoreSlim _writeGate = new(1, 1);
         private readonly SemaphoreSlim _slots = new(server._options.MaxConcurrentRequests);
         private int _msize = Math.Min(server._options.MaxMessageSize, transport.MaxMessageSize);
+        // A blocking transport's read loop owns its thread: it must never continue on the thread pool, where
+        // its blocking reads would hold a worker each; so its waits are blocking waits too.
+        private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
         private bool _versioned;
         private CancellationToken _ct;
 
@@ -101,7 +108,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             {
                 while (!ct.IsCancellationRequested)
                 {
-                    await _slots.WaitAsync(ct);
+                    if (_blocking) _slots.Wait(ct);
+                    else await _slots.WaitAsync(ct);
                     int msize = _msize;
                     var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(msize, 64));
                     int len;
@@ -321,7 +329,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             try
             {
                 if (_opt.Trace != null) _opt.Trace($"9p -> {tag} {(raw != null ? $"{(MessageType)raw[4]} {len} bytes" : reply.ToString())}");
-                await _writeGate.WaitAsync(_ct);
+                if (_blocking) _writeGate.Wait(_ct);
+                else await _writeGate.WaitAsync(_ct);
                 try { await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct); }
                 finally { _writeGate.Release(); }
             }

@@ -46,7 +46,14 @@ public interface ISerialNinePTransport : INinePTransport
 /// read-ahead buffer, so a pipelining client's small requests arrive many per recv() instead of two recv()
 /// calls (header, body) each; large payloads (Twrite) bypass it.
 /// </summary>
-public sealed class StreamTransport(Stream stream, string description) : INinePTransport
+/// <remarks>
+/// With <c>blockingIo</c> (the server's TCP and unix-socket connections, each on a thread of its own) reads and
+/// writes are plain blocking calls, so the async methods complete synchronously and a request the server
+/// answers on its read loop (walk, getattr, clunk: what a serial client like v9fs's lookups or diodls waits
+/// for) is read, served and answered without leaving the thread. Async socket calls would park the loop and
+/// resume it from the socket engine's thread through the thread pool: two hand-offs per request.
+/// </remarks>
+public sealed class StreamTransport(Stream stream, string description, bool blockingIo = false) : INinePTransport
 {
     private const int ReadAheadSize = 64 * 1024;
     private readonly byte[] _ahead = new byte[ReadAheadSize];
@@ -54,6 +61,9 @@ public sealed class StreamTransport(Stream stream, string description) : INinePT
 
     public int MaxMessageSize => int.MaxValue;
     public string Description => description;
+
+    /// <summary>Reads and writes block the calling thread (and so complete synchronously).</summary>
+    public bool BlockingIo => blockingIo;
 
     public async ValueTask<int> ReadFrameAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
@@ -80,7 +90,9 @@ public sealed class StreamTransport(Stream stream, string description) : INinePT
                 continue;
             }
             bool direct = dest.Length - got >= ReadAheadSize;
-            int read = await stream.ReadAsync(direct ? dest[got..] : _ahead, ct);
+            int read = blockingIo
+                ? stream.Read(direct ? dest.Span[got..] : _ahead)
+                : await stream.ReadAsync(direct ? dest[got..] : _ahead, ct);
             if (read == 0)
             {
                 if (got == 0 && allowEof) return false;
@@ -92,8 +104,11 @@ public sealed class StreamTransport(Stream stream, string description) : INinePT
         return true;
     }
 
-    public async ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken) =>
-        await stream.WriteAsync(frame, cancellationToken);
+    public async ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        if (blockingIo) stream.Write(frame.Span);
+        else await stream.WriteAsync(frame, cancellationToken);
+    }
 
     public ValueTask DisposeAsync() => stream.DisposeAsync();
 }
