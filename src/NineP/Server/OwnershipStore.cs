@@ -14,6 +14,9 @@ public sealed class OwnershipStore : IDisposable
     private readonly FilesDb _db;
     private readonly object _lock = new();
     private readonly Dictionary<string, FileRow> _byPath = new(StringComparer.Ordinal);
+    // every path of an inode: a create checks for stale rows of a reused inode and a chown reaches all links,
+    // without scanning every row of the export (a 10,000-entry rootfs made each create a 10,000-row scan)
+    private readonly Dictionary<(long Dev, long Ino), List<string>> _byInode = new();
     private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread _writer;
     private readonly Action<string>? _log;
@@ -26,7 +29,7 @@ public sealed class OwnershipStore : IDisposable
     {
         _db = db;
         _log = log;
-        foreach (var row in db.All()) _byPath.TryAdd(row.Path, row);
+        foreach (var row in db.All()) if (_byPath.TryAdd(row.Path, row)) Index(row);
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "files.db writer" };
         _writer.Start();
     }
@@ -67,14 +70,43 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock) return _byPath.GetValueOrDefault(path);
     }
 
+    // ---- the cache and its inode index change together (callers hold _lock) ----
+
+    private void Index(FileRow row)
+    {
+        if (!_byInode.TryGetValue((row.Dev, row.Ino), out var paths)) _byInode[(row.Dev, row.Ino)] = paths = new List<string>(1);
+        paths.Add(row.Path);
+    }
+
+    private void Set(FileRow row)
+    {
+        if (_byPath.TryGetValue(row.Path, out var old)) Unindex(old);
+        _byPath[row.Path] = row;
+        Index(row);
+    }
+
+    private void Remove(string path)
+    {
+        if (_byPath.Remove(path, out var old)) Unindex(old);
+    }
+
+    private void Unindex(FileRow row)
+    {
+        if (!_byInode.TryGetValue((row.Dev, row.Ino), out var paths)) return;
+        paths.Remove(row.Path);
+        if (paths.Count == 0) _byInode.Remove((row.Dev, row.Ino));
+    }
+
+    private List<FileRow> RowsOf(long dev, long ino) =>
+        _byInode.TryGetValue((dev, ino), out var paths) ? paths.Select(p => _byPath[p]).ToList() : [];
+
     /// <summary>Records a new object (and drops stale rows of a reused inode, as FilesDb.PutNew does).</summary>
     public void PutNew(FileRow row)
     {
         lock (_lock)
         {
-            foreach (var stale in _byPath.Values.Where(r => r.Dev == row.Dev && r.Ino == row.Ino && r.Path != row.Path).ToList())
-                _byPath.Remove(stale.Path);
-            _byPath[row.Path] = row;
+            foreach (var stale in RowsOf(row.Dev, row.Ino).Where(r => r.Path != row.Path)) Remove(stale.Path);
+            Set(row);
             _noXattrs.Add((row.Dev, row.Ino));
             _queue.Add(() => _db.PutNew(row));
         }
@@ -85,7 +117,7 @@ public sealed class OwnershipStore : IDisposable
     {
         lock (_lock)
         {
-            _byPath[row.Path] = row;
+            Set(row);
             _queue.Add(() => _db.PutLink(row));
         }
     }
@@ -95,7 +127,7 @@ public sealed class OwnershipStore : IDisposable
     {
         lock (_lock)
         {
-            foreach (var link in _byPath.Values.Where(r => r.Dev == row.Dev && r.Ino == row.Ino).ToList())
+            foreach (var link in RowsOf(row.Dev, row.Ino)) // same paths, same inode: the index stays as it is
                 _byPath[link.Path] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
             _queue.Add(() => _db.UpdateOwnership(row.Dev, row.Ino, uid, gid, mode));
         }
@@ -105,7 +137,7 @@ public sealed class OwnershipStore : IDisposable
     {
         lock (_lock)
         {
-            _byPath.Remove(path);
+            Remove(path);
             _queue.Add(() => _db.DeletePath(path));
         }
     }
@@ -114,7 +146,7 @@ public sealed class OwnershipStore : IDisposable
     {
         lock (_lock)
         {
-            foreach (var key in KeysUnder(path)) _byPath.Remove(key);
+            foreach (var key in KeysUnder(path)) Remove(key);
             _queue.Add(() => _db.DeleteTree(path));
         }
     }
@@ -124,13 +156,12 @@ public sealed class OwnershipStore : IDisposable
     {
         lock (_lock)
         {
-            if (targetExisted) foreach (var key in KeysUnder(newPath)) _byPath.Remove(key);
+            if (targetExisted) foreach (var key in KeysUnder(newPath)) Remove(key);
             foreach (var key in KeysUnder(oldPath))
             {
                 var row = _byPath[key];
-                _byPath.Remove(key);
-                var moved = row with { Path = newPath + key[oldPath.Length..] };
-                _byPath[moved.Path] = moved;
+                Remove(key);
+                Set(row with { Path = newPath + key[oldPath.Length..] });
             }
             _queue.Add(() =>
             {
