@@ -14,17 +14,7 @@ public static class UsbgRig
     /// <summary>vmlinux, modules/*.ko + modules/order, p9_fwd.py.</summary>
     public static string Directory => _dir.Value;
 
-    public static string RigScript(string name) => Path.Combine(RepositoryRoot, "tests", "rigs", name);
-
-    public static string RepositoryRoot
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-                if (File.Exists(Path.Combine(d.FullName, "RootfsExport.sln"))) return d.FullName;
-            throw new InvalidOperationException($"RootfsExport.sln not found above {AppContext.BaseDirectory}");
-        }
-    }
+    public static string RigScript(string name) => Path.Combine(Repository.Root, "tests", "rigs", name);
 
     private static string Prepare()
     {
