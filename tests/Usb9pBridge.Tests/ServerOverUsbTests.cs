@@ -58,10 +58,9 @@ public sealed class ServerOverUsbTests : IDisposable
         Assert.Equal(bytes, new FileInfo(Path.Combine(Export, "written-by-board")).Length);
     }
 
-    /// <summary>serve --usb answers in strict ping-pong on one thread (ServeSerial); the concurrent loop must cope too.</summary>
+    /// <summary>serve --usb answers in strict ping-pong on one thread (ServeSerialAsync); the concurrent loop must cope too.</summary>
     private static Task Serve(ExportServer server, UsbgTransport usb, bool serial, CancellationToken ct) =>
-        serial ? Task.Factory.StartNew(() => server.Server.ServeSerial(usb, ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
-               : server.Server.ServeAsync(usb, ct);
+        serial ? server.Server.ServeSerialAsync(usb, ct) : server.Server.ServeAsync(usb, ct);
 
     [Theory]
     [InlineData(true)]

@@ -41,9 +41,13 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         await conn.RunAsync(cancellationToken);
     }
 
-    /// <summary>Serves one client of a one-request-at-a-time transport on the calling thread until it ends or the token fires.</summary>
-    public void ServeSerial(ISerialNinePTransport transport, CancellationToken cancellationToken) =>
-        new Connection(this, transport).RunSerial(transport, cancellationToken);
+    /// <summary>
+    /// Serves one client of a one-request-at-a-time transport on a thread of its own (its calls block) until it
+    /// ends or the token fires.
+    /// </summary>
+    public Task ServeSerialAsync(ISerialNinePTransport transport, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(() => new Connection(this, transport).RunSerial(transport, cancellationToken),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     /// <summary>Accepts TCP or unix-socket clients until the token fires.</summary>
     public async Task ListenAsync(Socket listener, CancellationToken cancellationToken)
@@ -263,6 +267,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         public void RunSerial(ISerialNinePTransport serial, CancellationToken ct)
         {
             _ct = ct;
+            // sized for the largest msize a Tversion can agree on (never more than the starting _msize)
             var request = new byte[Math.Max(_msize, 64)];
             var reply = new byte[Math.Max(_msize, 64)];
             try
@@ -307,10 +312,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             Rversion Reset(Tversion tv)
             {
                 ClunkAll();
-                var r = Version(tv);
-                if (reply.Length < _msize) reply = new byte[_msize];
-                if (request.Length < _msize) request = new byte[_msize];
-                return r;
+                return Version(tv);
             }
         }
 

@@ -30,7 +30,7 @@ public interface INinePTransport : IAsyncDisposable
 
 /// <summary>
 /// A transport with one request in flight at a time (usb9pfs: the gadget sends its next T-message only after
-/// the reply), served by <see cref="Server.NinePServer.ServeSerial"/> with blocking calls on one thread.
+/// the reply), served by <see cref="Server.NinePServer.ServeSerialAsync"/> with blocking calls on one thread.
 /// </summary>
 public interface ISerialNinePTransport : INinePTransport
 {

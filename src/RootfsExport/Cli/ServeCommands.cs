@@ -90,8 +90,7 @@ public static class ServeCommands
         using var stop = new StopSignal(ct);
         // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot. The gadget
         // keeps one request in flight, so each is served in strict ping-pong on a thread of its own.
-        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, (usb, token) => Task.Factory.StartNew(() => server.Server.ServeSerial(usb, token),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default), UsbCommands.Log).RunAsync(stop.Token);
+        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeSerialAsync, UsbCommands.Log).RunAsync(stop.Token);
         Console.WriteLine("stopped; the database is consistent");
         return 0;
     }
