@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using RootfsExport.NineP.Protocol;
+using RootfsExport.NineP.Transport;
 
 namespace RootfsExport.Usb9pBridge;
 
@@ -30,7 +31,7 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
     {
         var request = new byte[usb.MaxMessageSize];
         var reply = new byte[usb.MaxMessageSize];
-        Socket? server = null;
+        StreamTransport? server = null;
         try
         {
             while (true)
@@ -44,13 +45,14 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
                 try
                 {
                     server ??= Connect(usb.Description, ct);
-                    SendAll(server, request.AsSpan(0, n));
-                    replyLength = ReplyFor(server, tag, reply);
+                    // a blocking transport: these complete synchronously, on this thread
+                    server.WriteFrameAsync(request.AsMemory(0, n), ct).AsTask().GetAwaiter().GetResult();
+                    replyLength = ReplyFor(server, tag, reply, ct);
                 }
                 catch (Exception e) when (e is IOException or SocketException or InvalidDataException)
                 {
                     log($"forward {usb.Description} → {Server}: {e.Message}; the board's request (tag {tag}) gets ECONNREFUSED");
-                    server?.Dispose();
+                    server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                     server = null;
                     replyLength = Codec.Encode(reply, tag, new Rlerror(NoServerErrno));
                 }
@@ -59,42 +61,24 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
         }
         finally
         {
-            server?.Dispose();
+            server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
     }
 
-    private int ReplyFor(Socket server, ushort tag, byte[] reply)
+    private int ReplyFor(StreamTransport server, ushort tag, byte[] reply, CancellationToken ct)
     {
         while (true)
         {
-            ReceiveExactly(server, reply.AsSpan(0, 4));
-            uint size = BinaryPrimitives.ReadUInt32LittleEndian(reply);
-            if (size < P9.HeaderSize || size > reply.Length)
-                throw new InvalidDataException($"the 9P server sent a {size}-byte frame (limit {reply.Length})");
-            ReceiveExactly(server, reply.AsSpan(4, (int)size - 4));
+            int n = server.ReadFrameAsync(reply, ct).AsTask().GetAwaiter().GetResult();
+            if (n == 0) throw new IOException("the 9P server closed the connection");
             ushort got = BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(5));
-            if (got == tag) return (int)size;
+            if (got == tag) return n;
             // an unknown tag would wedge the gadget until it is re-bound (9p-and-usb9pfs.md §9.2)
             log($"forward: dropped a reply with tag {got} while waiting for tag {tag}");
         }
     }
 
-    private static void SendAll(Socket s, ReadOnlySpan<byte> data)
-    {
-        while (!data.IsEmpty) data = data[s.Send(data)..];
-    }
-
-    private static void ReceiveExactly(Socket s, Span<byte> dest)
-    {
-        while (!dest.IsEmpty)
-        {
-            int n = s.Receive(dest);
-            if (n == 0) throw new IOException("the 9P server closed the connection");
-            dest = dest[n..];
-        }
-    }
-
-    private Socket Connect(string gadget, CancellationToken ct)
+    private StreamTransport Connect(string gadget, CancellationToken ct)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveTimeout = (int)ReplyTimeout.TotalMilliseconds };
         try
@@ -110,6 +94,6 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
             throw;
         }
         log($"forward {gadget} → {Server}: connected");
-        return socket;
+        return new StreamTransport(new NetworkStream(socket, ownsSocket: true), Server, blockingIo: true);
     }
 }
