@@ -54,30 +54,28 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
                 bool due = lastDevices is null || devices != lastDevices || ended
                     || (reported.Count > 0 && now - lastScan >= RetryInterval.TotalMilliseconds)
                     || now - lastScan >= FullScanInterval.TotalMilliseconds;
-                if (!due)
+                if (due)
                 {
-                    ct.WaitHandle.WaitOne(ScanInterval);
-                    continue;
-                }
-                lastDevices = devices;
-                lastScan = now;
-                IReadOnlyList<Usb9pfsGadget> gadgets;
-                using (var host = UsbHost.Create()) gadgets = host.FindGadgets(filter);
-                if (gadgets.Count == 0 && running.Count == 0 && !toldWaiting)
-                {
-                    log($"waiting for a usb9pfs gadget ({filter}); the board's UDC must be bound before it mounts");
-                    toldWaiting = true;
-                }
-                foreach (var gone in reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) reported.Remove(gone);
-                foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path)))
-                {
-                    UsbgLink link;
-                    try { link = UsbgLink.Open(g); }
-                    catch (UsbAccessDeniedException e) { Report(g.Path, e.Hint); continue; }
-                    catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
-                    toldWaiting = false;
-                    reported.Remove(g.Path);
-                    running[g.Path] = Serve(link, ct);
+                    lastDevices = devices;
+                    lastScan = now;
+                    IReadOnlyList<Usb9pfsGadget> gadgets;
+                    using (var host = UsbHost.Create()) gadgets = host.FindGadgets(filter);
+                    if (gadgets.Count == 0 && running.Count == 0 && !toldWaiting)
+                    {
+                        log($"waiting for a usb9pfs gadget ({filter}); the board's UDC must be bound before it mounts");
+                        toldWaiting = true;
+                    }
+                    foreach (var gone in reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) reported.Remove(gone);
+                    foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path)))
+                    {
+                        UsbgLink link;
+                        try { link = UsbgLink.Open(g); }
+                        catch (UsbAccessDeniedException e) { Report(g.Path, e.Hint); continue; }
+                        catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
+                        toldWaiting = false;
+                        reported.Remove(g.Path);
+                        running[g.Path] = Serve(link, ct);
+                    }
                 }
                 ct.WaitHandle.WaitOne(ScanInterval);
             }
