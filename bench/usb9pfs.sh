@@ -22,7 +22,7 @@ need=""
 for p in qemu-system-x86_64 diod busybox cpio zstd gcc make bc; do command -v $p >/dev/null || need=1; done
 /usr/bin/python3 -c 'import usb.core' 2>/dev/null || need=1
 [ -z "$need" ] || { apt-get update -q && apt-get install -y -q --no-install-recommends qemu-system-x86 diod busybox-static \
-  cpio zstd xz-utils gcc make bc python3 python3-usb libusb-1.0-0; }
+  cpio zstd xz-utils gcc make libelf1 libssl3 zlib1g bc python3 python3-usb libusb-1.0-0; }
 cache=/var/cache/rootfs-export-tests; mkdir -p "$cache"
 pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' | cut -d' ' -f1 | sort -V | tail -1)
 [ -n "$pkg" ] || { echo "no linux-image-6.12.*+deb12-amd64-unsigned known to apt (apt-get update?)" >&2; exit 1; }
