@@ -133,6 +133,47 @@ public class ServerTests
     }
 
     [Fact]
+    public async Task Fids_follow_renames_of_the_directories_above_them_and_never_reach_a_replaced_one()
+    {
+        using var fx = new ExportFixture();
+        await using (var srv = new RunningServer(fx.Export))
+        await using (var c = await TestClient.ConnectAsync(srv.Port))
+        {
+            await c.Mount(fx.Export);
+            var d = await Walk(c, 1, "srv", "shared");
+            await c.Call<Rmkdir>(new Tmkdir(d, "a", 0x41ed, 0));
+            Assert.Single((await c.Call<Rwalk>(new Twalk(d, 2, ["a"]))).Qids);
+            await c.Call<Rwalk>(new Twalk(2, 3, []));
+            var fq = (await c.Call<Rlcreate>(new Tlcreate(3, "f", 0x8042, 0x1a4, 0))).Qid;
+            Assert.Equal(fq.Path, (await c.Call<Rwalk>(new Twalk(2, 4, ["f"]))).Qids[0].Path); // a walk from the dir fid
+
+            await c.Call<Rrenameat>(new Trenameat(d, "a", d, "b"));
+            // the dir fid and the file fids below now are srv/shared/b and srv/shared/b/f
+            Assert.Equal(fq.Path, (await c.Call<Rgetattr>(new Tgetattr(4, AttrMask.Basic))).Attr.Qid.Path);
+            Assert.Equal(fq.Path, (await c.Call<Rwalk>(new Twalk(2, 5, ["f"]))).Qids[0].Path);
+            await c.Call<Rmkdir>(new Tmkdir(2, "made-in-b", 0x41ed, 7));
+            Assert.True(Directory.Exists(Path.Combine(fx.Export, "srv/shared/b/made-in-b")));
+
+            // a new "a" is a different directory: its name reaches the new one, the old fid stays with "b"
+            await c.Call<Rmkdir>(new Tmkdir(d, "a", 0x41ed, 0));
+            Assert.Single((await c.Call<Rwalk>(new Twalk(d, 6, ["a"]))).Qids);
+            await c.Call<Rlcreate>(new Tlcreate(6, "g", 0x8042, 0x1a4, 0));
+            Assert.Equal(Errno.ENOENT, await c.Errno(new Twalk(2, 7, ["g"])));
+            Assert.Single((await c.Call<Rwalk>(new Twalk(d, 7, ["a", "g"]))).Qids.Skip(1));
+            Assert.True(File.Exists(Path.Combine(fx.Export, "srv/shared/a/g")));
+            Assert.True(File.Exists(Path.Combine(fx.Export, "srv/shared/b/f")));
+
+            // an object renamed away from under its fid: the fid follows it to its new directory
+            await c.Call<Rrenameat>(new Trenameat(2, "f", d, "f-moved"));
+            Assert.Equal(fq.Path, (await c.Call<Rgetattr>(new Tgetattr(4, AttrMask.Basic))).Attr.Qid.Path);
+            await c.Call<Rsetattr>(new Tsetattr(4, SetAttrMask.Uid, 0, 4321, 0, 0, 0, 0, 0, 0));
+        }
+        Assert.Equal(4321u, fx.Row("srv/shared/f-moved")!.Uid);
+        Assert.Equal(7u, fx.Row("srv/shared/b/made-in-b")!.Gid);
+        Assert.Null(fx.Row("srv/shared/b/f"));
+    }
+
+    [Fact]
     public async Task Xattrs_including_capabilities_live_in_the_database()
     {
         using var fx = new ExportFixture();

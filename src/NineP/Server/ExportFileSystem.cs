@@ -8,6 +8,9 @@ using RootfsExport.PseudoDb;
 
 namespace RootfsExport.NineP.Server;
 
+/// <summary>Twalk's outcome: the qids, and when every name was walked, the new fid's path and holding directory.</summary>
+public readonly record struct WalkResult(List<Qid> Qids, string? NewRel, HostDir? Holder);
+
 /// <summary>
 /// The export as 9P sees it: host objects for content, sizes and times; the pseudo database for owner, mode
 /// and device numbers. Every host access resolves below the export's directory fd with openat2
@@ -22,6 +25,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     private const int XattrSizeMax = 65536;
 
     private readonly int _rootFd;
+    private readonly HostDir _root;
     private readonly long _rootDev;
     private readonly OwnershipStore _store;
     private readonly HashSet<Fid> _liveFids = new();
@@ -37,6 +41,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         _rootFd = Libc.OpenAt(Libc.AT_FDCWD, ExportPath, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (_rootFd < 0) throw PosixException.Last("open export", ExportPath);
         _rootDev = StatFd(_rootFd).Dev();
+        _root = new HostDir(_rootFd, "", owned: false);
         _attachNames = new[] { ExportPath }.Concat((aliases ?? []).Select(a => Path.GetFullPath(a).TrimEnd('/'))).Distinct().ToArray();
     }
 
@@ -94,14 +99,63 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return fd;
     }
 
-    /// <summary>A directory fd for *at() calls on the children of rel (the root fd itself for the root).</summary>
-    private DirHandle OpenDir(string rel) =>
-        rel.Length == 0 ? new DirHandle(_rootFd, false) : new DirHandle(OpenRel(rel, Libc.O_PATH | Libc.O_DIRECTORY), true);
+    /// <summary>The directory at rel, opened from the root (the root itself for ""); caller releases.</summary>
+    private HostDir OpenDir(string rel) =>
+        rel.Length == 0 ? _root : new HostDir(OpenRel(rel, Libc.O_PATH | Libc.O_DIRECTORY), rel);
 
-    private readonly struct DirHandle(int fd, bool owned) : IDisposable
+    /// <summary>The directory at rel, which is the name `name` in the open directory `holder`.</summary>
+    private static HostDir OpenDirIn(HostDir holder, string name, string rel)
     {
-        public int Fd => fd;
-        public void Dispose() { if (owned) Libc.Close(fd); }
+        int fd = Libc.OpenAt2(holder.Fd, name, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Resolve);
+        if (fd < 0) throw PosixException.Last("open", rel);
+        return new HostDir(fd, rel);
+    }
+
+    /// <summary>
+    /// Where a fid's object is for a single-name *at() call: the directory holding it (leased) and its name
+    /// there; the root is (root fd, "").
+    /// </summary>
+    private readonly struct Place(HostDir dir, string name) : IDisposable
+    {
+        public int DirFd => dir.Fd;
+        public HostDir Dir => dir;
+        public string Name => name;
+        public bool IsRoot => name.Length == 0;
+        public void Dispose() => dir.Release();
+    }
+
+    private Place Locate(Fid fid)
+    {
+        var rel = fid.Path;
+        if (rel.Length == 0) return new Place(_root, "");
+        var dir = fid.LeaseParent(rel) ?? fid.KeepParent(OpenDir(ParentOf(rel)));
+        return new Place(dir, NameOf(rel));
+    }
+
+    /// <summary>A directory fid's own directory, for *at() calls on its children; caller releases.</summary>
+    private HostDir DirOf(Fid fid)
+    {
+        var rel = fid.Path;
+        if (rel.Length == 0) return _root;
+        var self = fid.LeaseSelf(rel);
+        if (self != null) return self;
+        using var at = Locate(fid);
+        return fid.KeepSelf(OpenDirIn(at.Dir, at.Name, rel));
+    }
+
+    private Statx StatFid(Fid fid)
+    {
+        using var at = Locate(fid);
+        return at.IsRoot ? StatFd(_rootFd) : StatAt(at.DirFd, at.Name);
+    }
+
+    /// <summary>Opens a fid's object (never a symlink: O_NOFOLLOW; never blocking: a FIFO swapped in); caller closes.</summary>
+    private int OpenFid(Fid fid, int flags)
+    {
+        using var at = Locate(fid);
+        int fd = Libc.OpenAt(at.DirFd, at.IsRoot ? "." : at.Name, flags | Libc.O_NONBLOCK | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0);
+        if (fd < 0) throw PosixException.Last("open", fid.Path);
+        return fd;
     }
 
     private static Statx StatFd(int fd)
@@ -201,40 +255,73 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return (rel, QidOf(rel, st));
     }
 
-    /// <summary>Twalk from rel: '..' at the export root stays at the root; symlinks are returned, never followed.</summary>
-    public (List<Qid> Qids, string? NewRel) Walk(string rel, IReadOnlyList<string> names)
+    /// <summary>
+    /// Twalk from fid: '..' at the export root stays at the root; symlinks are returned, never followed. On
+    /// success NewRel is the new fid's path and Holder the directory its object is in (leased to the new fid).
+    /// </summary>
+    public WalkResult Walk(Fid fid, IReadOnlyList<string> names)
     {
         var qids = new List<Qid>(names.Count);
-        if (names.Count == 0) return (qids, rel);
-        var cur = rel;
+        var cur = fid.Path;
+        if (names.Count == 0) return new WalkResult(qids, cur, cur.Length == 0 ? null : fid.LeaseParent(cur)); // a clone
+        HostDir? up = null; // the directory holding cur, when this walk reached cur by a name
+        HostDir? at = null; // cur itself, once a name was looked up in it
         // The starting point is only stat'ed for '.' and '..': for a name, opening cur as the directory to
-        // look in fails with ENOTDIR by itself (the kernel's one-name walks save three syscalls this way).
+        // look in fails with ENOTDIR by itself.
         Statx st = default;
         bool known = false;
-        for (int i = 0; i < names.Count; i++)
+        try
         {
-            try
+            for (int i = 0; i < names.Count; i++)
             {
-                var n = names[i];
-                if (!known && n is "." or "..") { st = StatRel(cur); known = true; }
-                if (known && !IsDir(st)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
-                string next = n == ".." ? ParentOf(cur) : n == "." ? cur : Child(cur, CheckName(n));
-                st = StatRel(next);
-                known = true;
-                qids.Add(QidOf(next, st));
-                cur = next;
+                try
+                {
+                    var n = names[i];
+                    if (n is "." or "..")
+                    {
+                        if (!known) { st = StatRel(cur); known = true; }
+                        if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
+                        if (n == "..")
+                        {
+                            cur = ParentOf(cur);
+                            st = StatRel(cur);
+                            up?.Release(); up = null;
+                            at?.Release(); at = null;
+                        }
+                        qids.Add(QidOf(cur, st));
+                        continue;
+                    }
+                    CheckName(n);
+                    at ??= up != null ? OpenDirIn(up, NameOf(cur), cur) : cur == fid.Path ? DirOf(fid) : OpenDir(cur);
+                    var next = Child(cur, n);
+                    st = StatAt(at.Fd, n);
+                    known = true;
+                    qids.Add(QidOf(next, st));
+                    up?.Release();
+                    up = at;
+                    at = null;
+                    cur = next;
+                }
+                catch when (i > 0)
+                {
+                    return new WalkResult(qids, null, null); // partial walk: newfid is not created
+                }
             }
-            catch when (i > 0)
-            {
-                return (qids, null); // partial walk: newfid is not created
-            }
+            var holder = up;
+            up = null;
+            return new WalkResult(qids, cur, holder);
         }
-        return (qids, cur);
+        finally
+        {
+            up?.Release();
+            at?.Release();
+        }
     }
 
-    public Attributes GetAttr(string rel)
+    public Attributes GetAttr(Fid fid)
     {
-        var st = StatRel(rel);
+        var rel = fid.Path;
+        var st = StatFid(fid);
         var row = RowFor(rel, st);
         uint mode = EffectiveMode(st, row);
         return new Attributes(
@@ -249,7 +336,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
     public void SetAttr(Fid fid, Tsetattr m)
     {
         var rel = fid.Path;
-        var st = StatRel(rel);
+        using var at = Locate(fid);
+        var st = at.IsRoot ? StatFd(_rootFd) : StatAt(at.DirFd, at.Name);
         var v = m.Valid;
         if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0)
         {
@@ -261,7 +349,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
             if ((v & SetAttrMask.Mode) != 0 && (st.Mode & Libc.S_IFMT) != Libc.S_IFLNK)
             {
                 uint onDisk = StMode.OnDisk(mode, IsDir(st));
-                int rc = rel.Length == 0 ? Libc.Fchmod(_rootFd, onDisk) : ChmodAt(rel, onDisk);
+                // NOFOLLOW: a symlink swapped in since the stat must not redirect the chmod
+                int rc = at.IsRoot ? Libc.Fchmod(_rootFd, onDisk) : Libc.FchmodAt(at.DirFd, at.Name, onDisk, Libc.AT_SYMLINK_NOFOLLOW);
                 if (rc != 0) throw PosixException.Last("chmod", rel);
             }
         }
@@ -270,7 +359,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
             if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
             if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
             if (m.Size > long.MaxValue) throw new NinePException(Errno.EFBIG, "size");
-            int fd = OpenRel(rel, Libc.O_WRONLY);
+            int fd = OpenFid(fid, Libc.O_WRONLY);
             try { if (Libc.Ftruncate(fd, (long)m.Size) != 0) throw PosixException.Last("truncate", rel); }
             finally { Libc.Close(fd); }
         }
@@ -279,21 +368,9 @@ public sealed unsafe class ExportFileSystem : IDisposable
             var times = stackalloc Timespec[2];
             times[0] = TimeFor(v, SetAttrMask.Atime, SetAttrMask.AtimeSet, m.AtimeSec, m.AtimeNsec);
             times[1] = TimeFor(v, SetAttrMask.Mtime, SetAttrMask.MtimeSet, m.MtimeSec, m.MtimeNsec);
-            int rc;
-            if (rel.Length == 0) rc = Libc.Futimens(_rootFd, times);
-            else
-            {
-                using var dir = OpenDir(ParentOf(rel));
-                rc = Libc.UtimensAt(dir.Fd, NameOf(rel), times, Libc.AT_SYMLINK_NOFOLLOW);
-            }
+            int rc = at.IsRoot ? Libc.Futimens(_rootFd, times) : Libc.UtimensAt(at.DirFd, at.Name, times, Libc.AT_SYMLINK_NOFOLLOW);
             if (rc != 0) throw PosixException.Last("utimensat", rel);
         }
-    }
-
-    private int ChmodAt(string rel, uint mode)
-    {
-        using var dir = OpenDir(ParentOf(rel));
-        return Libc.FchmodAt(dir.Fd, NameOf(rel), mode, 0);
     }
 
     private static Timespec TimeFor(SetAttrMask v, SetAttrMask bit, SetAttrMask setBit, ulong sec, ulong nsec)
@@ -307,7 +384,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     public Qid Open(Fid fid, uint flags)
     {
         var rel = fid.Path;
-        var st = StatRel(rel);
+        var st = StatFid(fid);
         lock (fid.Gate)
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
@@ -321,7 +398,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
                 if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) throw new NinePException(Errno.ELOOP, "open a symlink");
                 int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
                 int extra = (int)flags & (Libc.O_TRUNC | Libc.O_APPEND);
-                fid.Fd = OpenRel(rel, acc | extra);
+                fid.Fd = OpenFid(fid, acc | extra);
                 fid.Writable = acc != Libc.O_RDONLY;
             }
         }
@@ -335,7 +412,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         lock (fid.Gate)
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
-            using var dir = OpenDir(dirRel);
+            using var dir = DirOf(fid);
             int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
             int fd = Libc.OpenAt(dir.Fd, name, acc | ((int)flags & Libc.O_APPEND) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC,
                 StMode.OnDisk(mode, false));
@@ -362,7 +439,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         CheckName(name);
         var rel = Child(dfid.Path, name);
-        using var dir = OpenDir(dfid.Path);
+        using var dir = DirOf(dfid);
         if (Libc.MkdirAt(dir.Fd, name, StMode.OnDisk(mode, true)) != 0) throw PosixException.Last("mkdir", name);
         var st = StatAt(dir.Fd, name);
         _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFDIR | (mode & 0xfff), 0));
@@ -374,7 +451,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         CheckName(name);
         if (target.Length == 0 || target.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad symlink target");
         var rel = Child(dfid.Path, name);
-        using var dir = OpenDir(dfid.Path);
+        using var dir = DirOf(dfid);
         if (Libc.SymlinkAt(target, dir.Fd, name) != 0) throw PosixException.Last("symlink", name);
         var st = StatAt(dir.Fd, name);
         _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFLNK | 0x1ff, 0));
@@ -388,7 +465,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         var rel = Child(dfid.Path, name);
         uint type = mode & Libc.S_IFMT;
         if (type == 0) type = Libc.S_IFREG;
-        using var dir = OpenDir(dfid.Path);
+        using var dir = DirOf(dfid);
         switch (type)
         {
             case Libc.S_IFIFO:
@@ -413,54 +490,74 @@ public sealed unsafe class ExportFileSystem : IDisposable
         CheckName(name);
         var srcRel = fid.Path;
         if (srcRel.Length == 0) throw new NinePException(Errno.EPERM, "link the export root");
-        var st = StatRel(srcRel);
+        using var from = Locate(fid);
+        var st = StatAt(from.DirFd, from.Name);
         if (IsDir(st)) throw new NinePException(Errno.EPERM, "hard link to a directory");
         var row = EnsureRow(srcRel, st);
-        using (var from = OpenDir(ParentOf(srcRel)))
-        using (var to = OpenDir(dfid.Path))
-            if (Libc.LinkAt(from.Fd, NameOf(srcRel), to.Fd, name, 0) != 0) throw PosixException.Last("link", name);
+        using (var to = DirOf(dfid))
+            if (Libc.LinkAt(from.DirFd, from.Name, to.Fd, name, 0) != 0) throw PosixException.Last("link", name);
         _store.PutLink(row with { Path = DbPath(Child(dfid.Path, name)) });
     }
 
-    public void Rename(string oldRel, string newDirRel, string newName)
+    /// <summary>Trename: the fid's object into newDir under newName.</summary>
+    public void Rename(Fid fid, Fid newDir, string newName)
+    {
+        if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
+        using var from = Locate(fid);
+        using var to = DirOf(newDir);
+        Rename(from.Dir, fid.Path, to, newName);
+    }
+
+    /// <summary>Trenameat: oldName in oldDir to newName in newDir.</summary>
+    public void RenameAt(Fid oldDir, string oldName, Fid newDir, string newName)
+    {
+        CheckName(oldName);
+        using var from = DirOf(oldDir);
+        using var to = DirOf(newDir);
+        Rename(from, Child(oldDir.Path, oldName), to, newName);
+    }
+
+    private void Rename(HostDir from, string oldRel, HostDir to, string newName)
     {
         CheckName(newName);
-        if (oldRel.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
-        var newRel = Child(newDirRel, newName);
+        var newRel = Child(to.Rel, newName);
         if (newRel == oldRel) return;
-        using var from = OpenDir(ParentOf(oldRel));
-        using var to = OpenDir(newDirRel);
         bool targetExisted = Libc.StatxAt(to.Fd, newName, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out _) == 0;
         if (Libc.RenameAt2(from.Fd, NameOf(oldRel), to.Fd, newName, 0) != 0) throw PosixException.Last("rename", newName);
         _store.Rename(DbPath(oldRel), DbPath(newRel), targetExisted);
         RenameFids(oldRel, newRel);
     }
 
-    public void UnlinkAt(string dirRel, string name, uint flags)
+    public void UnlinkAt(Fid dirFid, string name, uint flags)
     {
         CheckName(name);
-        bool dir = (flags & Libc.AT_REMOVEDIR) != 0;
-        using var d = OpenDir(dirRel);
+        using var d = DirOf(dirFid);
+        Unlink(d, name, (flags & Libc.AT_REMOVEDIR) != 0);
+    }
+
+    private void Unlink(HostDir d, string name, bool dir)
+    {
         if (Libc.UnlinkAt(d.Fd, name, dir ? Libc.AT_REMOVEDIR : 0) != 0) throw PosixException.Last(dir ? "rmdir" : "unlink", name);
-        var path = DbPath(Child(dirRel, name));
+        var path = DbPath(Child(d.Rel, name));
         if (dir) _store.DeleteTree(path); else _store.DeletePath(path);
     }
 
-    public void Remove(string rel)
+    public void Remove(Fid fid)
     {
-        if (rel.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
-        var st = StatRel(rel);
-        UnlinkAt(ParentOf(rel), NameOf(rel), IsDir(st) ? (uint)Libc.AT_REMOVEDIR : 0);
+        if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
+        using var at = Locate(fid);
+        Unlink(at.Dir, at.Name, IsDir(StatAt(at.DirFd, at.Name)));
     }
 
-    public string ReadLink(string rel)
+    public string ReadLink(Fid fid)
     {
+        var rel = fid.Path;
         if (rel.Length == 0) throw new NinePException(Errno.EINVAL, "not a symlink");
-        using var dir = OpenDir(ParentOf(rel));
+        using var at = Locate(fid);
         var buf = new byte[4096];
         fixed (byte* p = buf)
         {
-            nint n = Libc.ReadlinkAt(dir.Fd, NameOf(rel), p, (nuint)buf.Length);
+            nint n = Libc.ReadlinkAt(at.DirFd, at.Name, p, (nuint)buf.Length);
             if (n < 0) throw PosixException.Last("readlink", rel);
             return Encoding.UTF8.GetString(buf, 0, (int)n);
         }
@@ -554,7 +651,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         List<DirEntry> snapshot;
         lock (fid.Gate)
         {
-            if (offset == 0 || fid.Snapshot is null) fid.Snapshot = Snapshot(fid.Path);
+            if (offset == 0 || fid.Snapshot is null) fid.Snapshot = Snapshot(fid);
             snapshot = fid.Snapshot;
         }
         var w = new DirEntryWriter(dest);
@@ -565,12 +662,17 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return w.Length;
     }
 
-    private List<DirEntry> Snapshot(string rel)
+    private List<DirEntry> Snapshot(Fid fid)
     {
-        int fd = OpenRel(rel, Libc.O_RDONLY | Libc.O_DIRECTORY);
+        var rel = fid.Path;
+        int fd = OpenFid(fid, Libc.O_RDONLY | Libc.O_DIRECTORY);
         using var dir = HostDirectory.FromFd(fd);
         var self = StatFd(fd);
-        var parent = rel.Length == 0 ? self : StatRel(ParentOf(rel));
+        Statx parent;
+        if (rel.Length == 0) parent = self;
+        else
+            using (var at = Locate(fid))
+                parent = StatFd(at.DirFd);
         var entries = dir.ReadEntries();
         var result = new List<DirEntry>(entries.Count + 2)
         {
@@ -598,9 +700,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     // ---------------- xattrs (kept in the DB, never on the host) ----------------
 
-    public byte[] XattrGet(string rel, string name)
+    public byte[] XattrGet(Fid fid, string name)
     {
-        var st = StatRel(rel);
+        var rel = fid.Path;
+        var st = StatFid(fid);
         var row = RowFor(rel, st);
         if (name.Length == 0)
         {
@@ -620,16 +723,17 @@ public sealed unsafe class ExportFileSystem : IDisposable
         lock (fid.Gate)
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
-            StatRel(fid.Path);
+            StatFid(fid);
             fid.XattrWrite = new PendingXattr(name, size, flags);
         }
     }
 
     /// <summary>At clunk: the bytes written must match attr_size; an empty value with no data removes the xattr.</summary>
-    public void XattrCommit(string rel, PendingXattr x)
+    public void XattrCommit(Fid fid, PendingXattr x)
     {
         if ((ulong)x.Data.Length != x.Size) throw new NinePException(Errno.EINVAL, "xattr size mismatch");
-        var st = StatRel(rel);
+        var rel = fid.Path;
+        var st = StatFid(fid);
         var row = EnsureRow(rel, st);
         bool exists = _store.GetXattr(row, x.Name) != null;
         if ((x.Flags & Libc.XATTR_CREATE) != 0 && exists) throw new NinePException(Errno.EEXIST, "xattr exists");

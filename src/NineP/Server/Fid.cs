@@ -11,14 +11,66 @@ public sealed class NinePException(int errno, string message) : Exception(messag
 }
 
 /// <summary>
+/// A directory of the export held open (O_PATH) for single-name *at() calls, shared by the fids that reach
+/// objects through it and closed with its last user. Rel is the path it was opened at: a fid only uses it while
+/// its own path still says the same, so a rename through 9P simply makes the fids below re-resolve.
+/// </summary>
+public sealed class HostDir : IDisposable
+{
+    private int _refs = 1;
+    private readonly bool _owned;
+
+    public HostDir(int fd, string rel, bool owned = true)
+    {
+        Fd = fd;
+        Rel = rel;
+        _owned = owned;
+    }
+
+    public int Fd { get; }
+    public string Rel { get; }
+
+    public bool TryAddRef()
+    {
+        if (!_owned) return true;
+        while (true)
+        {
+            int r = Volatile.Read(ref _refs);
+            if (r <= 0) return false;
+            if (Interlocked.CompareExchange(ref _refs, r + 1, r) == r) return true;
+        }
+    }
+
+    public void Release()
+    {
+        if (_owned && Interlocked.Decrement(ref _refs) == 0) Libc.Close(Fd);
+    }
+
+    /// <summary>Releases the caller's reference (for `using` on a lease).</summary>
+    public void Dispose() => Release();
+
+    /// <summary>Whether this is the directory that holds rel (rel's path up to its last slash).</summary>
+    public bool Holds(string rel)
+    {
+        int slash = rel.LastIndexOf('/');
+        return slash < 0 ? Rel.Length == 0 : rel.AsSpan(0, slash).SequenceEqual(Rel);
+    }
+}
+
+/// <summary>
 /// A client's handle: a path inside the export (relative, "" = the export root; kept current across renames)
 /// plus what the client opened through it. Host fds are reference-counted so a clunk racing a read on
 /// another tag never closes an fd still in use.
+/// Besides the path a fid caches the directory its object is in and, for a directory, the directory itself:
+/// the kernel walks one name at a time from long-lived directory fids, so a walk or a getattr is then one
+/// statx instead of open + statx + close. Objects changed on the host behind the server's back are seen as a
+/// process with an open directory sees them (a directory replaced by rename keeps serving the old one).
 /// </summary>
 public sealed class Fid
 {
     private int _refs = 1;
     private volatile string _path;
+    private HostDir? _parent, _self;
 
     public Fid(string path, uint uid)
     {
@@ -67,9 +119,42 @@ public sealed class Fid
         {
             int fd = Interlocked.Exchange(ref Fd, -1);
             if (fd >= 0) Libc.Close(fd);
+            Interlocked.Exchange(ref _parent, null)?.Release();
+            Interlocked.Exchange(ref _self, null)?.Release();
             Snapshot = null;
             XattrValue = null;
         }
+    }
+
+    // A slot emptied and released meanwhile fails TryAddRef: the caller then opens afresh.
+
+    /// <summary>The cached directory holding the object at rel, leased (caller releases), or null.</summary>
+    public HostDir? LeaseParent(string rel)
+    {
+        var d = Volatile.Read(ref _parent);
+        return d != null && d.Holds(rel) && d.TryAddRef() ? d : null;
+    }
+
+    /// <summary>The cached directory fd of this fid's own directory at rel, leased, or null.</summary>
+    public HostDir? LeaseSelf(string rel)
+    {
+        var d = Volatile.Read(ref _self);
+        return d != null && d.Rel == rel && d.TryAddRef() ? d : null;
+    }
+
+    /// <summary>Takes over the caller's lease on the directory holding this fid's object (a walk's result).</summary>
+    public void AdoptParent(HostDir dir) => Interlocked.Exchange(ref _parent, dir)?.Release();
+
+    /// <summary>Caches dir (the caller's lease stays the caller's) and returns it.</summary>
+    public HostDir KeepParent(HostDir dir) => Keep(ref _parent, dir);
+
+    public HostDir KeepSelf(HostDir dir) => Keep(ref _self, dir);
+
+    private static HostDir Keep(ref HostDir? slot, HostDir dir)
+    {
+        dir.TryAddRef(); // the slot's own reference; cannot fail while the caller holds one
+        Interlocked.Exchange(ref slot, dir)?.Release();
+        return dir;
     }
 }
 

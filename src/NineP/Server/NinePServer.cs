@@ -411,13 +411,14 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                     try
                     {
                         if (w.NewFid != w.Fid) lock (_fids) if (_fids.ContainsKey(w.NewFid)) throw new NinePException(Errno.EBADF, "newfid in use");
-                        var (qids, newRel) = _fs.Walk(fid.Path, w.Names);
-                        if (newRel != null)
+                        var walked = _fs.Walk(fid, w.Names);
+                        if (walked.NewRel != null)
                         {
-                            var nf = new Fid(newRel, fid.Uid);
+                            var nf = new Fid(walked.NewRel, fid.Uid);
+                            if (walked.Holder != null) nf.AdoptParent(walked.Holder);
                             if (w.NewFid == w.Fid) ReplaceFid(w.NewFid, nf); else AddFid(w.NewFid, nf);
                         }
-                        return new Rwalk(qids);
+                        return new Rwalk(walked.Qids);
                     }
                     finally { fid.Release(); }
                 }
@@ -426,7 +427,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                     var fid = RemoveFid(c.Fid) ?? throw new NinePException(Errno.EBADF, "unknown fid");
                     try
                     {
-                        if (fid.XattrWrite is { } x) { fid.XattrWrite = null; _fs.XattrCommit(fid.Path, x); }
+                        if (fid.XattrWrite is { } x) { fid.XattrWrite = null; _fs.XattrCommit(fid, x); }
                     }
                     finally { fid.Release(); }
                     return new Rclunk();
@@ -434,11 +435,11 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 case Tremove r:
                 {
                     var fid = RemoveFid(r.Fid) ?? throw new NinePException(Errno.EBADF, "unknown fid");
-                    try { _fs.Remove(fid.Path); }
+                    try { _fs.Remove(fid); }
                     finally { fid.Release(); }
                     return new Rremove();
                 }
-                case Tgetattr g: return WithFid(g.Fid, f => new Rgetattr(_fs.GetAttr(f.Path)));
+                case Tgetattr g: return WithFid(g.Fid, f => new Rgetattr(_fs.GetAttr(f)));
                 case Tsetattr s: return WithFid(s.Fid, f => { _fs.SetAttr(f, s); return new Rsetattr(); });
                 case Tstatfs s: return WithFid(s.Fid, _ => _fs.StatFs());
                 case Tlopen o: return WithFid(o.Fid, f => new Rlopen(_fs.Open(f, o.Flags), 0));
@@ -446,24 +447,23 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 case Tmkdir d: return WithFid(d.Dfid, f => new Rmkdir(_fs.Mkdir(f, d.Name, d.Mode, d.Gid)));
                 case Tsymlink s: return WithFid(s.Dfid, f => new Rsymlink(_fs.Symlink(f, s.Name, s.Target, s.Gid)));
                 case Tmknod n: return WithFid(n.Dfid, f => new Rmknod(_fs.Mknod(f, n.Name, n.Mode, n.Major, n.Minor, n.Gid)));
-                case Treadlink r: return WithFid(r.Fid, f => new Rreadlink(_fs.ReadLink(f.Path)));
+                case Treadlink r: return WithFid(r.Fid, f => new Rreadlink(_fs.ReadLink(f)));
                 case Tfsync s: return WithFid(s.Fid, f => { _fs.Fsync(f, s.Datasync != 0); return new Rfsync(); });
                 case Tlock l: return WithFid(l.Fid, _ => new Rlock(LockValues.Success));
                 case Tgetlock g: return WithFid(g.Fid, _ => new Rgetlock(LockValues.Unlock, g.Start, g.Length, g.ProcId, g.ClientId));
                 case Tlink l: return WithFid(l.Dfid, d => WithFid(l.Fid, f => { _fs.Link(d, f, l.Name); return new Rlink(); }));
-                case Trename r: return WithFid(r.Fid, f => WithFid(r.Dfid, d => { _fs.Rename(f.Path, d.Path, r.Name); return new Rrename(); }));
+                case Trename r: return WithFid(r.Fid, f => WithFid(r.Dfid, d => { _fs.Rename(f, d, r.Name); return new Rrename(); }));
                 case Trenameat r:
                     return WithFid(r.OldDirFid, od => WithFid(r.NewDirFid, nd =>
                     {
-                        if (r.OldName is "" or "." or ".." || r.OldName.Contains('/')) throw new NinePException(Errno.EINVAL, "bad name");
-                        _fs.Rename(od.Path.Length == 0 ? r.OldName : od.Path + "/" + r.OldName, nd.Path, r.NewName);
+                        _fs.RenameAt(od, r.OldName, nd, r.NewName);
                         return new Rrenameat();
                     }));
-                case Tunlinkat u: return WithFid(u.DirFid, d => { _fs.UnlinkAt(d.Path, u.Name, u.Flags); return new Runlinkat(); });
+                case Tunlinkat u: return WithFid(u.DirFid, d => { _fs.UnlinkAt(d, u.Name, u.Flags); return new Runlinkat(); });
                 case Txattrwalk x:
                     return WithFid(x.Fid, f =>
                     {
-                        var value = _fs.XattrGet(f.Path, x.Name);
+                        var value = _fs.XattrGet(f, x.Name);
                         var nf = new Fid(f.Path, f.Uid) { XattrValue = value };
                         if (x.NewFid == x.Fid) ReplaceFid(x.NewFid, nf); else AddFid(x.NewFid, nf);
                         return new Rxattrwalk((ulong)value.Length);
