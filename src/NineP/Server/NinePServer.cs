@@ -102,6 +102,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         // A blocking transport's read loop owns its thread: it must never continue on the thread pool, where
         // its blocking reads would hold a worker each; so its waits are blocking waits too.
         private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
+        // replies to requests served on the read loop are queued while more requests are read ahead
+        private readonly StreamTransport? _queueing = transport as StreamTransport is { BlockingIo: true } st ? st : null;
         private bool _versioned;
         private CancellationToken _ct;
 
@@ -195,8 +197,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             // Metadata requests take microseconds: served on the read loop, they skip a thread-pool hop each
             // (the latency a serial client like diodls or the kernel's lookups waits for). Data transfers,
             // directory snapshots and database reads still run beside the loop.
-            if (err == DecodeError.None && IsQuick(msg!)) await ServeAsync(tag, msg, err, buffer, done);
-            else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done));
+            if (err == DecodeError.None && IsQuick(msg!)) await ServeAsync(tag, msg, err, buffer, done, onReadLoop: true);
+            else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done, onReadLoop: false));
         }
 
         private static bool IsQuick(Message m) => m is Twalk or Tgetattr or Tclunk or Treadlink or Tlopen or Tstatfs or Tsetattr
@@ -220,13 +222,13 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             _slots.Release();
         }
 
-        private async Task ServeAsync(ushort tag, Message? msg, DecodeError err, byte[] buffer, TaskCompletionSource? done)
+        private async Task ServeAsync(ushort tag, Message? msg, DecodeError err, byte[] buffer, TaskCompletionSource? done, bool onReadLoop)
         {
             try
             {
                 if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
                 var reply = Answer(tag, msg, err, out var raw);
-                await SendAsync(tag, reply, raw);
+                await SendAsync(tag, reply, raw, queue: onReadLoop && _queueing is { HasBufferedFrame: true });
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { }
             catch (Exception e) { server.Unexpected(e, "reply"); }
@@ -317,7 +319,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         }
 
         /// <summary>Writes a reply: a message, or a pre-encoded pooled frame (raw, returned to the pool here).</summary>
-        private async Task SendAsync(ushort tag, Message reply, byte[]? raw)
+        private async Task SendAsync(ushort tag, Message reply, byte[]? raw, bool queue = false)
         {
             byte[] frame;
             int len;
@@ -333,7 +335,11 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 if (_opt.Trace != null) _opt.Trace($"9p -> {tag} {(raw != null ? $"{(MessageType)raw[4]} {len} bytes" : reply.ToString())}");
                 if (_blocking) _writeGate.Wait(_ct);
                 else await _writeGate.WaitAsync(_ct);
-                try { await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct); }
+                try
+                {
+                    if (queue) _queueing!.QueueFrame(frame.AsSpan(0, len));
+                    else await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct);
+                }
                 finally { _writeGate.Release(); }
             }
             finally { ArrayPool<byte>.Shared.Return(frame); }

@@ -52,12 +52,18 @@ public interface ISerialNinePTransport : INinePTransport
 /// answers on its read loop (walk, getattr, clunk: what a serial client like v9fs's lookups or diodls waits
 /// for) is read, served and answered without leaving the thread. Async socket calls would park the loop and
 /// resume it from the socket engine's thread through the thread pool: two hand-offs per request.
+/// Replies to a pipelining client can be queued (<see cref="QueueFrame"/>) while more of its requests are
+/// already read ahead: they go out together in one write when the reader has to wait for the stream again.
 /// </remarks>
 public sealed class StreamTransport(Stream stream, string description, bool blockingIo = false) : INinePTransport
 {
     private const int ReadAheadSize = 64 * 1024;
+    private const int QueueLimit = 64 * 1024;
     private readonly byte[] _ahead = new byte[ReadAheadSize];
     private int _aheadStart, _aheadEnd;
+    private readonly object _writeLock = new();
+    private byte[] _queued = [];
+    private int _queuedLength;
 
     public int MaxMessageSize => int.MaxValue;
     public string Description => description;
@@ -90,6 +96,7 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
                 continue;
             }
             bool direct = dest.Length - got >= ReadAheadSize;
+            if (_queuedLength > 0) lock (_writeLock) FlushLocked(); // the client may be waiting for these first
             int read = blockingIo
                 ? stream.Read(direct ? dest.Span[got..] : _ahead)
                 : await stream.ReadAsync(direct ? dest[got..] : _ahead, ct);
@@ -104,10 +111,60 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
         return true;
     }
 
+    /// <summary>Whether a whole frame is already read ahead, so the next read will not wait for the stream.</summary>
+    public bool HasBufferedFrame
+    {
+        get
+        {
+            int have = _aheadEnd - _aheadStart;
+            return have >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(_ahead.AsSpan(_aheadStart)) <= (uint)have;
+        }
+    }
+
     public async ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        if (blockingIo) stream.Write(frame.Span);
+        if (blockingIo)
+            lock (_writeLock)
+            {
+                if (_queuedLength > 0 && frame.Length <= QueueLimit) { Append(frame.Span); FlushLocked(); }
+                else { FlushLocked(); stream.Write(frame.Span); }
+            }
         else await stream.WriteAsync(frame, cancellationToken);
+    }
+
+    /// <summary>
+    /// Queues a reply to be written with the next write, or before the reader waits for the stream (blocking mode
+    /// only; otherwise it is written now). For the reader's own thread while <see cref="HasBufferedFrame"/>.
+    /// </summary>
+    public void QueueFrame(ReadOnlySpan<byte> frame)
+    {
+        if (!blockingIo)
+        {
+            stream.Write(frame);
+            return;
+        }
+        lock (_writeLock)
+        {
+            Append(frame);
+            if (_queuedLength >= QueueLimit) FlushLocked();
+        }
+    }
+
+    private void Append(ReadOnlySpan<byte> frame)
+    {
+        if (_queued.Length - _queuedLength < frame.Length)
+            Array.Resize(ref _queued, Math.Max(_queued.Length * 2, Math.Max(_queuedLength + frame.Length, 4096)));
+        frame.CopyTo(_queued.AsSpan(_queuedLength));
+        _queuedLength += frame.Length;
+    }
+
+    private void FlushLocked()
+    {
+        if (_queuedLength == 0) return;
+        int n = _queuedLength;
+        _queuedLength = 0; // even if the write throws: the connection is over then
+        stream.Write(_queued, 0, n);
+        if (_queued.Length > 4 * QueueLimit) _queued = [];
     }
 
     public ValueTask DisposeAsync() => stream.DisposeAsync();
