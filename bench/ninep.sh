@@ -4,10 +4,13 @@
 # load generator bench/NineLoad (walk + getattr of the whole export on 1 and 4 connections, streaming reads at
 # msize 1 MiB, creating + writing 5,000 small files). Both servers run side by side on two loopback ports and
 # every workload runs against ours, then diod, in each round. Prints medians and diod/ours ratios.
-#   bench/ninep.sh [runs]          (default 5)
+#   bench/ninep.sh [runs] [workload...]   (default 5 runs; workloads: diodcat diodls walk1 walk4 read1 read4
+#                                          write1 write4, default all)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-runs=${1:-5}
+runs=${1:-5}; shift || true
+workloads=" ${*:-diodcat diodls walk1 walk4 read1 read4 write1 write4} "
+wanted() { [[ $workloads == *" $1 "* ]]; }
 export DEBIAN_FRONTEND=noninteractive DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v diod >/dev/null && command -v bc >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends diod bc; }
 "$here/rootfs-export" --help >/dev/null
@@ -38,11 +41,13 @@ done
 
 measure() { # label, command... : wall time of a whole client process
   local label=$1; shift
+  wanted "${label#*-}" || return 0
   local t0=$(date +%s.%N); timeout 300 "${asu[@]}" "$@" >/dev/null; local t1=$(date +%s.%N)
   echo "$label $(echo "$t1 - $t0" | bc)" >> "$results"
 }
 load() { # label, port, nineload args... : the load generator's own clock (attached connections, load only)
   local label=$1 port=$2; shift 2
+  wanted "${label#*-}" || return 0
   local line; line=$(timeout 300 "${asu[@]}" "$tool/nineload/nineload" --server 127.0.0.1:$port --aname "$export_dir" --timeout 240 "$@")
   echo "$label $(sed -E 's/.* seconds=([0-9.]+) .*/\1/' <<<"$line")" >> "$results"
 }
@@ -64,6 +69,7 @@ echo "9P on the host, $runs rounds, median seconds (diod/ours > 1: ours is faste
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F); diod $(dpkg-query -W -f '${Version}' diod 2>/dev/null)"
 printf '%-58s %9s %9s %10s\n' workload ours diod "diod/ours"
 row() { # key, description, work per run for a rate (count unit), or empty
+  wanted "$1" || return 0
   local o d; o=$(median ours-$1); d=$(median diod-$1)
   local rate=""
   [ -n "$3" ] && rate=$(printf '  (%s: %.0f vs %.0f /s)' "$4" "$(echo "$3 / $o" | bc -l)" "$(echo "$3 / $d" | bc -l)")
