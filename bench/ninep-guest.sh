@@ -6,12 +6,12 @@
 # (/proc/uptime): `find -ls` of the whole export (busybox find has no -ls: `find -exec ls -ldn {} +`, the same
 # lstat + readlink per entry), `cat` of a 200 MB file to /dev/null, creating + writing 5,000
 # files of 1 KiB (sync included). One boot per server per round; prints the times and diod/ours.
-#   bench/ninep-guest.sh [rounds]          (default 1: a round is two boots of a few minutes each under TCG)
+#   [NINEP_GUEST_MSIZE=65536] bench/ninep-guest.sh [rounds]   (default 1: a round is two boots of a few minutes each under TCG)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-1}
 big_mb=${NINEP_GUEST_BIG_MB:-200} # smaller only to try the script out
-msize=1048576
+msize=${NINEP_GUEST_MSIZE:-1048576} # diod caps it at 65536: NINEP_GUEST_MSIZE=65536 compares both at the same msize
 export DEBIAN_FRONTEND=noninteractive DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 need=""
 for p in diod qemu-system-x86_64 socat cpio bc; do command -v $p >/dev/null || need="$need $p"; done
