@@ -69,6 +69,29 @@ public class StreamTransportTests
     }
 
     [Fact]
+    public async Task The_next_frames_size_is_seen_before_it_is_read_and_zero_at_the_end()
+    {
+        var (client, server) = await Pair();
+        await using (server)
+        {
+            using (client)
+            {
+                var walk = Frame(9, new Twalk(0, 1, ["etc", "hostname"]));
+                // split inside the size field: the peek has to wait for the rest of it
+                client.Send(walk.AsSpan(0, 2));
+                var peek = Task.Run(() => server.PeekFrameSizeAsync(default).AsTask()); // blocking IO: off this thread
+                await Task.Delay(50);
+                client.Send(walk.AsSpan(2));
+                Assert.Equal((uint)walk.Length, await peek.WaitAsync(TimeSpan.FromSeconds(5)));
+                var buf = new byte[walk.Length];
+                Assert.Equal(walk.Length, await server.ReadFrameAsync(buf, default));
+                Assert.Equal(walk, buf);
+            }
+            Assert.Equal(0u, await server.PeekFrameSizeAsync(default));
+        }
+    }
+
+    [Fact]
     public async Task A_queued_reply_goes_out_before_the_reader_waits_for_the_next_request()
     {
         var (client, server) = await Pair();

@@ -104,6 +104,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
         // replies to requests served on the read loop are queued while more requests are read ahead
         private readonly StreamTransport? _queueing = transport as StreamTransport is { BlockingIo: true } st ? st : null;
+        private readonly StreamTransport? _stream = transport as StreamTransport;
         private bool _versioned;
         private CancellationToken _ct;
 
@@ -116,10 +117,26 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 {
                     if (_blocking) _slots.Wait(ct);
                     else await _slots.WaitAsync(ct);
-                    int msize = _msize;
-                    var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(msize, 64));
+                    int msize = _msize, length = msize;
+                    if (_stream != null)
+                    {
+                        // a buffer the size of this frame: renting msize (up to 4 MiB) for every small request
+                        // made the pool allocate and zero large arrays whenever many were in flight
+                        uint size;
+                        try { size = await _stream.PeekFrameSizeAsync(ct); }
+                        catch
+                        {
+                            _slots.Release();
+                            throw;
+                        }
+                        if (size == 0 || size > msize) _slots.Release();
+                        if (size == 0) break;
+                        if (size > msize) throw new InvalidDataException($"frame size {size} exceeds msize {msize}");
+                        length = (int)Math.Max(size, P9.HeaderSize);
+                    }
+                    var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 64));
                     int len;
-                    try { len = await transport.ReadFrameAsync(buffer.AsMemory(0, msize), ct); }
+                    try { len = await transport.ReadFrameAsync(buffer.AsMemory(0, length), ct); }
                     catch
                     {
                         ArrayPool<byte>.Shared.Return(buffer);

@@ -82,6 +82,30 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
         return (int)size;
     }
 
+    /// <summary>
+    /// The size field of the next frame (0 at end of stream), read ahead but not consumed: lets the caller size
+    /// the buffer for <see cref="ReadFrameAsync"/> by the frame instead of by msize.
+    /// </summary>
+    public async ValueTask<uint> PeekFrameSizeAsync(CancellationToken ct)
+    {
+        while (_aheadEnd - _aheadStart < 4)
+        {
+            int have = _aheadEnd - _aheadStart;
+            _ahead.AsSpan(_aheadStart, have).CopyTo(_ahead);
+            _aheadStart = 0;
+            _aheadEnd = have;
+            if (_queuedLength > 0) lock (_writeLock) FlushLocked(); // the client may be waiting for these first
+            int read = blockingIo ? stream.Read(_ahead, have, _ahead.Length - have) : await stream.ReadAsync(_ahead.AsMemory(have), ct);
+            if (read == 0)
+            {
+                if (have == 0) return 0;
+                throw new EndOfStreamException("connection closed inside a frame");
+            }
+            _aheadEnd += read;
+        }
+        return BinaryPrimitives.ReadUInt32LittleEndian(_ahead.AsSpan(_aheadStart));
+    }
+
     private async ValueTask<bool> FillAsync(Memory<byte> dest, bool allowEof, CancellationToken ct)
     {
         int got = 0;
