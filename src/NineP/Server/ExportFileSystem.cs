@@ -146,8 +146,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
     private Statx StatFid(Fid fid)
     {
         using var at = Locate(fid);
-        return at.IsRoot ? StatFd(_rootFd) : StatAt(at.DirFd, at.Name);
+        return Stat(at);
     }
+
+    private static Statx Stat(in Place at) => at.IsRoot ? StatFd(at.DirFd) : StatAt(at.DirFd, at.Name);
 
     /// <summary>Opens a fid's object (never a symlink: O_NOFOLLOW; never blocking: a FIFO swapped in); caller closes.</summary>
     private int OpenFid(Fid fid, int flags)
@@ -337,7 +339,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         var rel = fid.Path;
         using var at = Locate(fid);
-        var st = at.IsRoot ? StatFd(_rootFd) : StatAt(at.DirFd, at.Name);
+        var st = Stat(at);
         var v = m.Valid;
         if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0)
         {
@@ -491,7 +493,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         var srcRel = fid.Path;
         if (srcRel.Length == 0) throw new NinePException(Errno.EPERM, "link the export root");
         using var from = Locate(fid);
-        var st = StatAt(from.DirFd, from.Name);
+        var st = Stat(from);
         if (IsDir(st)) throw new NinePException(Errno.EPERM, "hard link to a directory");
         var row = EnsureRow(srcRel, st);
         using (var to = DirOf(dfid))
@@ -546,7 +548,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
         using var at = Locate(fid);
-        Unlink(at.Dir, at.Name, IsDir(StatAt(at.DirFd, at.Name)));
+        Unlink(at.Dir, at.Name, IsDir(Stat(at)));
     }
 
     public string ReadLink(Fid fid)
