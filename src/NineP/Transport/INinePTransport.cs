@@ -94,8 +94,7 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
             _ahead.AsSpan(_aheadStart, have).CopyTo(_ahead);
             _aheadStart = 0;
             _aheadEnd = have;
-            if (_queuedLength > 0) lock (_writeLock) FlushLocked(); // the client may be waiting for these first
-            int read = blockingIo ? stream.Read(_ahead, have, _ahead.Length - have) : await stream.ReadAsync(_ahead.AsMemory(have), ct);
+            int read = await ReadStreamAsync(_ahead.AsMemory(have), ct);
             if (read == 0)
             {
                 if (have == 0) return 0;
@@ -120,10 +119,7 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
                 continue;
             }
             bool direct = dest.Length - got >= ReadAheadSize;
-            if (_queuedLength > 0) lock (_writeLock) FlushLocked(); // the client may be waiting for these first
-            int read = blockingIo
-                ? stream.Read(direct ? dest.Span[got..] : _ahead)
-                : await stream.ReadAsync(direct ? dest[got..] : _ahead, ct);
+            int read = await ReadStreamAsync(direct ? dest[got..] : _ahead, ct);
             if (read == 0)
             {
                 if (got == 0 && allowEof) return false;
@@ -133,6 +129,13 @@ public sealed class StreamTransport(Stream stream, string description, bool bloc
             else { _aheadStart = 0; _aheadEnd = read; }
         }
         return true;
+    }
+
+    /// <summary>One read from the stream, after the queued replies: the client may be waiting for those first.</summary>
+    private async ValueTask<int> ReadStreamAsync(Memory<byte> into, CancellationToken ct)
+    {
+        if (_queuedLength > 0) lock (_writeLock) FlushLocked();
+        return blockingIo ? stream.Read(into.Span) : await stream.ReadAsync(into, ct);
     }
 
     /// <summary>Whether a whole frame is already read ahead, so the next read will not wait for the stream.</summary>
