@@ -101,10 +101,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         private int _msize = Math.Min(server._options.MaxMessageSize, transport.MaxMessageSize);
         // A blocking transport's read loop owns its thread: it must never continue on the thread pool, where
         // its blocking reads would hold a worker each; so its waits are blocking waits too.
-        private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
-        // replies to requests served on the read loop are queued while more requests are read ahead
-        private readonly StreamTransport? _queueing = transport as StreamTransport is { BlockingIo: true } st ? st : null;
         private readonly StreamTransport? _stream = transport as StreamTransport;
+        private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
         private bool _versioned;
         private CancellationToken _ct;
 
@@ -129,9 +127,16 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                             _slots.Release();
                             throw;
                         }
-                        if (size == 0 || size > msize) _slots.Release();
-                        if (size == 0) break;
-                        if (size > msize) throw new InvalidDataException($"frame size {size} exceeds msize {msize}");
+                        if (size == 0)
+                        {
+                            _slots.Release();
+                            break;
+                        }
+                        if (size > msize)
+                        {
+                            _slots.Release();
+                            throw new InvalidDataException($"frame size {size} exceeds msize {msize}");
+                        }
                         length = (int)Math.Max(size, P9.HeaderSize);
                     }
                     var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 64));
@@ -245,7 +250,8 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             {
                 if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
                 var reply = Answer(tag, msg, err, out var raw);
-                await SendAsync(tag, reply, raw, queue: onReadLoop && _queueing is { HasBufferedFrame: true });
+                // replies to requests served on the read loop are queued while more requests are read ahead
+                await SendAsync(tag, reply, raw, queue: onReadLoop && _blocking && _stream!.HasBufferedFrame);
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { }
             catch (Exception e) { server.Unexpected(e, "reply"); }
@@ -354,7 +360,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 else await _writeGate.WaitAsync(_ct);
                 try
                 {
-                    if (queue) _queueing!.QueueFrame(frame.AsSpan(0, len));
+                    if (queue) _stream!.QueueFrame(frame.AsSpan(0, len));
                     else await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct);
                 }
                 finally { _writeGate.Release(); }
