@@ -507,7 +507,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
         using var from = Locate(fid);
         using var to = DirOf(newDir);
-        Rename(from.Dir, fid.Path, to, newName);
+        Rename(from.Dir, Child(from.Dir.Rel, from.Name), to, newName);
     }
 
     /// <summary>Trenameat: oldName in oldDir to newName in newDir.</summary>
@@ -516,7 +516,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         CheckName(oldName);
         using var from = DirOf(oldDir);
         using var to = DirOf(newDir);
-        Rename(from, Child(oldDir.Path, oldName), to, newName);
+        Rename(from, Child(from.Rel, oldName), to, newName); // from.Rel: the path of the directory we hold, as Unlink does
     }
 
     private void Rename(HostDir from, string oldRel, HostDir to, string newName)
