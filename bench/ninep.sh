@@ -4,6 +4,8 @@
 # load generator bench/NineLoad (walk + getattr of the whole export on 1 and 4 connections, streaming reads at
 # msize 1 MiB, creating + writing 5,000 small files). Both servers run side by side on two loopback ports and
 # every workload runs against ours, then diod, in each round. Prints medians and diod/ours ratios.
+# For the serial client (diodls) it also measures the floor: the same run answered by `nineload replay` from a
+# recording, a server that does no work at all.
 #   bench/ninep.sh [runs] [workload...]   (default 5 runs; workloads: diodcat diodls walk1 walk4 read1 read4
 #                                          write1 write4, default all)
 set -euo pipefail
@@ -31,7 +33,7 @@ port_ours=$((15640 + RANDOM % 1000)); port_diod=$((port_ours + 1000))
 "${asu[@]}" diod -f -n -l 127.0.0.1:$port_diod -e "$export_dir" >"$work/diod.log" 2>&1 & pid_diod=$!
 results=$(mktemp)
 cleanup() {
-  kill -TERM "$pid_ours" "$pid_diod" 2>/dev/null || true; wait "$pid_ours" "$pid_diod" 2>/dev/null || true
+  kill -TERM "$pid_ours" "$pid_diod" ${pid_floor:-} 2>/dev/null || true; wait "$pid_ours" "$pid_diod" ${pid_floor:-} 2>/dev/null || true
   rm -f "$results"; as_user rm -rf "$export_dir" "$export_dir.pseudo_state"; rm -rf "$work" "$tool"
 }
 trap cleanup EXIT
@@ -51,7 +53,20 @@ load() { # label, port, nineload args... : the load generator's own clock (attac
   local line; line=$(timeout 300 "${asu[@]}" "$tool/nineload/nineload" --server 127.0.0.1:$port --aname "$export_dir" --timeout 240 "$@")
   echo "$label $(sed -E 's/.* seconds=([0-9.]+) .*/\1/' <<<"$line")" >> "$results"
 }
+# the floor for the serial client: diodls answered from a recording of its own run against ours (one blocking
+# receive and one send per request, no work), so diod / floor is the most any server could show it
+if wanted diodls; then
+  port_rec=$((port_ours + 2000)); port_floor=$((port_ours + 2001))
+  "${asu[@]}" "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/diodls.rec" \
+    --timeout 60 >/dev/null & pid_rec=$!
+  for i in $(seq 50); do ss -Hltn "sport = :$port_rec" | grep -q . && break; sleep 0.1; done
+  as_user diodls -l -s 127.0.0.1:$port_rec -a "$export_dir" /many >/dev/null; wait $pid_rec
+  "${asu[@]}" "$tool/nineload/nineload" replay --listen 127.0.0.1:$port_floor --in "$work/diodls.rec" --connections "$runs" \
+    --timeout 600 >"$work/replay.log" 2>&1 & pid_floor=$!
+  for i in $(seq 50); do ss -Hltn "sport = :$port_floor" | grep -q . && break; sleep 0.1; done
+fi
 for i in $(seq "$runs"); do
+  wanted diodls && measure "floor-diodls" diodls -l -s 127.0.0.1:$port_floor -a "$export_dir" /many
   for server in ours diod; do
     port=$([ $server = ours ] && echo $port_ours || echo $port_diod)
     measure "$server-diodcat" diodcat -m 1048576 -s 127.0.0.1:$port -a "$export_dir" /data/big
@@ -77,6 +92,12 @@ row() { # key, description, work per run for a rate (count unit), or empty
 }
 row diodcat "diodcat -m 1048576 of 200 MB (diod: msize 65536)" 209.7152 MB
 row diodls  "diodls -l of 5,000 files" 5000 files
+if wanted diodls; then
+  f=$(median floor-diodls)
+  printf '%-58s %9.3f %9s %9.2fx  (diod / floor: the most any server can show; ours / floor %.2f)\n' \
+    "  the same against a zero-work replay (the floor)" "$f" "" "$(echo "$(median diod-diodls) / $f" | bc -l)" \
+    "$(echo "$(median ours-diodls) / $f" | bc -l)"
+fi
 row walk1   "nineload walk, 1 connection" "$entries" entries
 row walk4   "nineload walk, 4 connections" "$((4 * entries))" entries
 row read1   "nineload read 200 MB, 1 connection, 4 in flight" 209.7152 MB

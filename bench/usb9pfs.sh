@@ -5,6 +5,9 @@
 #   ours      rootfs-export serve --usb (our 9P server on the bulk endpoints, in process)
 #   fwd+diod  rootfs-export usb forward → diod over TCP on the guest's loopback
 #   p9_fwd    the kernel's tools/usb/p9_fwd.py (python3-usb) → diod, the kernel docs' set-up
+#   floor     bench/NineLoad's usb-replay: ours's answers, recorded once per guest (usb forward → nineload
+#             record → serve --9p), replayed on the gadget by our USB framing with no 9P work at all; the
+#             fastest any server behind that framing could be on this rig, so p9_fwd / floor bounds the ratio
 # Workloads, each on a fresh mount (cold client caches) after a warm-up on other files: `ls -lnR` of a tree
 # (walk + getattr per entry; busybox find has no -ls) and a sequential read of one file. One guest per
 # buflen: 16384 (the gadget's default; msize 16384) and 1048576 (msize 1 MiB for ours, 65536 for diod, its cap).
@@ -35,6 +38,8 @@ rig="$cache/usbg-$(basename "$deb" .deb)"
 work=$(mktemp -d /tmp/rfe-bench-usb.XXXX); chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 cp -a "$here/.build/rootfs-export" "$work/tool"; cp "$rig/p9_fwd.py" "$work/"; mkdir "$work/mem"
+dotnet build "$here/bench/NineLoad/NineLoad.csproj" -c Release -o "$here/.build/nineload" --nologo -v quiet -clp:ErrorsOnly >/dev/null
+cp -a "$here/.build/nineload" "$work/tool/nineload"
 python3 - "$work/rootfs.tar" "$files" "$mib" <<'PY'
 import io, os, sys, tarfile
 files, mib = int(sys.argv[2]), int(sys.argv[3])
@@ -77,16 +82,30 @@ start_chain() {
     p9_fwd) spawn_user \$WORK/diod.log diod -f -n -S -l 127.0.0.1:5640 -e \$EXPORT; DIOD=\$!
           sleep 1; spawn_user \$WORK/server.log /usr/bin/python3 \$WORK/p9_fwd.py connect -s 127.0.0.1 -p 5640; SRV=\$!
           wait_log \$WORK/server.log "connected to server" 120 ;;
+    rec) spawn_user \$WORK/tcp.log \$WORK/tool/rootfs-export serve \$EXPORT --9p tcp:127.0.0.1:5641; TCP=\$!
+          wait_log \$WORK/tcp.log "serving" 120
+          spawn_user \$WORK/record.log \$WORK/tool/nineload/nineload record --listen 127.0.0.1:5640 --server 127.0.0.1:5641 \\
+            --out \$WORK/mem/usb.rec --timeout 300; REC=\$!
+          sleep 2; spawn_user \$WORK/server.log \$WORK/tool/rootfs-export usb forward --host 127.0.0.1 --port 5640; SRV=\$!
+          wait_log \$WORK/server.log attached 120 ;;
+    floor) spawn_user \$WORK/server.log \$WORK/tool/nineload/nineload usb-replay --in \$WORK/mem/usb.rec; SRV=\$!
+          wait_log \$WORK/server.log attached 120 ;;
   esac
 }
 # CPU time (user + system, clock ticks of 10 ms) the host side has used so far: server, forwarder and diod
 host_cpu() { t=0; for p in \$SRV \${DIOD:-}; do set -- \$(cat /proc/\$p/stat); shift 13; t=\$((t + \$1 + \$2)); done; echo \$t; }
-stop_chain() { kill \$SRV \${DIOD:-} 2>/dev/null; wait \$SRV \${DIOD:-} 2>/dev/null; DIOD=; sleep 1; }
+stop_chain() {
+  kill \$SRV \${DIOD:-} 2>/dev/null; wait \$SRV \${DIOD:-} 2>/dev/null; DIOD=
+  # the recorder saves its file when the forwarder's connection closes
+  if [ -n "\${REC:-}" ]; then wait \$REC || { echo "@@FAIL record"; cat \$WORK/record.log; }; kill \$TCP; wait \$TCP; REC=; fi
+  sleep 1
+}
 (i=0; while [ \$i -lt 4000 ]; do chmod a+rw /dev/bus/usb/*/* 2>/dev/null; sleep 0.25; i=\$((i+1)); done) &
 msize=$buflen
-for round in \$(seq $rounds); do
-  for chain in ours fwd+diod p9_fwd; do
-    m=\$msize; [ \$chain != ours ] && [ \$m -gt 65536 ] && m=65536
+for round in \$(seq 0 $rounds); do
+  chains="ours fwd+diod p9_fwd floor"; [ \$round = 0 ] && chains=rec # round 0 records what the floor replays
+  for chain in \$chains; do
+    m=\$msize; case \$chain in ours|rec|floor) ;; *) [ \$m -gt 65536 ] && m=65536 ;; esac
     OPTS=trans=usbg,cache=loose,uname=root,access=any,dfltuid=0,dfltgid=0,aname=\$EXPORT,msize=\$m
     start_chain \$chain
     if mount -t 9p -o \$OPTS rootfs /mnt; then
@@ -106,6 +125,8 @@ for round in \$(seq $rounds); do
     else
       echo "@@FAIL mount \$chain"; cat \$WORK/server.log
     fi
+    # the replay stops by itself once every recorded request was answered
+    [ \$chain = floor ] && { wait_log \$WORK/server.log "replayed all" 30 || cat \$WORK/server.log; }
     stop_chain
   done
 done
@@ -127,7 +148,7 @@ printf '%-8s %-9s %8s %8s %8s %8s %7s %10s %10s %10s %10s\n' buflen chain walk_m
 ratio() { [ -n "$1" ] && [ -n "$2" ] && [ "$2" != 0 ] && echo "scale=2; $1 / $2" | bc || echo -; }
 for buflen in $buflens; do
   pw=$(get p9_fwd $buflen walk); pr=$(get p9_fwd $buflen read); pwc=$(get p9_fwd $buflen walk 6); prc=$(get p9_fwd $buflen read 6)
-  for chain in ours fwd+diod p9_fwd; do
+  for chain in ours fwd+diod p9_fwd floor; do
     w=$(get $chain $buflen walk); r=$(get $chain $buflen read); wc=$(get $chain $buflen walk 6); rc=$(get $chain $buflen read 6)
     mbs=$( [ -n "$r" ] && echo "scale=1; $mib * 1.048576 * 1000 / $r" | bc || echo -)
     printf '%-8s %-9s %8s %8s %8s %8s %7s %9sx %9sx %9sx %9sx\n' $buflen $chain "${w:--}" "${wc:--}" "${r:--}" "${rc:--}" "$mbs" \

@@ -6,6 +6,9 @@ const string Usage = """
       nineload --server HOST:PORT --aname EXPORT walk  [--connections N] [--depth D]
       nineload --server HOST:PORT --aname EXPORT read PATH [--passes P] [--connections N] [--depth D]
       nineload --server HOST:PORT --aname EXPORT write [--dir DIR] [--files K] [--size B] [--keep] [--connections N] [--depth D]
+      nineload record --listen HOST:PORT --server HOST:PORT --out FILE    (proxies one serial client's run, saving it)
+      nineload replay --listen HOST:PORT --in FILE [--connections N]       (answers N such runs from FILE, no work done)
+      nineload usb-replay --in FILE                                        (answers a recorded run on a usb9pfs gadget)
     common: --msize M (asked for; default 1048600 = 1 MiB + 24), --uid U --gid G (attach n_uname and the gid of
       new files; default: ours), --timeout S (whole run, default 300), --reply-timeout S (default 30)
     depth = requests in flight per connection (default: walk 32, read 4, write 32)
@@ -25,6 +28,31 @@ for (int i = 0; i < args.Length; i++)
         opts[args[i]] = args[++i];
     }
     else positional.Add(args[i]);
+}
+if (positional is ["usb-replay"])
+{
+    if (!opts.TryGetValue("--in", out var recorded)) return Fail("usb-replay needs --in FILE");
+    try { return UsbReplay.Serve(recorded, TimeSpan.FromSeconds(opts.TryGetValue("--timeout", out var w) ? int.Parse(w) : 600)); }
+    catch (Exception e) when (e is IOException or InvalidDataException) { return Fail(e.Message); }
+}
+if (positional is ["record" or "replay"])
+{
+    var wait = TimeSpan.FromSeconds(opts.TryGetValue("--timeout", out var w) ? int.Parse(w) : 300);
+    if (!opts.TryGetValue("--listen", out var listenText) || !IPEndPoint.TryParse(listenText, out var listen))
+        return Fail("record and replay need --listen HOST:PORT");
+    try
+    {
+        if (positional[0] == "replay")
+            return opts.TryGetValue("--in", out var input) ? Replay.Serve(listen, input, opts.TryGetValue("--connections", out var c) ? int.Parse(c) : 1, wait)
+                : Fail("replay needs --in FILE");
+        if (!opts.TryGetValue("--server", out var upText) || !IPEndPoint.TryParse(upText, out var up) || !opts.TryGetValue("--out", out var output))
+            return Fail("record needs --server HOST:PORT and --out FILE");
+        return Replay.Record(listen, up, output, wait);
+    }
+    catch (Exception e) when (e is IOException or InvalidDataException or TimeoutException or System.Net.Sockets.SocketException)
+    {
+        return Fail(e.Message);
+    }
 }
 if (positional.Count == 0 || !opts.TryGetValue("--server", out var serverText) || !opts.TryGetValue("--aname", out var aname))
     return Fail("need --server, --aname and a mode (walk, read PATH, write)");
