@@ -21,6 +21,8 @@ public sealed class ServeNinePCliTests : IClassFixture<GoldenRootfs>
         try
         {
             serve.WaitFor("cmdline:");
+            // a server runs with tiered compilation off (LongRunningRuntime): re-executed in place, same pid
+            Assert.Contains("DOTNET_TieredCompilation=0", File.ReadAllText($"/proc/{serve.Pid}/environ").Split('\0'));
             var text = serve.Output;
             var port = int.Parse(Regex.Match(text, @"on tcp:127\.0\.0\.1:(\d+)").Groups[1].Value);
             Assert.Contains($"mount:   mount -t 9p -o trans=tcp,port={port},version=9p2000.L,", text);

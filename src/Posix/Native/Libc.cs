@@ -111,6 +111,10 @@ public static unsafe partial class Libc
     /// <summary>access(2) with the real uid: whether this user may open path (R_OK 4, W_OK 2).</summary>
     public static bool Access(string path, int mode) => access(path, mode) == 0;
 
+    /// <summary>execve(2): argv and envp each end with a null element. Returns only on failure.</summary>
+    [LibraryImport(Lib, EntryPoint = "execve", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Execve(string path, string?[] argv, string?[] envp);
+
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 

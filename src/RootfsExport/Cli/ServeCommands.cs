@@ -30,6 +30,7 @@ public static class ServeCommands
         nfs.AddTo(cmd);
         cmd.SetAction(async (parseResult, ct) =>
         {
+            LongRunningRuntime.Enter();
             var dir = parseResult.GetValue(export)!;
             if (parseResult.GetValue(usb))
             {

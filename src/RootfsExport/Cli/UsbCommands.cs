@@ -58,6 +58,7 @@ public static class UsbCommands
         cmd.Options.Add(port);
         cmd.SetAction(async (parseResult, ct) =>
         {
+            LongRunningRuntime.Enter();
             var filter = gadgets.Filter(parseResult);
             int p = parseResult.GetValue(port);
             if (p is < 1 or > 65535) throw new UserFacingException($"--port {p} is not a TCP port");
