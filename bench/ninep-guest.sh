@@ -119,18 +119,17 @@ mkdir "$tool/nineload"; cp -a "$here/.build/nineload/." "$tool/nineload/"; chmod
 port=$((15640 + RANDOM % 1000)); rec=$((port + 2000))
 "${asu[@]}" "$tool/rootfs-export" serve "$export_dir" --9p tcp:127.0.0.1:$port >"$work/ours.log" 2>&1 & server_pid=$!
 wait_port $port
-"${asu[@]}" "$tool/nineload/nineload" record --listen 127.0.0.1:$rec --server 127.0.0.1:$port --out "$work/find.rec" --timeout 120 \
+"${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$rec --server 127.0.0.1:$port --out "$work/find.rec" --timeout 120 \
   >"$work/record.log" 2>&1 & rec_pid=$!
 for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
-cpu_ms() { set -- $(cat /proc/$1/stat); shift 13; echo $(( ($1 + $2) * 1000 / $(getconf CLK_TCK) )); }
+cpu_ms() { local st; st=$(cat /proc/$1/stat 2>/dev/null) || { echo 0; return; }; set -- $st; shift 13; echo $(( ($1 + $2) * 1000 / $(getconf CLK_TCK) )); }
 c0=$(cpu_ms $server_pid); boot record $rec find; c1=$(cpu_ms $server_pid)
 echo "ours's CPU (user + system) for the find alone: $((c1 - c0)) ms"
 wait $rec_pid || { echo "recording the find failed: $(cat "$work/record.log")" >&2; exit 1; }
 kill -TERM $server_pid; wait $server_pid || true; server_pid=""
-"${asu[@]}" "$tool/nineload/nineload" replay --listen 127.0.0.1:$rec --in "$work/find.rec" --timeout 120 >"$work/replay.log" 2>&1 & server_pid=$!
+"${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$rec --in "$work/find.rec" --timeout 120 >"$work/replay.log" 2>&1 & server_pid=$!
 for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
-c0=$(cpu_ms $server_pid); boot floor $rec find; c1=$(cpu_ms $server_pid)
-echo "the replay's CPU for the same find: $((c1 - c0)) ms"
+boot floor $rec find
 wait $server_pid || { echo "replaying the find failed: $(cat "$work/replay.log")" >&2; exit 1; }; server_pid=""
 median() { grep "^$1 " "$results" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo

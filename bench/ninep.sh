@@ -54,14 +54,15 @@ load() { # label, port, nineload args... : the load generator's own clock (attac
   echo "$label $(sed -E 's/.* seconds=([0-9.]+) .*/\1/' <<<"$line")" >> "$results"
 }
 # the floor for the serial client: diodls answered from a recording of its own run against ours (one blocking
-# receive and one send per request, no work), so diod / floor is the most any server could show it
+# receive and one send per request, no work), so diod / floor is the most any server could show it. The
+# recorder and the replay run with tiered compilation off, as serve does.
 if wanted diodls; then
   port_rec=$((port_ours + 2000)); port_floor=$((port_ours + 2001))
-  "${asu[@]}" "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/diodls.rec" \
+  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/diodls.rec" \
     --timeout 60 >/dev/null & pid_rec=$!
   for i in $(seq 50); do ss -Hltn "sport = :$port_rec" | grep -q . && break; sleep 0.1; done
   as_user diodls -l -s 127.0.0.1:$port_rec -a "$export_dir" /many >/dev/null; wait $pid_rec
-  "${asu[@]}" "$tool/nineload/nineload" replay --listen 127.0.0.1:$port_floor --in "$work/diodls.rec" --connections "$runs" \
+  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$port_floor --in "$work/diodls.rec" --connections "$runs" \
     --timeout 600 >"$work/replay.log" 2>&1 & pid_floor=$!
   for i in $(seq 50); do ss -Hltn "sport = :$port_floor" | grep -q . && break; sleep 0.1; done
 fi

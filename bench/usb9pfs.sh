@@ -7,7 +7,9 @@
 #   p9_fwd    the kernel's tools/usb/p9_fwd.py (python3-usb) → diod, the kernel docs' set-up
 #   floor     bench/NineLoad's usb-replay: ours's answers, recorded once per guest (usb forward → nineload
 #             record → serve --9p), replayed on the gadget by our USB framing with no 9P work at all; the
-#             fastest any server behind that framing could be on this rig, so p9_fwd / floor bounds the ratio
+#             fastest any server behind that framing could be on this rig, so p9_fwd / floor bounds the ratio.
+#             Walk only: the client's readahead makes a file read's requests differ from run to run.
+#   USB9PFS_CHAINS="ours p9_fwd floor" picks chains (default all four).
 # Workloads, each on a fresh mount (cold client caches) after a warm-up on other files: `ls -lnR` of a tree
 # (walk + getattr per entry; busybox find has no -ls) and a sequential read of one file. One guest per
 # buflen: 16384 (the gadget's default; msize 16384) and 1048576 (msize 1 MiB for ours, 65536 for diod, its cap).
@@ -84,11 +86,11 @@ start_chain() {
           wait_log \$WORK/server.log "connected to server" 120 ;;
     rec) spawn_user \$WORK/tcp.log \$WORK/tool/rootfs-export serve \$EXPORT --9p tcp:127.0.0.1:5641; TCP=\$!
           wait_log \$WORK/tcp.log "serving" 120
-          spawn_user \$WORK/record.log \$WORK/tool/nineload/nineload record --listen 127.0.0.1:5640 --server 127.0.0.1:5641 \\
+          spawn_user \$WORK/record.log /usr/bin/env DOTNET_TieredCompilation=0 \$WORK/tool/nineload/nineload record --listen 127.0.0.1:5640 --server 127.0.0.1:5641 \\
             --out \$WORK/mem/usb.rec --timeout 300; REC=\$!
           sleep 2; spawn_user \$WORK/server.log \$WORK/tool/rootfs-export usb forward --host 127.0.0.1 --port 5640; SRV=\$!
           wait_log \$WORK/server.log attached 120 ;;
-    floor) spawn_user \$WORK/server.log \$WORK/tool/nineload/nineload usb-replay --in \$WORK/mem/usb.rec; SRV=\$!
+    floor) spawn_user \$WORK/server.log /usr/bin/env DOTNET_TieredCompilation=0 \$WORK/tool/nineload/nineload usb-replay --in \$WORK/mem/usb.rec; SRV=\$!
           wait_log \$WORK/server.log attached 120 ;;
   esac
 }
@@ -103,24 +105,29 @@ stop_chain() {
 (i=0; while [ \$i -lt 4000 ]; do chmod a+rw /dev/bus/usb/*/* 2>/dev/null; sleep 0.25; i=\$((i+1)); done) &
 msize=$buflen
 for round in \$(seq 0 $rounds); do
-  chains="ours fwd+diod p9_fwd floor"; [ \$round = 0 ] && chains=rec # round 0 records what the floor replays
+  chains="${USB9PFS_CHAINS:-ours fwd+diod p9_fwd floor}"
+  if [ \$round = 0 ]; then # round 0 records what the floor replays
+    case " \$chains " in *" floor "*) chains=rec ;; *) continue ;; esac
+  fi
   for chain in \$chains; do
     m=\$msize; case \$chain in ours|rec|floor) ;; *) [ \$m -gt 65536 ] && m=65536 ;; esac
     OPTS=trans=usbg,cache=loose,uname=root,access=any,dfltuid=0,dfltgid=0,aname=\$EXPORT,msize=\$m
     start_chain \$chain
     if mount -t 9p -o \$OPTS rootfs /mnt; then
-      # warm-up: the same for every chain; long enough for .NET's tiered JIT to have recompiled the hot
-      # paths (a server runs for hours: its first seconds are not what a board sees)
+      # warm-up: the same for every chain (the replay's without the file read); a server runs for hours,
+      # its first seconds are not what a board sees
       for k in 1 2 3; do
-        ls -lnR /mnt/warm > /dev/null; cat /mnt/warm/file > /dev/null
+        ls -lnR /mnt/warm > /dev/null; [ \$chain = rec ] || [ \$chain = floor ] || cat /mnt/warm/file > /dev/null
         umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
       done
       sleep 3
       c0=\$(host_cpu); t0=\$(now_ms); n=\$(ls -lnR /mnt/tree | grep -c '^-'); t1=\$(now_ms); c1=\$(host_cpu)
       echo "@@RESULT \$chain $buflen walk \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$n"
-      umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
-      c0=\$(host_cpu); t0=\$(now_ms); sz=\$(cat /mnt/data/big | wc -c); t1=\$(now_ms); c1=\$(host_cpu)
-      echo "@@RESULT \$chain $buflen read \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$sz"
+      if [ \$chain != rec ] && [ \$chain != floor ]; then # walk only for the replay (see the top)
+        umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
+        c0=\$(host_cpu); t0=\$(now_ms); sz=\$(cat /mnt/data/big | wc -c); t1=\$(now_ms); c1=\$(host_cpu)
+        echo "@@RESULT \$chain $buflen read \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$sz"
+      fi
       umount /mnt
     else
       echo "@@FAIL mount \$chain"; cat \$WORK/server.log
