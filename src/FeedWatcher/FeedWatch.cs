@@ -32,7 +32,11 @@ public sealed class FeedWatch
     private readonly TextWriter _log;
     private readonly SemaphoreSlim _wake = new(0);
     private DateTime? _firstEvent;
-    private string _reason = "";
+    // what woke the refresh: every distinct trigger of the debounce window, so a build-done message that
+    // arrives together with a file event is still named; a burst of hundreds of packages is counted, not listed
+    private readonly List<string> _reasons = [];
+    private int _moreReasons;
+    private const int ReasonsNamed = 3;
     private readonly object _gate = new();
 
     /// <param name="refresh">one refresh; returns false when it should be retried (packages still being written)</param>
@@ -66,7 +70,9 @@ public sealed class FeedWatch
         lock (_gate)
         {
             _firstEvent ??= DateTime.UtcNow;
-            if (_reason.Length == 0) _reason = reason;
+            if (_reasons.Contains(reason)) { }
+            else if (_reasons.Count < ReasonsNamed) _reasons.Add(reason);
+            else _moreReasons++;
         }
         _wake.Release();
     }
@@ -107,9 +113,10 @@ public sealed class FeedWatch
                 lock (_gate)
                 {
                     started = _firstEvent ?? DateTime.UtcNow;
-                    reason = _reason;
+                    reason = string.Join("; ", _reasons) + (_moreReasons > 0 ? $"; {_moreReasons} more" : "");
                     _firstEvent = null;
-                    _reason = "";
+                    _reasons.Clear();
+                    _moreReasons = 0;
                 }
                 var clock = Stopwatch.StartNew();
                 bool done;
