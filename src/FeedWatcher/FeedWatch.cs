@@ -70,9 +70,11 @@ public sealed class FeedWatch
         lock (_gate)
         {
             _firstEvent ??= DateTime.UtcNow;
-            if (_reasons.Contains(reason)) { }
-            else if (_reasons.Count < ReasonsNamed) _reasons.Add(reason);
-            else _moreReasons++;
+            if (!_reasons.Contains(reason))
+            {
+                if (_reasons.Count < ReasonsNamed) _reasons.Add(reason);
+                else _moreReasons++;
+            }
         }
         _wake.Release();
     }
