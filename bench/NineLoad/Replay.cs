@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using RootfsExport.NineP.Protocol;
+using RootfsExport.NineP.Transport;
 
 namespace RootfsExport.NineLoad;
 
@@ -25,16 +26,18 @@ public static class Replay
         using var client = AcceptWithin(listener, limit);
         using var upstream = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         upstream.Connect(server);
+        var fromClient = Frames(client, "the client");
+        var fromServer = Frames(upstream, "the server");
         using var output = new FileStream(file + ".tmp", FileMode.Create, FileAccess.Write);
         var t = new byte[MaxFrame];
         var r = new byte[MaxFrame];
         int pairs = 0;
         while (true)
         {
-            int tn = ReadFrame(client, t, "the client");
+            int tn = ReadFrame(fromClient, t);
             if (tn == 0) break;
             upstream.Send(t.AsSpan(0, tn));
-            int rn = ReadFrame(upstream, r, "the server");
+            int rn = ReadFrame(fromServer, r);
             if (rn == 0) throw new IOException($"the server closed the connection instead of answering request {pairs}");
             if (Tag(r) != Tag(t)) throw new InvalidDataException($"request {pairs}: reply tag {Tag(r)} for request tag {Tag(t)}");
             client.Send(r.AsSpan(0, rn));
@@ -59,13 +62,15 @@ public static class Replay
         {
             var recording = new Recording(pairs);
             using var client = AcceptWithin(listener, limit);
+            var fromClient = Frames(client, "the client");
             while (recording.Left > 0)
             {
-                int tn = ReadFrame(client, t, "the client");
-                if (tn == 0) throw new IOException($"connection {c}: the client left with {recording.Left} of {pairs.Count} recorded requests not sent");
-                client.Send(recording.Answer(t.AsSpan(0, tn)) ?? throw new InvalidDataException($"connection {c}: {recording.Unrecorded}"));
+                int tn = ReadFrame(fromClient, t);
+                if (tn == 0) throw new IOException($"connection {c}: the client left with {recording.Left} recorded requests not sent");
+                if (!recording.TryAnswer(t.AsMemory(0, tn), out var reply)) throw new InvalidDataException($"connection {c}: {recording.Unrecorded}");
+                client.Send(reply);
             }
-            if (ReadFrame(client, t, "the client") != 0) throw new InvalidDataException($"connection {c}: more requests than recorded");
+            if (ReadFrame(fromClient, t) != 0) throw new InvalidDataException($"connection {c}: more requests than recorded");
         }
         return 0;
     }
@@ -106,35 +111,20 @@ public static class Replay
         return s;
     }
 
-    /// <summary>One whole frame into buffer with blocking receives; 0 when the peer closed between frames.</summary>
-    private static int ReadFrame(Socket s, byte[] buffer, string who)
-    {
-        if (!ReadExactly(s, buffer.AsSpan(0, 4), who, atStart: true)) return 0;
-        int n = (int)BinaryPrimitives.ReadUInt32LittleEndian(buffer);
-        if (n < 7 || n > buffer.Length) throw new InvalidDataException($"{who} sent a frame of {n} bytes");
-        ReadExactly(s, buffer.AsSpan(4, n - 4), who, atStart: false);
-        return n;
-    }
+    /// <summary>Frames from a socket through the server's own framing, with blocking reads (no read-ahead hop through the pool).</summary>
+    private static StreamTransport Frames(Socket s, string who) => new(new NetworkStream(s, ownsSocket: false), who, blockingIo: true);
 
-    private static bool ReadExactly(Socket s, Span<byte> into, string who, bool atStart)
+    /// <summary>One whole frame into buffer; 0 when the peer closed or reset the connection.</summary>
+    private static int ReadFrame(StreamTransport from, byte[] buffer)
     {
-        int got = 0;
-        while (got < into.Length)
+        try { return from.ReadFrameAsync(buffer, CancellationToken.None).GetAwaiter().GetResult(); }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset })
         {
-            int k;
-            try { k = s.Receive(into[got..]); }
-            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset && atStart && got == 0)
-            {
-                return false; // a guest that powers off resets its connection: an end like a close
-            }
-            if (k == 0)
-            {
-                if (atStart && got == 0) return false;
-                throw new IOException($"{who} closed the connection in the middle of a frame");
-            }
-            got += k;
+            // a guest that powers off resets its connection: an end like a close. Only whole frames were
+            // forwarded and recorded, so a frame cut short by it is simply not part of the run.
+            return 0;
         }
-        return true;
+        catch (InvalidDataException e) { throw new InvalidDataException($"{from.Description}: {e.Message}", e); }
     }
 
     private static ushort Tag(ReadOnlySpan<byte> frame) => BinaryPrimitives.ReadUInt16LittleEndian(frame[5..]);
@@ -143,17 +133,37 @@ public static class Replay
 /// <summary>
 /// The replies of a recorded run, found by their request: the same bytes apart from the tag get the recorded
 /// replies to them in their recorded order. Matching by content rather than position lets a client reorder
-/// requests whose order depends on timing (readahead) and still be answered exactly as ours answered it.
+/// requests whose order depends on timing and still be answered exactly as ours answered it.
+/// Treads are the exception: a client's readahead asks for different offsets and counts from run to run, so
+/// the recorded Rreads are put together into an image of each file that was read (named by the walk that
+/// reached it), and any Tread is answered from that image by offset and count, as a server with the file in
+/// its memory would. Treads do not count towards <see cref="Left"/>.
 /// </summary>
 public sealed class Recording
 {
     private readonly Dictionary<byte[], Queue<byte[]>> _replies = new(FrameComparer.Instance);
     private readonly Dictionary<byte[], Queue<byte[]>>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly Dictionary<string, FileImage> _images = new();
+    private readonly FidNames _fids = new();
+    private byte[] _readReply = new byte[P9.ReadReplyHeaderSize];
 
     public Recording(IEnumerable<(byte[] T, byte[] R)> pairs)
     {
+        var recordedFids = new FidNames();
         foreach (var (t, r) in pairs)
         {
+            if (t[4] == (byte)MessageType.Tread)
+            {
+                if (Codec.TryDecode(t, out _, out var m) != DecodeError.None || m is not Tread read)
+                    throw new InvalidDataException($"a recorded Tread of {t.Length} bytes does not decode");
+                if (Codec.TryDecode(r, out _, out var reply) != DecodeError.None) throw new InvalidDataException("a recorded Rread does not decode");
+                if (reply is not Rread data) continue; // an error: a replayed read of that range gets data or nothing
+                var name = recordedFids.Of(read.Fid) ?? throw new InvalidDataException($"a recorded Tread on fid {read.Fid}, which no recorded walk bound");
+                if (!_images.TryGetValue(name, out var image)) _images[name] = image = new FileImage();
+                image.Put(read.Offset, data.Data.Span);
+                continue;
+            }
+            recordedFids.Observe(t, r);
             var key = (byte[])t.Clone();
             key[5] = key[6] = 0;
             if (!_replies.TryGetValue(key, out var q)) _replies[key] = q = new Queue<byte[]>();
@@ -163,27 +173,61 @@ public sealed class Recording
         _lookup = _replies.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
-    /// <summary>Recorded requests not asked for yet.</summary>
+    /// <summary>Recorded requests (Treads aside) not asked for yet.</summary>
     public int Left { get; private set; }
 
     /// <summary>What the last request that had no recorded reply was.</summary>
     public string Unrecorded { get; private set; } = "";
 
-    /// <summary>The recorded reply to request (whose tag bytes this zeroes), carrying its tag; null when it was never recorded.</summary>
-    public byte[]? Answer(Span<byte> request)
+    /// <summary>
+    /// The reply to request, carrying its tag: the recorded one, or for a Tread the bytes of the file's image.
+    /// False when the recording has no (more) reply for it. Zeroes the request's tag bytes; the reply is valid
+    /// until the next call.
+    /// </summary>
+    public bool TryAnswer(Memory<byte> request, out ReadOnlySpan<byte> reply)
     {
-        byte lo = request[5], hi = request[6];
-        request[5] = request[6] = 0;
-        if (!_lookup.TryGetValue(request, out var q) || q.Count == 0)
+        var span = request.Span;
+        byte lo = span[5], hi = span[6];
+        if (span[4] == (byte)MessageType.Tread) return TryRead(request, out reply);
+        span[5] = span[6] = 0;
+        if (!_lookup.TryGetValue(span, out var q) || q.Count == 0)
         {
-            Unrecorded = $"a {(MessageType)request[4]} of {request.Length} bytes that the recording has no (more) reply for: the client is not deterministic";
-            return null;
+            Unrecorded = $"a {(MessageType)span[4]} of {span.Length} bytes that the recording has no (more) reply for: the client is not deterministic";
+            reply = default;
+            return false;
         }
-        var reply = q.Dequeue();
+        var recorded = q.Dequeue();
         Left--;
-        reply[5] = lo;
-        reply[6] = hi;
-        return reply;
+        _fids.Observe(request, recorded);
+        recorded[5] = lo;
+        recorded[6] = hi;
+        reply = recorded;
+        return true;
+    }
+
+    private bool TryRead(ReadOnlyMemory<byte> request, out ReadOnlySpan<byte> reply)
+    {
+        reply = default;
+        if (Codec.TryDecode(request, out var tag, out var m) != DecodeError.None || m is not Tread read)
+        {
+            Unrecorded = $"a Tread of {request.Length} bytes that does not decode";
+            return false;
+        }
+        if (_fids.Of(read.Fid) is not { } name || !_images.TryGetValue(name, out var image))
+        {
+            Unrecorded = $"a Tread on fid {read.Fid} ({_fids.Of(read.Fid) ?? "not bound"}), a file the recording never read";
+            return false;
+        }
+        var data = image.Slice(read.Offset, read.Count);
+        int size = P9.ReadReplyHeaderSize + data.Length;
+        if (_readReply.Length < size) _readReply = new byte[Math.Max(size, 2 * _readReply.Length)];
+        BinaryPrimitives.WriteUInt32LittleEndian(_readReply, (uint)size);
+        _readReply[4] = (byte)MessageType.Rread;
+        BinaryPrimitives.WriteUInt16LittleEndian(_readReply.AsSpan(5), tag);
+        BinaryPrimitives.WriteUInt32LittleEndian(_readReply.AsSpan(7), (uint)data.Length);
+        data.CopyTo(_readReply.AsSpan(P9.ReadReplyHeaderSize));
+        reply = _readReply.AsSpan(0, size);
+        return true;
     }
 
     private sealed class FrameComparer : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
@@ -200,4 +244,57 @@ public sealed class Recording
         }
         public byte[] Create(ReadOnlySpan<byte> span) => span.ToArray();
     }
+}
+
+/// <summary>
+/// What each fid of a connection names, as a path of walked names from the attach: enough to tell which file a
+/// Tread is on. Learnt from the requests that bind, move and drop fids and the replies that confirmed them.
+/// </summary>
+internal sealed class FidNames
+{
+    private readonly Dictionary<uint, string> _names = new();
+
+    public string? Of(uint fid) => _names.GetValueOrDefault(fid);
+
+    public void Observe(ReadOnlyMemory<byte> request, ReadOnlySpan<byte> reply)
+    {
+        var type = (MessageType)request.Span[4];
+        if (type is not (MessageType.Tattach or MessageType.Twalk or MessageType.Txattrwalk or MessageType.Tlcreate
+            or MessageType.Tclunk or MessageType.Tremove)) return;
+        if (Codec.TryDecode(request, out _, out var m) != DecodeError.None) return;
+        bool ok = reply.Length > 4 && reply[4] == (byte)type + 1;
+        switch (m)
+        {
+            case Tattach a when ok: _names[a.Fid] = a.Aname; break;
+            case Twalk w when ok && WalkedAll(reply, w.Names.Count):
+                _names[w.NewFid] = w.Names.Aggregate(Of(w.Fid) ?? "?", (path, n) => path + "/" + n); break;
+            case Txattrwalk x when ok: _names[x.NewFid] = (Of(x.Fid) ?? "?") + "@xattr:" + x.Name; break;
+            case Tlcreate c when ok: _names[c.Fid] = (Of(c.Fid) ?? "?") + "/" + c.Name; break;
+            case Tclunk c: _names.Remove(c.Fid); break;
+            case Tremove r: _names.Remove(r.Fid); break;
+        }
+    }
+
+    // An Rwalk with fewer qids than names walked part of the way and bound nothing.
+    private static bool WalkedAll(ReadOnlySpan<byte> rwalk, int names) =>
+        rwalk.Length >= P9.HeaderSize + 2 && BinaryPrimitives.ReadUInt16LittleEndian(rwalk[P9.HeaderSize..]) == names;
+}
+
+/// <summary>A file's bytes as far as recorded Rreads showed them.</summary>
+internal sealed class FileImage
+{
+    private byte[] _bytes = [];
+    private int _length;
+
+    public void Put(ulong offset, ReadOnlySpan<byte> data)
+    {
+        if (offset + (ulong)data.Length > int.MaxValue) throw new InvalidDataException($"a recorded read ends beyond 2 GiB (offset {offset})");
+        int end = (int)offset + data.Length;
+        if (end > _bytes.Length) Array.Resize(ref _bytes, Math.Max(end, Math.Min(int.MaxValue, 2 * _bytes.Length)));
+        data.CopyTo(_bytes.AsSpan((int)offset));
+        _length = Math.Max(_length, end);
+    }
+
+    public ReadOnlySpan<byte> Slice(ulong offset, uint count) =>
+        offset >= (ulong)_length ? [] : _bytes.AsSpan((int)offset, (int)Math.Min(count, (ulong)_length - offset));
 }

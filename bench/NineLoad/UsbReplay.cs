@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using RootfsExport.NineP.Protocol;
 using RootfsExport.Usb9pBridge;
 
@@ -35,9 +36,8 @@ public static class UsbReplay
             while (recording.Left > 0 && !ct.IsCancellationRequested)
             {
                 int n = usb.ReadFrame(request, ct);
-                ushort tag = BitConverter.ToUInt16(request, 5);
-                var reply = recording.Answer(request.AsSpan(0, n));
-                if (reply is null)
+                ushort tag = BinaryPrimitives.ReadUInt16LittleEndian(request.AsSpan(5));
+                if (!recording.TryAnswer(request.AsMemory(0, n), out var reply))
                 {
                     // the gadget must get exactly one reply per request, even one we cannot replay
                     unrecorded++;

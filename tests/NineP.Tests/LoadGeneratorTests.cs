@@ -135,13 +135,76 @@ public class LoadGeneratorTests
         byte[] T(ushort tag, byte fidByte) => [11, 0, 0, 0, (byte)MessageType.Tclunk, (byte)tag, (byte)(tag >> 8), fidByte, 0, 0, 0];
         byte[] R(ushort tag, byte marker) => [8, 0, 0, 0, (byte)MessageType.Rclunk, (byte)tag, (byte)(tag >> 8), marker];
         var rec = new Recording([(T(1, 5), R(1, 0xa1)), (T(2, 6), R(2, 0xb1)), (T(3, 5), R(3, 0xa2))]);
+        byte[] Ask(byte[] t) => rec.TryAnswer(t, out var r) ? r.ToArray() : throw new Xunit.Sdk.XunitException(rec.Unrecorded);
         // fid 6 asked first (reordered), then fid 5 twice: each gets its own replies in their recorded order
-        Assert.Equal(R(9, 0xb1), rec.Answer(T(9, 6)));
-        Assert.Equal(R(7, 0xa1), rec.Answer(T(7, 5)));
-        Assert.Equal(R(8, 0xa2), rec.Answer(T(8, 5)));
+        Assert.Equal(R(9, 0xb1), Ask(T(9, 6)));
+        Assert.Equal(R(7, 0xa1), Ask(T(7, 5)));
+        Assert.Equal(R(8, 0xa2), Ask(T(8, 5)));
         Assert.Equal(0, rec.Left);
-        Assert.Null(rec.Answer(T(1, 5)));
+        Assert.False(rec.TryAnswer(T(1, 5), out _));
         Assert.Contains("Tclunk", rec.Unrecorded);
+    }
+
+    [Fact]
+    public void A_recording_answers_any_read_of_a_file_it_saw_read_from_that_files_recorded_bytes()
+    {
+        byte[] F(ushort tag, Message m) => Codec.Encode(tag, m);
+        var qid = new Qid(QidType.File, 0, 7);
+        // recorded: attach, walk to data/big, reads of 4 + 2 bytes (the file's end), a failed walk, clunk
+        var rec = new Recording([
+            (F(1, new Tattach(1, P9.NoFid, "root", "/export", 0)), F(1, new Rattach(qid))),
+            (F(2, new Twalk(1, 2, ["data", "big"])), F(2, new Rwalk([qid, qid]))),
+            (F(3, new Tread(2, 0, 4)), F(3, new Rread("abcd"u8.ToArray()))),
+            (F(4, new Tread(2, 4, 4)), F(4, new Rread("ef"u8.ToArray()))),
+            (F(5, new Twalk(1, 3, ["data", "gone"])), F(5, new Rwalk([qid]))),
+            (F(6, new Tclunk(2)), F(6, new Rclunk())),
+        ]);
+        Assert.Equal(4, rec.Left); // the Treads are not waited for
+        string Read(ushort tag, uint fid, ulong offset, uint count)
+        {
+            Assert.True(rec.TryAnswer(F(tag, new Tread(fid, offset, count)), out var reply), rec.Unrecorded);
+            Assert.Equal(DecodeError.None, Codec.TryDecode(reply.ToArray(), out var t, out var m));
+            Assert.Equal(tag, t);
+            return System.Text.Encoding.ASCII.GetString(Assert.IsType<Rread>(m).Data.Span);
+        }
+        Assert.True(rec.TryAnswer(F(11, new Tattach(1, P9.NoFid, "root", "/export", 0)), out _));
+        Assert.True(rec.TryAnswer(F(12, new Twalk(1, 2, ["data", "big"])), out _));
+        // other offsets and counts than recorded (readahead): served from the file's image
+        Assert.Equal("cde", Read(13, 2, 2, 3));
+        Assert.Equal("bcdef", Read(14, 2, 1, 100));
+        Assert.Equal("", Read(15, 2, 6, 10));
+        Assert.True(rec.TryAnswer(F(16, new Twalk(1, 3, ["data", "gone"])), out _));
+        Assert.False(rec.TryAnswer(F(17, new Tread(3, 0, 1)), out _)); // the walk stopped short: fid 3 names nothing
+        Assert.Contains("fid 3", rec.Unrecorded);
+        Assert.True(rec.TryAnswer(F(18, new Tclunk(2)), out _));
+        Assert.False(rec.TryAnswer(F(19, new Tread(2, 0, 1)), out _)); // clunked
+        Assert.Equal(0, rec.Left);
+    }
+
+    [Fact]
+    public async Task A_recorded_diodcat_run_is_answered_again_with_the_same_bytes()
+    {
+        var diodcat = Run.RequirePeer("diodcat");
+        using var fx = new ExportFixture(bigFileBytes: 300_000);
+        var file = Path.Combine(fx.Scratch.Path, "diodcat.rec");
+        var copy = Path.Combine(fx.Scratch.Path, "copy");
+        // through a file: the bytes are random, stdout text would not keep them
+        string[] Cat(int port) => ["-c", $"exec {diodcat} -m 8192 -s 127.0.0.1:{port} -a {fx.Export} /srv/big.bin > {copy}"];
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        int recordPort = FreePort();
+        await using (var srv = new RunningServer(fx.Export))
+        {
+            var record = Task.Run(() => Replay.Record(new IPEndPoint(IPAddress.Loopback, recordPort),
+                new IPEndPoint(IPAddress.Loopback, srv.Port), file, TimeSpan.FromSeconds(20)));
+            await RunWhenListening("/bin/sh", Cat(recordPort));
+            Assert.Equal(0, await record.WaitAsync(limit.Token));
+        }
+        int replayPort = FreePort();
+        var replay = Task.Run(() => Replay.Serve(new IPEndPoint(IPAddress.Loopback, replayPort), file, connections: 1, TimeSpan.FromSeconds(20)));
+        File.Delete(copy);
+        await RunWhenListening("/bin/sh", Cat(replayPort));
+        Assert.Equal(0, await replay.WaitAsync(limit.Token));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(fx.Export, "srv/big.bin")), File.ReadAllBytes(copy));
     }
 
     /// <summary>Runs a client once the listener it is pointed at is up (bounded retries on refused connections).</summary>
