@@ -35,7 +35,7 @@ public sealed class FeedWatch
     // what woke the refresh: every distinct trigger of the debounce window, so a build-done message that
     // arrives together with a file event is still named; a burst of hundreds of packages is counted, not listed
     private readonly List<string> _reasons = [];
-    private int _moreReasons;
+    private readonly HashSet<string> _moreReasons = [];
     private const int ReasonsNamed = 3;
     private readonly object _gate = new();
 
@@ -73,7 +73,7 @@ public sealed class FeedWatch
             if (!_reasons.Contains(reason))
             {
                 if (_reasons.Count < ReasonsNamed) _reasons.Add(reason);
-                else _moreReasons++;
+                else _moreReasons.Add(reason);
             }
         }
         _wake.Release();
@@ -115,10 +115,10 @@ public sealed class FeedWatch
                 lock (_gate)
                 {
                     started = _firstEvent ?? DateTime.UtcNow;
-                    reason = string.Join("; ", _reasons) + (_moreReasons > 0 ? $"; {_moreReasons} more" : "");
+                    reason = string.Join("; ", _reasons) + (_moreReasons.Count > 0 ? $"; {_moreReasons.Count} more" : "");
                     _firstEvent = null;
                     _reasons.Clear();
-                    _moreReasons = 0;
+                    _moreReasons.Clear();
                 }
                 var clock = Stopwatch.StartNew();
                 bool done;
