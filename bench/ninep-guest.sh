@@ -6,7 +6,8 @@
 # (/proc/uptime): `find -ls` of the whole export (busybox find has no -ls: `find -exec ls -ldn {} +`, the same
 # lstat + readlink per entry), `cat` of a 200 MB file to /dev/null, creating + writing 5,000
 # files of 1 KiB (sync included). One boot per server per round; prints the times and diod/ours. Then two more
-# boots measure the floor of find: the same find answered from a recording, by a server that does no work.
+# boots measure the floor of find and read: the same find and cat answered from a recording, by a server that
+# does no work (its Treads answered from the recorded bytes in memory).
 #   [NINEP_GUEST_MSIZE=65536] bench/ninep-guest.sh [rounds]   (default 1: a round is two boots of a few minutes each under TCG)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,9 +60,10 @@ opts=$(cat /proc/cmdline | tr ' ' '\n' | sed -n 's/^bench.opts=//p')
 # busybox date has no %N: /proc/uptime counts in centiseconds, enough for runs of seconds
 ms() { read up idle < /proc/uptime; echo $(( ${up%.*} * 1000 + (1${up#*.} - 100) * 10 )); }
 only=$(cat /proc/cmdline | tr ' ' '\n' | sed -n 's/^bench.only=//p')
-if [ "$only" = find ] && mount -t 9p -o "$opts" 10.0.2.100 /mnt; then
-  # the find alone, and no umount: the recording and its replay end with the same requests
+if [ "$only" = find+read ] && mount -t 9p -o "$opts" 10.0.2.100 /mnt; then
+  # no writes (the replay has no disk) and no umount: the recording and its replay end with the same requests
   t0=$(ms); n=$(find /mnt -exec ls -ldn {} + | wc -l); t1=$(ms); echo "@@T find $((t1 - t0)) $n"
+  t0=$(ms); cat /mnt/data/big > /dev/null; t1=$(ms); echo "@@T read $((t1 - t0))"
 elif mount -t 9p -o "$opts" 10.0.2.100 /mnt; then
   t0=$(ms); n=$(find /mnt -exec ls -ldn {} + | wc -l); t1=$(ms); echo "@@T find $((t1 - t0)) $n"
   t0=$(ms); cat /mnt/data/big > /dev/null; t1=$(ms); echo "@@T read $((t1 - t0))"
@@ -83,7 +85,7 @@ echo "$modules" > "$root/modules/order"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
 
 results=$work/results
-boot() { # server, port [only]: one guest run against the server listening on 127.0.0.1:port (only=find: just that)
+boot() { # server, port [only]: one guest run against the server listening on 127.0.0.1:port (only=find+read: no writes)
   local server=$1 port=$2 only=${3:-all} opts
   # the mount options a board boots with (rootflags=), from our command-line generator
   opts=$("$tool/rootfs-export" cmdline "$export_dir" --transport tcp --server 10.0.2.100 --port "$port" --msize $msize |
@@ -111,9 +113,10 @@ for r in $(seq "$rounds"); do
   wait_port $port; boot diod $port
   kill -TERM $server_pid; wait $server_pid || true; server_pid=""
 done
-# the floor for find: one boot records what ours answered (nineload record between the guest and ours), a
-# second boot gets those answers replayed (nineload replay: one receive and one send per request, no work).
-# The guest's find against the replay is the fastest any server could make it, so diod / floor bounds the ratio.
+# the floor for find and read: one boot records what ours answered (nineload record between the guest and ours),
+# a second boot gets those answers replayed (nineload replay: one receive and one send per request, no work; a
+# Tread gets its bytes from the recorded file's image in memory, whatever readahead asks for). The guest's
+# find and cat against the replay are the fastest any server could make them, so diod / floor bounds the ratio.
 dotnet build "$here/bench/NineLoad/NineLoad.csproj" -c Release -o "$here/.build/nineload" --nologo -v quiet -clp:ErrorsOnly >/dev/null
 mkdir "$tool/nineload"; cp -a "$here/.build/nineload/." "$tool/nineload/"; chmod -R a+rX "$tool"
 port=$((15640 + RANDOM % 1000)); rec=$((port + 2000))
@@ -123,13 +126,13 @@ wait_port $port
   >"$work/record.log" 2>&1 & rec_pid=$!
 for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
 cpu_ms() { local st; st=$(cat /proc/$1/stat 2>/dev/null) || { echo 0; return; }; set -- $st; shift 13; echo $(( ($1 + $2) * 1000 / $(getconf CLK_TCK) )); }
-c0=$(cpu_ms $server_pid); boot record $rec find; c1=$(cpu_ms $server_pid)
-echo "ours's CPU (user + system) for the find alone: $((c1 - c0)) ms"
+c0=$(cpu_ms $server_pid); boot record $rec find+read; c1=$(cpu_ms $server_pid)
+echo "ours's CPU (user + system) for the find and the read: $((c1 - c0)) ms"
 wait $rec_pid || { echo "recording the find failed: $(cat "$work/record.log")" >&2; exit 1; }
 kill -TERM $server_pid; wait $server_pid || true; server_pid=""
-"${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$rec --in "$work/find.rec" --timeout 120 >"$work/replay.log" 2>&1 & server_pid=$!
+"${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$rec --in "$work/find.rec" --timeout 300 >"$work/replay.log" 2>&1 & server_pid=$!
 for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
-boot floor $rec find
+boot floor $rec find+read
 wait $server_pid || { echo "replaying the find failed: $(cat "$work/replay.log")" >&2; exit 1; }; server_pid=""
 median() { grep "^$1 " "$results" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
@@ -141,6 +144,8 @@ for w in "find|find -exec ls -ldn of the export ($entries entries)" "read|cat of
   key=${w%%|*}; o=$(median ours-$key); d=$(median diod-$key)
   printf '%-44s %9.2f %9.2f %9.2fx\n' "${w#*|}" "$(echo "$o / 1000" | bc -l)" "$(echo "$d / 1000" | bc -l)" "$(echo "$d / $o" | bc -l)"
 done
-f=$(median floor-find)
-printf '%-44s %9.2f %9s %9.2fx  (diod / floor: the most any server can show; ours / floor %.2f)\n' "  find against a zero-work replay (the floor)" \
-  "$(echo "$f / 1000" | bc -l)" "" "$(echo "$(median diod-find) / $f" | bc -l)" "$(echo "$(median ours-find) / $f" | bc -l)"
+for key in find read; do
+  f=$(median floor-$key)
+  printf '%-44s %9.2f %9s %9.2fx  (diod / floor: the most any server can show; ours / floor %.2f)\n' "  $key against a zero-work replay (the floor)" \
+    "$(echo "$f / 1000" | bc -l)" "" "$(echo "$(median diod-$key) / $f" | bc -l)" "$(echo "$(median ours-$key) / $f" | bc -l)"
+done

@@ -8,7 +8,8 @@
 #   floor     bench/NineLoad's usb-replay: ours's answers, recorded once per guest (usb forward → nineload
 #             record → serve --9p), replayed on the gadget by our USB framing with no 9P work at all; the
 #             fastest any server behind that framing could be on this rig, so p9_fwd / floor bounds the ratio.
-#             Walk only: the client's readahead makes a file read's requests differ from run to run.
+#             Treads are answered from an in-memory image of the file the recorded Rreads made: the client's
+#             readahead asks for other offsets and counts from run to run.
 #   USB9PFS_CHAINS="ours p9_fwd floor" picks chains (default all four).
 # Workloads, each on a fresh mount (cold client caches) after a warm-up on other files: `ls -lnR` of a tree
 # (walk + getattr per entry; busybox find has no -ls) and a sequential read of one file. One guest per
@@ -114,20 +115,17 @@ for round in \$(seq 0 $rounds); do
     OPTS=trans=usbg,cache=loose,uname=root,access=any,dfltuid=0,dfltgid=0,aname=\$EXPORT,msize=\$m
     start_chain \$chain
     if mount -t 9p -o \$OPTS rootfs /mnt; then
-      # warm-up: the same for every chain (the replay's without the file read); a server runs for hours,
-      # its first seconds are not what a board sees
+      # warm-up: the same for every chain; a server runs for hours, its first seconds are not what a board sees
       for k in 1 2 3; do
-        ls -lnR /mnt/warm > /dev/null; [ \$chain = rec ] || [ \$chain = floor ] || cat /mnt/warm/file > /dev/null
+        ls -lnR /mnt/warm > /dev/null; cat /mnt/warm/file > /dev/null
         umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
       done
       sleep 3
       c0=\$(host_cpu); t0=\$(now_ms); n=\$(ls -lnR /mnt/tree | grep -c '^-'); t1=\$(now_ms); c1=\$(host_cpu)
       echo "@@RESULT \$chain $buflen walk \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$n"
-      if [ \$chain != rec ] && [ \$chain != floor ]; then # walk only for the replay (see the top)
-        umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
-        c0=\$(host_cpu); t0=\$(now_ms); sz=\$(cat /mnt/data/big | wc -c); t1=\$(now_ms); c1=\$(host_cpu)
-        echo "@@RESULT \$chain $buflen read \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$sz"
-      fi
+      umount /mnt; mount -t 9p -o \$OPTS rootfs /mnt
+      c0=\$(host_cpu); t0=\$(now_ms); sz=\$(cat /mnt/data/big | wc -c); t1=\$(now_ms); c1=\$(host_cpu)
+      echo "@@RESULT \$chain $buflen read \$((t1 - t0)) \$(( (c1 - c0) * 10 )) \$sz"
       umount /mnt
     else
       echo "@@FAIL mount \$chain"; cat \$WORK/server.log
