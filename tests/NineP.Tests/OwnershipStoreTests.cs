@@ -44,4 +44,40 @@ public sealed class OwnershipStoreTests : IDisposable
         Assert.Equal(["/x/new", "/x/other"], check.All().Select(r => r.Path).Order().ToArray());
         Assert.Equal(9u, check.GetByPath("/x/new")!.Uid);
     }
+
+    [Fact]
+    public void Writes_reach_files_db_within_the_commit_window_and_a_burst_of_them_in_few_commits()
+    {
+        using (var db = FilesDb.OpenFile(DbFile)) { }
+        using var store = new OwnershipStore(FilesDb.OpenFile(DbFile, create: false));
+        using var reader = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={DbFile};Mode=ReadOnly");
+        reader.Open();
+        long Scalar(string sql)
+        {
+            using var c = reader.CreateCommand();
+            c.CommandText = sql;
+            return Convert.ToInt64(c.ExecuteScalar());
+        }
+        // a board creating a file every 10 ms, as the emulated guest does: each write waits longer than the
+        // old 5 ms idle rule, so that rule made a commit of every one
+        int commits = 0;
+        long version = Scalar("PRAGMA data_version");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 20; i++)
+        {
+            store.PutNew(new FileRow($"/burst/f{i}", 1, 1000 + i, 0, 0, 0x81a4, 0));
+            var next = clock.ElapsedMilliseconds + 10;
+            while (clock.ElapsedMilliseconds < next)
+            {
+                long v = Scalar("PRAGMA data_version"); // changes with every commit of another connection
+                if (v != version) { commits++; version = v; }
+                Thread.Sleep(1);
+            }
+        }
+        // the last write is on disk within the window (plus a generous margin), with the server still running
+        var deadline = clock.ElapsedMilliseconds + OwnershipStore.CommitWindowMs + 5000;
+        while (Scalar("SELECT count(*) FROM files WHERE path LIKE '/burst/%'") < 20 && clock.ElapsedMilliseconds < deadline) Thread.Sleep(5);
+        Assert.Equal(20, Scalar("SELECT count(*) FROM files WHERE path LIKE '/burst/%'"));
+        Assert.InRange(commits, 0, 5); // 20 writes over ~200 ms: one or two commits, not twenty
+    }
 }

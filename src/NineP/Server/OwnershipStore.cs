@@ -34,6 +34,14 @@ public sealed class OwnershipStore : IDisposable
         _writer.Start();
     }
 
+    /// <summary>
+    /// How long a transaction stays open for more work after its first write. A board creates a file every
+    /// 10-20 ms (the emulated guest) or faster; a commit is two fsyncs and a journal file created and removed,
+    /// so committing whenever the queue fell idle for a moment cost one commit per file. Our cache answers
+    /// every read meanwhile, so the delay only widens what a crash of this process could lose.
+    /// </summary>
+    public const int CommitWindowMs = 200;
+
     private void WriterLoop()
     {
         foreach (var first in _queue.GetConsumingEnumerable())
@@ -41,8 +49,13 @@ public sealed class OwnershipStore : IDisposable
             _db.InTransaction(() =>
             {
                 Run(first);
-                // keep the transaction open while work keeps coming (bounded)
-                for (int n = 0; n < 5000 && _queue.TryTake(out var next, 5); n++) Run(next);
+                long until = Environment.TickCount64 + CommitWindowMs;
+                for (int n = 0; n < 5000; n++)
+                {
+                    long left = until - Environment.TickCount64;
+                    if (left <= 0 || !_queue.TryTake(out var next, (int)left)) break;
+                    Run(next);
+                }
             });
         }
     }
