@@ -4,8 +4,8 @@
 # load generator bench/NineLoad (walk + getattr of the whole export on 1 and 4 connections, streaming reads at
 # msize 1 MiB, creating + writing 5,000 small files). Both servers run side by side on two loopback ports and
 # every workload runs against ours, then diod, in each round. Prints medians and diod/ours ratios.
-# For the serial client (diodls) it also measures the floor: the same run answered by `nineload replay` from a
-# recording, a server that does no work at all.
+# For the serial clients (diodls, diodcat) it also measures the floor: the same run answered by `nineload replay`
+# from a recording, a server that does no work at all.
 #   bench/ninep.sh [runs] [workload...]   (default 5 runs; workloads: diodcat diodls walk1 walk4 read1 read4
 #                                          write1 write4, default all)
 set -euo pipefail
@@ -53,21 +53,27 @@ load() { # label, port, nineload args... : the load generator's own clock (attac
   local line; line=$(timeout 300 "${asu[@]}" "$tool/nineload/nineload" --server 127.0.0.1:$port --aname "$export_dir" --timeout 240 "$@")
   echo "$label $(sed -E 's/.* seconds=([0-9.]+) .*/\1/' <<<"$line")" >> "$results"
 }
-# the floor for the serial client: diodls answered from a recording of its own run against ours (one blocking
-# receive and one send per request, no work), so diod / floor is the most any server could show it. The
-# recorder and the replay run with tiered compilation off, as serve does.
-if wanted diodls; then
-  port_rec=$((port_ours + 2000)); port_floor=$((port_ours + 2001))
-  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/diodls.rec" \
-    --timeout 60 >/dev/null & pid_rec=$!
+# the floor for the serial clients: diodls and diodcat answered from a recording of their own run against ours
+# (blocking receives and one send per request, no work; diodcat's Treads from the recorded file's bytes in
+# memory), so diod / floor is the most any server could show them. The recorder and the replays run with
+# tiered compilation off, as serve does.
+pid_floor=""
+floor_of() { # workload, port for its replay, client args (the server's address is appended by -s)
+  local name=$1 port_floor=$2 port_rec=$(($2 + 100)); shift 2
+  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/$name.rec" \
+    --timeout 60 >/dev/null & local pid_rec=$!
   for i in $(seq 50); do ss -Hltn "sport = :$port_rec" | grep -q . && break; sleep 0.1; done
-  as_user diodls -l -s 127.0.0.1:$port_rec -a "$export_dir" /many >/dev/null; wait $pid_rec
-  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$port_floor --in "$work/diodls.rec" --connections "$runs" \
-    --timeout 600 >"$work/replay.log" 2>&1 & pid_floor=$!
+  as_user "$@" -s 127.0.0.1:$port_rec >/dev/null; wait $pid_rec
+  "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$port_floor --in "$work/$name.rec" --connections "$runs" \
+    --timeout 600 >"$work/replay-$name.log" 2>&1 & pid_floor="$pid_floor $!"
   for i in $(seq 50); do ss -Hltn "sport = :$port_floor" | grep -q . && break; sleep 0.1; done
-fi
+}
+port_floor_ls=$((port_ours + 2000)); port_floor_cat=$((port_ours + 2001))
+wanted diodls && floor_of diodls $port_floor_ls diodls -l -a "$export_dir" /many
+wanted diodcat && floor_of diodcat $port_floor_cat diodcat -m 1048576 -a "$export_dir" /data/big
 for i in $(seq "$runs"); do
-  wanted diodls && measure "floor-diodls" diodls -l -s 127.0.0.1:$port_floor -a "$export_dir" /many
+  wanted diodls && measure "floor-diodls" diodls -l -s 127.0.0.1:$port_floor_ls -a "$export_dir" /many
+  wanted diodcat && measure "floor-diodcat" diodcat -m 1048576 -s 127.0.0.1:$port_floor_cat -a "$export_dir" /data/big
   for server in ours diod; do
     port=$([ $server = ours ] && echo $port_ours || echo $port_diod)
     measure "$server-diodcat" diodcat -m 1048576 -s 127.0.0.1:$port -a "$export_dir" /data/big
@@ -91,14 +97,17 @@ row() { # key, description, work per run for a rate (count unit), or empty
   [ -n "$3" ] && rate=$(printf '  (%s: %.0f vs %.0f /s)' "$4" "$(echo "$3 / $o" | bc -l)" "$(echo "$3 / $d" | bc -l)")
   printf '%-58s %9.3f %9.3f %9.2fx%s\n' "$2" "$o" "$d" "$(echo "$d / $o" | bc -l)" "$rate"
 }
-row diodcat "diodcat -m 1048576 of 200 MB (diod: msize 65536)" 209.7152 MB
-row diodls  "diodls -l of 5,000 files" 5000 files
-if wanted diodls; then
-  f=$(median floor-diodls)
+floor_row() {
+  wanted "$1" || return 0
+  local f; f=$(median floor-$1)
   printf '%-58s %9.3f %9s %9.2fx  (diod / floor: the most any server can show; ours / floor %.2f)\n' \
-    "  the same against a zero-work replay (the floor)" "$f" "" "$(echo "$(median diod-diodls) / $f" | bc -l)" \
-    "$(echo "$(median ours-diodls) / $f" | bc -l)"
-fi
+    "  the same against a zero-work replay (the floor)" "$f" "" "$(echo "$(median diod-$1) / $f" | bc -l)" \
+    "$(echo "$(median ours-$1) / $f" | bc -l)"
+}
+row diodcat "diodcat -m 1048576 of 200 MB (diod: msize 65536)" 209.7152 MB
+floor_row diodcat
+row diodls  "diodls -l of 5,000 files" 5000 files
+floor_row diodls
 row walk1   "nineload walk, 1 connection" "$entries" entries
 row walk4   "nineload walk, 4 connections" "$((4 * entries))" entries
 row read1   "nineload read 200 MB, 1 connection, 4 in flight" 209.7152 MB

@@ -105,6 +105,12 @@ stop_chain() {
 }
 (i=0; while [ \$i -lt 4000 ]; do chmod a+rw /dev/bus/usb/*/* 2>/dev/null; sleep 0.25; i=\$((i+1)); done) &
 msize=$buflen
+# what reading the file alone costs on this emulated CPU: the host side's preads of a Tread's size from the
+# tmpfs export, no USB, no 9P (dd, one read() per Tread a board at this msize sends)
+for k in 1 2 3; do
+  t0=\$(now_ms); dd if=/host\$EXPORT/data/big of=/dev/null bs=\$((msize - 24)) 2>/dev/null; t1=\$(now_ms)
+  echo "@@RESULT pread $buflen read \$((t1 - t0)) 0 0"
+done
 for round in \$(seq 0 $rounds); do
   chains="${USB9PFS_CHAINS:-ours fwd+diod p9_fwd floor}"
   if [ \$round = 0 ]; then # round 0 records what the floor replays
@@ -159,6 +165,7 @@ for buflen in $buflens; do
     printf '%-8s %-9s %8s %8s %8s %8s %7s %9sx %9sx %9sx %9sx\n' $buflen $chain "${w:--}" "${wc:--}" "${r:--}" "${rc:--}" "$mbs" \
       "$(ratio "$pw" "$w")" "$(ratio "$pr" "$r")" "$(ratio "$pwc" "$wc")" "$(ratio "$prc" "$rc")"
   done
+  printf '%-8s %-9s %8s %8s %8s %8s   (dd of the file from the guest tmpfs, bs = msize - 24: the preads alone)\n' $buflen pread - - "$(get pread $buflen read)" -
 done
 grep -q '^@@DONE' "$results" || { echo "a guest did not finish (timeout?)" >&2; exit 1; }
 if grep -q '@@FAIL' "$results"; then echo "failures:" >&2; grep '@@FAIL' "$results" >&2; exit 1; fi
