@@ -55,12 +55,14 @@ public static class Replay
     public static int Serve(IPEndPoint listen, string file, int connections, TimeSpan limit)
     {
         var pairs = Load(file);
+        // built before listening: a client that connects must not wait for (or be timed with) the file images
+        var run = new Recording(pairs);
         using var listener = Listen(listen);
         Console.WriteLine($"replaying {pairs.Count} pairs from {file} on {listener.LocalEndPoint}");
         var t = new byte[MaxFrame];
         for (int c = 0; c < connections; c++)
         {
-            var recording = new Recording(pairs);
+            var recording = c == 0 ? run : run.Again();
             using var client = AcceptWithin(listener, limit);
             var fromClient = Frames(client, "the client");
             while (recording.Left > 0)
@@ -141,11 +143,13 @@ public static class Replay
 /// </summary>
 public sealed class Recording
 {
-    private readonly Dictionary<byte[], Queue<byte[]>> _replies = new(FrameComparer.Instance);
+    private readonly Dictionary<byte[], Queue<byte[]>> _replies;
     private readonly Dictionary<byte[], Queue<byte[]>>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
     private readonly Dictionary<string, FileImage> _images = new();
     private readonly FidNames _fids = new();
-    private byte[] _readReply = new byte[P9.ReadReplyHeaderSize];
+    private byte[] _readReply = [];
+
+    private readonly List<(byte[] T, byte[] R)> _others = new();
 
     public Recording(IEnumerable<(byte[] T, byte[] R)> pairs)
     {
@@ -164,13 +168,34 @@ public sealed class Recording
                 continue;
             }
             recordedFids.Observe(t, r);
+            _others.Add((t, r));
+        }
+        _lookup = Queue(out _replies);
+    }
+
+    // The same run for another connection: its own queues and fids, the file images (built once, never changed) shared.
+    private Recording(Recording run)
+    {
+        _images = run._images;
+        _others = run._others;
+        _lookup = Queue(out _replies);
+    }
+
+    /// <summary>A fresh copy for the next connection, without building the file images again.</summary>
+    public Recording Again() => new(this);
+
+    private Dictionary<byte[], Queue<byte[]>>.AlternateLookup<ReadOnlySpan<byte>> Queue(out Dictionary<byte[], Queue<byte[]>> replies)
+    {
+        replies = new Dictionary<byte[], Queue<byte[]>>(FrameComparer.Instance);
+        foreach (var (t, r) in _others)
+        {
             var key = (byte[])t.Clone();
             key[5] = key[6] = 0;
-            if (!_replies.TryGetValue(key, out var q)) _replies[key] = q = new Queue<byte[]>();
+            if (!replies.TryGetValue(key, out var q)) replies[key] = q = new Queue<byte[]>();
             q.Enqueue((byte[])r.Clone());
             Left++;
         }
-        _lookup = _replies.GetAlternateLookup<ReadOnlySpan<byte>>();
+        return replies.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>Recorded requests (Treads aside) not asked for yet.</summary>
@@ -218,14 +243,10 @@ public sealed class Recording
             Unrecorded = $"a Tread on fid {read.Fid} ({_fids.Of(read.Fid) ?? "not bound"}), a file the recording never read";
             return false;
         }
-        var data = image.Slice(read.Offset, read.Count);
-        int size = P9.ReadReplyHeaderSize + data.Length;
+        var rread = new Rread(image.Slice(read.Offset, read.Count));
+        int size = Codec.Measure(rread);
         if (_readReply.Length < size) _readReply = new byte[Math.Max(size, 2 * _readReply.Length)];
-        BinaryPrimitives.WriteUInt32LittleEndian(_readReply, (uint)size);
-        _readReply[4] = (byte)MessageType.Rread;
-        BinaryPrimitives.WriteUInt16LittleEndian(_readReply.AsSpan(5), tag);
-        BinaryPrimitives.WriteUInt32LittleEndian(_readReply.AsSpan(7), (uint)data.Length);
-        data.CopyTo(_readReply.AsSpan(P9.ReadReplyHeaderSize));
+        Codec.Encode(_readReply, tag, rread);
         reply = _readReply.AsSpan(0, size);
         return true;
     }
@@ -295,6 +316,6 @@ internal sealed class FileImage
         _length = Math.Max(_length, end);
     }
 
-    public ReadOnlySpan<byte> Slice(ulong offset, uint count) =>
-        offset >= (ulong)_length ? [] : _bytes.AsSpan((int)offset, (int)Math.Min(count, (ulong)_length - offset));
+    public ReadOnlyMemory<byte> Slice(ulong offset, uint count) =>
+        offset >= (ulong)_length ? ReadOnlyMemory<byte>.Empty : _bytes.AsMemory((int)offset, (int)Math.Min(count, (ulong)_length - offset));
 }
