@@ -101,6 +101,8 @@ boot() { # server, port [only]: one guest run against the server listening on 12
   grep -q "@@T find [0-9]* $entries\$" "$work/guest-$server.log" || { echo "$server: the guest did not see all $entries entries:" >&2; grep '^@@' "$work/guest-$server.log" >&2; exit 1; }
   echo "$server (guest ms): $(sed -n 's/.*@@T //p' "$work/guest-$server.log" | tr '\n' ' ')"
 }
+# the same without connecting, for the recorder and the replay, which count the connections they accept
+wait_listening() { for i in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; }
 wait_port() { for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "no server on port $1" >&2; exit 1; }
 for r in $(seq "$rounds"); do
   port=$((15640 + RANDOM % 1000))
@@ -124,14 +126,14 @@ port=$((15640 + RANDOM % 1000)); rec=$((port + 2000))
 wait_port $port
 "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$rec --server 127.0.0.1:$port --out "$work/find.rec" --timeout 120 \
   >"$work/record.log" 2>&1 & rec_pid=$!
-for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
+wait_listening $rec
 cpu_ms() { local st; st=$(cat /proc/$1/stat 2>/dev/null) || { echo 0; return; }; set -- $st; shift 13; echo $(( ($1 + $2) * 1000 / $(getconf CLK_TCK) )); }
 c0=$(cpu_ms $server_pid); boot record $rec find+read; c1=$(cpu_ms $server_pid)
 echo "ours's CPU (user + system) for the find and the read: $((c1 - c0)) ms"
 wait $rec_pid || { echo "recording the find failed: $(cat "$work/record.log")" >&2; exit 1; }
 kill -TERM $server_pid; wait $server_pid || true; server_pid=""
 "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" replay --listen 127.0.0.1:$rec --in "$work/find.rec" --timeout 300 >"$work/replay.log" 2>&1 & server_pid=$!
-for i in $(seq 50); do ss -Hltn "sport = :$rec" | grep -q . && break; sleep 0.1; done
+wait_listening $rec
 boot floor $rec find+read
 wait $server_pid || { echo "replaying the find failed: $(cat "$work/replay.log")" >&2; exit 1; }; server_pid=""
 median() { grep "^$1 " "$results" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
