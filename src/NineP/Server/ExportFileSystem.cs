@@ -78,6 +78,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
             foreach (var f in _liveFids)
             {
                 var p = f.Path;
+                if (f.Detached) continue; // it names no path any more
                 if (p == oldRel) f.Path = newRel;
                 else if (p.Length > oldRel.Length && p.StartsWith(oldRel, StringComparison.Ordinal) && p[oldRel.Length] == '/' && oldRel.Length > 0)
                     f.Path = newRel + p[oldRel.Length..];
@@ -121,11 +122,12 @@ public sealed unsafe class ExportFileSystem : IDisposable
         public HostDir Dir => dir;
         public string Name => name;
         public bool IsRoot => name.Length == 0;
-        public void Dispose() => dir.Release();
+        public void Dispose() => dir?.Release(); // default(Place): nothing leased
     }
 
     private Place Locate(Fid fid)
     {
+        if (fid.Detached) throw new NinePException(Errno.ENOENT, "the fid's name was removed");
         var rel = fid.Path;
         if (rel.Length == 0) return new Place(_root, "");
         var dir = fid.LeaseParent(rel) ?? fid.KeepParent(OpenDir(ParentOf(rel)));
@@ -265,6 +267,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         var qids = new List<Qid>(names.Count);
         var cur = fid.Path;
+        if (fid.Detached) throw new NinePException(Errno.ENOENT, "the fid's name was removed");
         if (names.Count == 0) return new WalkResult(qids, cur, cur.Length == 0 ? null : fid.LeaseParent(cur)); // a clone
         HostDir? up = null; // the directory holding cur, when this walk reached cur by a name
         HostDir? at = null; // cur itself, once a name was looked up in it
@@ -322,9 +325,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     public Attributes GetAttr(Fid fid)
     {
-        var rel = fid.Path;
-        var st = StatFid(fid);
-        var row = RowFor(rel, st);
+        var st = StatObject(fid, out bool fromFd);
+        var row = ObjectRow(fid, st, fromFd);
         uint mode = EffectiveMode(st, row);
         return new Attributes(
             AttrMask.Basic, new Qid(QidTypeOf(mode), 0, QidPath(st)), mode,
@@ -335,44 +337,105 @@ public sealed unsafe class ExportFileSystem : IDisposable
             0, 0, 0, 0);
     }
 
+    /// <summary>
+    /// The fid's open fd, or the fd that pins its object since its name went; -1 when the fid reaches its object
+    /// by name. Either fd stays valid while the caller holds its reference on the fid.
+    /// </summary>
+    private static int ObjectFd(Fid fid) => fid.Fd >= 0 ? fid.Fd : fid.Pin;
+
+    /// <summary>The fid's object: through its fd when it has one (so an open, unlinked file still answers), else by name.</summary>
+    private Statx StatObject(Fid fid, out bool fromFd)
+    {
+        int fd = ObjectFd(fid);
+        fromFd = fd >= 0;
+        return fromFd ? StatFd(fd) : StatFid(fid);
+    }
+
+    /// <summary>
+    /// The row describing the object stat'ed through the fid: its name's row while the name is its own, else a
+    /// row of another link of the inode, else the row it had when its name went.
+    /// </summary>
+    private FileRow? ObjectRow(Fid fid, in Statx st, bool fromFd)
+    {
+        if (!fid.Detached)
+        {
+            var row = RowFor(fid.Path, st);
+            if (!fromFd || row is null || (row.Dev == st.Dev() && row.Ino == st.InoSigned())) return row;
+        }
+        var link = _store.ByInode(st.Dev(), st.InoSigned());
+        if (link != null && EffectiveMode(st, link) == link.Mode) return link;
+        return fid.Orphan?.Row;
+    }
+
+    /// <summary>/proc's name for an fd: reaches exactly the object the fd holds (O_PATH fds cannot be fchmod'ed).</summary>
+    private static string ProcFd(int fd) => $"/proc/self/fd/{fd}";
+
     public void SetAttr(Fid fid, Tsetattr m)
     {
-        var rel = fid.Path;
-        using var at = Locate(fid);
-        var st = Stat(at);
+        int fd = ObjectFd(fid);
+        using var at = fd >= 0 ? default : Locate(fid);
+        var st = fd >= 0 ? StatFd(fd) : Stat(at);
         var v = m.Valid;
-        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0)
-        {
-            var row = EnsureRow(rel, st);
-            uint uid = (v & SetAttrMask.Uid) != 0 ? m.Uid : row.Uid;
-            uint gid = (v & SetAttrMask.Gid) != 0 ? m.Gid : row.Gid;
-            uint mode = (v & SetAttrMask.Mode) != 0 ? m.Mode & 0xfff : row.Mode & 0xfff;
+        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0) SetOwnership(fid, st, m, fd, at);
+        if ((v & SetAttrMask.Size) != 0) Truncate(fid, st, m.Size, fd);
+        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0) SetTimes(fid, st, m, fd, at);
+        // Every chown changes the ctime, even one to the same owner (the client sends CTIME alone for
+        // chown(-1, -1)); the owner lives in the DB only, so touch the host inode's ctime with a chown that
+        // changes nothing else. Best effort: the change itself is already recorded.
+        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid | SetAttrMask.Ctime)) != 0)
+            _ = fd >= 0 ? Libc.FchownAt(fd, "", uint.MaxValue, uint.MaxValue, Libc.AT_EMPTY_PATH)
+                : at.IsRoot ? Libc.FchownAt(_rootFd, "", uint.MaxValue, uint.MaxValue, Libc.AT_EMPTY_PATH)
+                : Libc.FchownAt(at.DirFd, at.Name, uint.MaxValue, uint.MaxValue, Libc.AT_SYMLINK_NOFOLLOW);
+    }
+
+    private void SetOwnership(Fid fid, in Statx st, Tsetattr m, int fd, in Place at)
+    {
+        var v = m.Valid;
+        var row = ObjectRow(fid, st, fd >= 0) ?? EnsureRow(fid.Path, st);
+        uint uid = (v & SetAttrMask.Uid) != 0 ? m.Uid : row.Uid;
+        uint gid = (v & SetAttrMask.Gid) != 0 ? m.Gid : row.Gid;
+        uint mode = (v & SetAttrMask.Mode) != 0 ? m.Mode & 0xfff : row.Mode & 0xfff;
+        if (fid.Orphan is { } orphan && ReferenceEquals(orphan.Row, row))
+            orphan.Row = row with { Uid = uid, Gid = gid, Mode = (row.Mode & Libc.S_IFMT) | mode }; // no name: nothing to record
+        else
             _store.UpdateOwnership(row, uid, gid, mode);
-            if ((v & SetAttrMask.Mode) != 0 && (st.Mode & Libc.S_IFMT) != Libc.S_IFLNK)
-            {
-                uint onDisk = StMode.OnDisk(mode, IsDir(st));
-                // NOFOLLOW: a symlink swapped in since the stat must not redirect the chmod
-                int rc = at.IsRoot ? Libc.Fchmod(_rootFd, onDisk) : Libc.FchmodAt(at.DirFd, at.Name, onDisk, Libc.AT_SYMLINK_NOFOLLOW);
-                if (rc != 0) throw PosixException.Last("chmod", rel);
-            }
-        }
-        if ((v & SetAttrMask.Size) != 0)
+        if ((v & SetAttrMask.Mode) == 0 || (st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) return;
+        uint onDisk = StMode.OnDisk(mode, IsDir(st));
+        // NOFOLLOW: a symlink swapped in since the stat must not redirect the chmod
+        int rc = fd >= 0 ? (fd == fid.Fd ? Libc.Fchmod(fd, onDisk) : Libc.FchmodAt(Libc.AT_FDCWD, ProcFd(fd), onDisk, 0))
+            : at.IsRoot ? Libc.Fchmod(_rootFd, onDisk) : Libc.FchmodAt(at.DirFd, at.Name, onDisk, Libc.AT_SYMLINK_NOFOLLOW);
+        if (rc != 0) throw PosixException.Last("chmod", fid.Path);
+    }
+
+    private void Truncate(Fid fid, in Statx st, ulong size, int fd)
+    {
+        if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
+        if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
+        if (size > long.MaxValue) throw new NinePException(Errno.EFBIG, "size");
+        bool ownFd = !(fid.Fd >= 0 && fid.Writable);
+        int w = !ownFd ? fid.Fd
+            : fd >= 0 ? Libc.OpenAt(Libc.AT_FDCWD, ProcFd(fd), Libc.O_WRONLY | Libc.O_NONBLOCK | Libc.O_CLOEXEC, 0)
+            : OpenFid(fid, Libc.O_WRONLY);
+        if (w < 0) throw PosixException.Last("open", fid.Path);
+        try { if (Libc.Ftruncate(w, (long)size) != 0) throw PosixException.Last("truncate", fid.Path); }
+        finally { if (ownFd) Libc.Close(w); }
+    }
+
+    private void SetTimes(Fid fid, in Statx st, Tsetattr m, int fd, in Place at)
+    {
+        var v = m.Valid;
+        var times = stackalloc Timespec[2];
+        times[0] = TimeFor(v, SetAttrMask.Atime, SetAttrMask.AtimeSet, m.AtimeSec, m.AtimeNsec);
+        times[1] = TimeFor(v, SetAttrMask.Mtime, SetAttrMask.MtimeSet, m.MtimeSec, m.MtimeNsec);
+        int rc;
+        if (fd >= 0)
         {
-            if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
-            if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
-            if (m.Size > long.MaxValue) throw new NinePException(Errno.EFBIG, "size");
-            int fd = OpenFid(fid, Libc.O_WRONLY);
-            try { if (Libc.Ftruncate(fd, (long)m.Size) != 0) throw PosixException.Last("truncate", rel); }
-            finally { Libc.Close(fd); }
+            // through /proc a symlink would be followed: a symlink whose name went keeps its times
+            if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) return;
+            rc = Libc.UtimensAt(Libc.AT_FDCWD, ProcFd(fd), times, 0);
         }
-        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0)
-        {
-            var times = stackalloc Timespec[2];
-            times[0] = TimeFor(v, SetAttrMask.Atime, SetAttrMask.AtimeSet, m.AtimeSec, m.AtimeNsec);
-            times[1] = TimeFor(v, SetAttrMask.Mtime, SetAttrMask.MtimeSet, m.MtimeSec, m.MtimeNsec);
-            int rc = at.IsRoot ? Libc.Futimens(_rootFd, times) : Libc.UtimensAt(at.DirFd, at.Name, times, Libc.AT_SYMLINK_NOFOLLOW);
-            if (rc != 0) throw PosixException.Last("utimensat", rel);
-        }
+        else rc = at.IsRoot ? Libc.Futimens(_rootFd, times) : Libc.UtimensAt(at.DirFd, at.Name, times, Libc.AT_SYMLINK_NOFOLLOW);
+        if (rc != 0) throw PosixException.Last("utimensat", fid.Path);
     }
 
     private static Timespec TimeFor(SetAttrMask v, SetAttrMask bit, SetAttrMask setBit, ulong sec, ulong nsec)
@@ -525,9 +588,61 @@ public sealed unsafe class ExportFileSystem : IDisposable
         var newRel = Child(to.Rel, newName);
         if (newRel == oldRel) return;
         bool targetExisted = Libc.StatxAt(to.Fd, newName, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out _) == 0;
-        if (Libc.RenameAt2(from.Fd, NameOf(oldRel), to.Fd, newName, 0) != 0) throw PosixException.Last("rename", newName);
+        // fids on a replaced target keep reaching the replaced object, as a process's open file does
+        var replaced = targetExisted ? PrepareDetach(to, newName, newRel) : null;
+        if (Libc.RenameAt2(from.Fd, NameOf(oldRel), to.Fd, newName, 0) != 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            replaced?.Abandon();
+            throw new PosixException(e, "rename", newName);
+        }
+        replaced?.Apply();
         _store.Rename(DbPath(oldRel), DbPath(newRel), targetExisted);
         RenameFids(oldRel, newRel);
+    }
+
+    /// <summary>
+    /// The fids naming an object whose name an unlink or a rename is about to take: each gets an O_PATH fd of the
+    /// object (unless it has it open) and the object's row, shared. Applied only once the operation succeeded.
+    /// </summary>
+    private sealed class Detachment(List<(Fid Fid, int Pin)> fids, OrphanRow orphan)
+    {
+        public void Apply()
+        {
+            foreach (var (f, pin) in fids)
+            {
+                f.Orphan = orphan;
+                if (pin >= 0) f.Pin = pin;
+                f.Detached = true;
+                f.Release();
+            }
+        }
+
+        public void Abandon()
+        {
+            foreach (var (f, pin) in fids)
+            {
+                if (pin >= 0) Libc.Close(pin);
+                f.Release();
+            }
+        }
+    }
+
+    private Detachment? PrepareDetach(HostDir dir, string name, string rel)
+    {
+        List<Fid> naming;
+        lock (_liveFids) naming = _liveFids.Where(f => f.Path == rel && !f.Detached).ToList();
+        if (naming.Count == 0 || Libc.StatxAt(dir.Fd, name, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) return null;
+        var fids = new List<(Fid, int)>(naming.Count);
+        foreach (var f in naming)
+        {
+            if (!f.TryAddRef()) continue; // clunked meanwhile
+            int pin = f.Fd >= 0 ? -1 : Libc.OpenAt(dir.Fd, name, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+            if (f.Fd < 0 && pin < 0) { f.Release(); continue; }
+            fids.Add((f, pin));
+        }
+        var row = RowFor(rel, st) ?? new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), st.Uid, st.Gid, st.Mode, 0);
+        return new Detachment(fids, new OrphanRow(row));
     }
 
     public void UnlinkAt(Fid dirFid, string name, uint flags)
@@ -539,8 +654,16 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     private void Unlink(HostDir d, string name, bool dir)
     {
-        if (Libc.UnlinkAt(d.Fd, name, dir ? Libc.AT_REMOVEDIR : 0) != 0) throw PosixException.Last(dir ? "rmdir" : "unlink", name);
-        var path = DbPath(Child(d.Rel, name));
+        var rel = Child(d.Rel, name);
+        var removed = PrepareDetach(d, name, rel);
+        if (Libc.UnlinkAt(d.Fd, name, dir ? Libc.AT_REMOVEDIR : 0) != 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            removed?.Abandon();
+            throw new PosixException(e, dir ? "rmdir" : "unlink", name);
+        }
+        removed?.Apply();
+        var path = DbPath(rel);
         if (dir) _store.DeleteTree(path); else _store.DeletePath(path);
     }
 
@@ -704,9 +827,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     public byte[] XattrGet(Fid fid, string name)
     {
-        var rel = fid.Path;
-        var st = StatFid(fid);
-        var row = RowFor(rel, st);
+        var st = StatObject(fid, out bool fromFd);
+        var row = ObjectRow(fid, st, fromFd);
         if (name.Length == 0)
         {
             if (row is null) return [];

@@ -102,6 +102,19 @@ public sealed class Fid
 
     public bool IsOpen => Fd >= 0 || IsOpenDirectory || XattrValue != null || XattrWrite != null;
 
+    /// <summary>
+    /// Set when the object's name went (unlinked, or replaced by a rename) while this fid named it: the fid then
+    /// reaches its object only through <see cref="Fd"/> or <see cref="Pin"/>, never by name, as a process's open
+    /// file does. The kernel's fstat of an open, unlinked file arrives on such a fid.
+    /// </summary>
+    public volatile bool Detached;
+
+    /// <summary>O_PATH fd of the object of a detached fid that was not open, -1 otherwise; closed with the fid.</summary>
+    public int Pin = -1;
+
+    /// <summary>A detached object's owner and mode (its database row went with its name), shared by its fids.</summary>
+    public OrphanRow? Orphan;
+
     public bool TryAddRef()
     {
         while (true)
@@ -119,6 +132,8 @@ public sealed class Fid
         {
             int fd = Interlocked.Exchange(ref Fd, -1);
             if (fd >= 0) Libc.Close(fd);
+            int pin = Interlocked.Exchange(ref Pin, -1);
+            if (pin >= 0) Libc.Close(pin);
             Interlocked.Exchange(ref _parent, null)?.Release();
             Interlocked.Exchange(ref _self, null)?.Release();
             Snapshot = null;
@@ -156,6 +171,12 @@ public sealed class Fid
         Interlocked.Exchange(ref slot, dir)?.Release();
         return dir;
     }
+}
+
+/// <summary>The row of an object that has no name left in the export: chown/chmod through its fids change it here.</summary>
+public sealed class OrphanRow(PseudoDb.FileRow row)
+{
+    public PseudoDb.FileRow Row { get; set; } = row;
 }
 
 public sealed class PendingXattr(string name, ulong size, uint flags)

@@ -83,6 +83,12 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock) return _byPath.GetValueOrDefault(path);
     }
 
+    /// <summary>A row of the inode under any of its names (an open file whose own name went may have other links).</summary>
+    public FileRow? ByInode(long dev, long ino)
+    {
+        lock (_lock) return _byInode.TryGetValue((dev, ino), out var paths) && paths.Count > 0 ? _byPath[paths[0]] : null;
+    }
+
     // ---- the cache and its inode index change together (callers hold _lock) ----
 
     private void Index(FileRow row)

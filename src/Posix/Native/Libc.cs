@@ -148,6 +148,10 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "fchmodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int FchmodAt(int dirfd, string path, uint mode, int flags);
 
+    /// <summary>With owner and group -1 this changes nothing but the ctime, as any chown does.</summary>
+    [LibraryImport(Lib, EntryPoint = "fchownat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int FchownAt(int dirfd, string path, uint owner, uint group, int flags);
+
     [LibraryImport(Lib, EntryPoint = "fchmod", SetLastError = true)]
     public static partial int Fchmod(int fd, uint mode);
 
