@@ -17,12 +17,14 @@ public static class ExportCreator
 {
     public static UnpackResult Unpack(string tarball, string exportDir, bool replace, IUnpackProgress? progress = null, CancellationToken cancel = default)
     {
-        if (!File.Exists(tarball)) throw new UserFacingException($"image tarball '{tarball}' does not exist");
+        CheckTarball(tarball);
         var export = ExportPaths.Canonical(exportDir);
         if (export == "/") throw new UserFacingException("refusing to use / as an export directory");
         var parent = Path.GetDirectoryName(export)!;
         Directory.CreateDirectory(parent);
-        RecoverInterrupted(export);
+        // the lock first: recovery removes staging directories, which must not be another live run's
+        using var exportLock = ExportLock.Acquire(export);
+        RecoverLocked(export);
 
         var state = new PseudoState(PseudoState.StatePathFor(export));
         bool exportExists = Directory.Exists(export) || File.Exists(export);
@@ -66,16 +68,18 @@ public static class ExportCreator
         }
 
         bool replaced = exportExists && !exportEmpty;
+        // the journal lets the next run finish the state's move if this one dies between the two renames
+        File.WriteAllText(SwapJournal(export), $"{tmpTree}\n");
         if (!replaced)
         {
             if (exportEmpty) Directory.Delete(export);
             if (Directory.Exists(state.Directory)) RemoveTree(state.Directory); // stale, and we hold its lock
             Rename(tmpTree, export, 0u);
             Rename(tmpState.Directory, state.Directory, 0u);
+            File.Delete(SwapJournal(export));
         }
         else
         {
-            File.WriteAllText(SwapJournal(export), $"{tmpTree}\n");
             Rename(tmpTree, export, (uint)Libc.RENAME_EXCHANGE);
             if (Directory.Exists(state.Directory)) Rename(tmpState.Directory, state.Directory, (uint)Libc.RENAME_EXCHANGE);
             else Rename(tmpState.Directory, state.Directory, 0u);
@@ -96,9 +100,16 @@ public static class ExportCreator
     /// </summary>
     public static void RecoverInterrupted(string export)
     {
+        if (!Directory.Exists(Path.GetDirectoryName(export)!)) return;
+        using var exportLock = ExportLock.Acquire(export);
+        RecoverLocked(export);
+    }
+
+    /// <summary>Recovery proper; the caller holds the export's lock, so every staging directory is a dead run's.</summary>
+    private static void RecoverLocked(string export)
+    {
         var journal = SwapJournal(export);
         var parent = Path.GetDirectoryName(export)!;
-        if (!Directory.Exists(parent)) return;
         if (File.Exists(journal))
         {
             var tmpTree = File.ReadAllText(journal).Trim();
@@ -134,18 +145,39 @@ public static class ExportCreator
             throw PosixException.Last("rename", $"{from} -> {to}");
     }
 
-    /// <summary>rm -rf that never follows symlinks and copes with the modes we leave on disk.</summary>
+    /// <summary>rm -rf that never follows symlinks, through *at() calls: works on trees deeper than PATH_MAX.</summary>
     public static void RemoveTree(string path)
     {
-        if (!Directory.Exists(path) && !File.Exists(path)) return;
-        var info = new DirectoryInfo(path);
-        if (info.LinkTarget != null || !info.Exists) { File.Delete(path); return; }
-        foreach (var entry in info.EnumerateFileSystemInfos())
+        HostDirectory parent;
+        try { parent = HostDirectory.Open(Path.GetDirectoryName(path)!); }
+        catch (PosixException e) when (e.Errno == Errno.ENOENT) { return; }
+        using (parent) parent.RemoveTree(Path.GetFileName(path));
+    }
+
+    /// <summary>
+    /// The tarball must be a regular file (symlinks to one are fine, OE's images are symlinks): a FIFO would
+    /// block the open forever, a directory would fail later with a misleading message.
+    /// </summary>
+    private static void CheckTarball(string tarball)
+    {
+        if (Libc.StatxAt(Libc.AT_FDCWD, tarball, 0, Libc.STATX_BASIC_STATS, out var st) != 0)
         {
-            if (entry is DirectoryInfo d && d.LinkTarget == null) RemoveTree(d.FullName);
-            else entry.Delete();
+            var e = PosixException.Last("stat", tarball);
+            throw new UserFacingException(e.Errno == Errno.ENOENT
+                ? $"image tarball '{tarball}' does not exist"
+                : $"image tarball '{tarball}': {Libc.Strerror(e.Errno)}");
         }
-        info.Delete();
+        string? what = StMode.Type(st.Mode) switch
+        {
+            Libc.S_IFREG => null,
+            Libc.S_IFDIR => "a directory",
+            Libc.S_IFIFO => "a FIFO",
+            Libc.S_IFSOCK => "a socket",
+            Libc.S_IFCHR => "a character device",
+            Libc.S_IFBLK => "a block device",
+            _ => "not a regular file",
+        };
+        if (what != null) throw new UserFacingException($"image tarball '{tarball}' is {what}, not a tarball");
     }
 }
 

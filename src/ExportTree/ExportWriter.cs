@@ -14,10 +14,9 @@ namespace RootfsExport.ExportTree;
 public sealed class ExportWriter : IDisposable
 {
     private readonly HostDirectory _root;
-    private readonly Dictionary<string, HostDirectory> _dirs = new(StringComparer.Ordinal);
+    private readonly DirectoryCache _dirs = new();
     private readonly List<(ExportPath Path, DateTimeOffset Mtime)> _deferredDirTimes = new();
     private readonly byte[] _buffer = new byte[1 << 20];
-    private const int MaxCachedDirs = 512;
     private readonly uint _umask;
 
     /// <summary>True when creating with this mode leaves it intact (the umask takes nothing away).</summary>
@@ -138,7 +137,8 @@ public sealed class ExportWriter : IDisposable
     /// <summary>Another name for an object already in the export; shares its row's ownership (same dev/ino).</summary>
     public void HardLink(ExportPath path, ExportPath target)
     {
-        var targetParent = OpenParent(target);
+        // a handle of our own: walking to the link's directory may evict the target's from the cache
+        using var targetParent = OpenParent(target).Duplicate();
         if (!targetParent.TryStat(target.Name, out var targetSt))
             throw new UserFacingException($"hard link '{path}' points to '{target}', which is not in the export");
         if (StMode.IsDirectory(targetSt.Mode))
@@ -250,38 +250,14 @@ public sealed class ExportWriter : IDisposable
     {
         if (StMode.IsDirectory(st.Mode))
         {
-            using (var dir = parent.OpenDirectory(path.Name))
-                RemoveContents(dir);
-            DropCachedUnder(path);
-            parent.Unlink(path.Name, directory: true);
+            _dirs.DropUnder(path.Value);
+            parent.RemoveTree(path.Name);
             Db.DeleteTree(DbPath(path));
         }
         else
         {
             parent.Unlink(path.Name);
             Db.DeletePath(DbPath(path));
-        }
-    }
-
-    private static void RemoveContents(HostDirectory dir)
-    {
-        foreach (var e in dir.ReadEntries())
-        {
-            if (e.Type == 4 /* DT_DIR */)
-            {
-                using (var sub = dir.OpenDirectory(e.Name)) RemoveContents(sub);
-                dir.Unlink(e.Name, directory: true);
-            }
-            else dir.Unlink(e.Name);
-        }
-    }
-
-    private void DropCachedUnder(ExportPath path)
-    {
-        foreach (var key in _dirs.Keys.Where(k => k == path.Value || k.StartsWith(path.Value + "/", StringComparison.Ordinal)).ToList())
-        {
-            _dirs[key].Dispose();
-            _dirs.Remove(key);
         }
     }
 
@@ -300,40 +276,53 @@ public sealed class ExportWriter : IDisposable
     {
         var parentPath = path.Parent;
         if (parentPath.IsRoot) return _root;
-        if (_dirs.TryGetValue(parentPath.Value, out var cached)) return cached;
-        var dir = _root;
-        var sofar = ExportPath.Root;
-        foreach (var component in parentPath.Components)
+        if (_dirs.Get(parentPath.Value) is { } cached) return cached;
+        // start from the deepest cached ancestor: a deep tree arrives in order, so that is the grandparent
+        // and the walk is one openat, not one per level
+        var (dir, sofar) = DeepestCachedAncestor(parentPath);
+        int from = sofar.IsRoot ? 0 : sofar.Value.Length + 1;
+        while (from < parentPath.Value.Length)
         {
+            int slash = parentPath.Value.IndexOf('/', from);
+            var component = slash < 0 ? parentPath.Value[from..] : parentPath.Value[from..slash];
+            from += component.Length + 1;
             sofar = sofar.Child(component);
-            if (_dirs.TryGetValue(sofar.Value, out var hit)) { dir = hit; continue; }
-            HostDirectory next;
-            try
-            {
-                next = dir.OpenDirectory(component);
-            }
-            catch (PosixException e) when (e.Errno == Errno.ENOENT && create)
-            {
-                dir.CreateDirectory(component, 0x1c0);
-                dir.Chmod(component, 0x1ed);
-                var st = dir.Stat(component);
-                Db.PutNew(new FileRow(DbPath(sofar), st.Dev(), st.InoSigned(), 0, 0, FileRow.S_IFDIR | 0x1ed, 0));
-                next = dir.OpenDirectory(component);
-            }
-            catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
-            {
-                var what = dir.TryStat(component, out var st) && StMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
-                throw new UserFacingException($"'{path}' would be written through '{sofar}', which is {what}: refusing to leave the export");
-            }
-            if (_dirs.Count >= MaxCachedDirs)
-            {
-                foreach (var d in _dirs.Values) d.Dispose();
-                _dirs.Clear();
-            }
-            _dirs[sofar.Value] = next;
-            dir = next;
+            dir = _dirs.Add(sofar.Value, OpenChild(dir, component, sofar, path, create));
         }
         return dir;
+    }
+
+    private (HostDirectory Dir, ExportPath Path) DeepestCachedAncestor(ExportPath parentPath)
+    {
+        var probe = parentPath;
+        for (int tries = 0; tries < 64 && !probe.IsRoot; tries++)
+        {
+            probe = probe.Parent;
+            if (probe.IsRoot) break;
+            if (_dirs.Get(probe.Value) is { } hit) return (hit, probe);
+        }
+        return (_root, ExportPath.Root);
+    }
+
+    private HostDirectory OpenChild(HostDirectory dir, string component, ExportPath sofar, ExportPath path, bool create)
+    {
+        try
+        {
+            return dir.OpenDirectory(component);
+        }
+        catch (PosixException e) when (e.Errno == Errno.ENOENT && create)
+        {
+            dir.CreateDirectory(component, 0x1c0);
+            dir.Chmod(component, 0x1ed);
+            var st = dir.Stat(component);
+            Db.PutNew(new FileRow(DbPath(sofar), st.Dev(), st.InoSigned(), 0, 0, FileRow.S_IFDIR | 0x1ed, 0));
+            return dir.OpenDirectory(component);
+        }
+        catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
+        {
+            var what = dir.TryStat(component, out var st) && StMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
+            throw new UserFacingException($"'{path}' would be written through '{sofar}', which is {what}: refusing to leave the export");
+        }
     }
 
     private unsafe void WriteAll(int fd, Stream content, ExportPath path)
@@ -372,8 +361,60 @@ public sealed class ExportWriter : IDisposable
 
     public void Dispose()
     {
-        foreach (var d in _dirs.Values) d.Dispose();
-        _dirs.Clear();
+        _dirs.Dispose();
         _root.Dispose();
+    }
+}
+
+/// <summary>
+/// Open directories of an export by path, least recently used evicted first. Only the newest handle is
+/// returned by Add, and eviction takes the oldest, so a handle a caller just got stays open while it works;
+/// a caller holding two at once (a hard link's two directories) duplicates the first.
+/// </summary>
+internal sealed class DirectoryCache : IDisposable
+{
+    private const int Capacity = 512;
+    private readonly Dictionary<string, LinkedListNode<(string Path, HostDirectory Dir)>> _byPath = new(StringComparer.Ordinal);
+    private readonly LinkedList<(string Path, HostDirectory Dir)> _order = new();
+
+    public HostDirectory? Get(string path)
+    {
+        if (!_byPath.TryGetValue(path, out var node)) return null;
+        _order.Remove(node);
+        _order.AddFirst(node);
+        return node.Value.Dir;
+    }
+
+    public HostDirectory Add(string path, HostDirectory dir)
+    {
+        if (_byPath.Remove(path, out var old)) { _order.Remove(old); old.Value.Dir.Dispose(); }
+        while (_byPath.Count >= Capacity)
+        {
+            var last = _order.Last!;
+            _order.RemoveLast();
+            _byPath.Remove(last.Value.Path);
+            last.Value.Dir.Dispose();
+        }
+        _byPath[path] = _order.AddFirst((path, dir));
+        return dir;
+    }
+
+    /// <summary>Closes the handles of a directory and everything below it (it is about to be removed).</summary>
+    public void DropUnder(string path)
+    {
+        foreach (var key in _byPath.Keys.Where(k => k == path || (k.StartsWith(path, StringComparison.Ordinal) && k.Length > path.Length && k[path.Length] == '/')).ToList())
+        {
+            var node = _byPath[key];
+            _byPath.Remove(key);
+            _order.Remove(node);
+            node.Value.Dir.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, dir) in _order) dir.Dispose();
+        _order.Clear();
+        _byPath.Clear();
     }
 }

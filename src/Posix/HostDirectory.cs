@@ -196,6 +196,85 @@ public sealed unsafe class HostDirectory : IDisposable
         }
     }
 
+    // ---- tree removal (issue #18): linear in the tree, one directory fd at a time, deeper than PATH_MAX ----
+
+    /// <summary>This directory's parent ("..", the one name CheckName refuses), for walking back up a tree.</summary>
+    public HostDirectory OpenUp()
+    {
+        int fd = Libc.OpenAt(Fd, "..", Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd < 0) throw PosixException.Last("open directory", "..");
+        return new HostDirectory(fd);
+    }
+
+    private sealed record RemovalLevel(string Name, ulong Dev, ulong Ino, Queue<string> Subdirectories);
+
+    /// <summary>
+    /// rm -rf of one entry of this directory: never follows a symlink, copes with the modes an export leaves
+    /// on disk, and holds one directory fd however deep the tree is (it climbs back with "..", checked against
+    /// the inode it came from, so a directory moved meanwhile stops the removal instead of misleading it).
+    /// </summary>
+    public void RemoveTree(string name)
+    {
+        if (!TryStat(name, out var st)) return;
+        if (!StMode.IsDirectory(st.Mode)) { Unlink(name); return; }
+        var levels = new List<RemovalLevel>();
+        var current = OpenForRemoval(this, name, st, levels);
+        try
+        {
+            while (true)
+            {
+                var top = levels[^1];
+                if (top.Subdirectories.TryDequeue(out var sub))
+                {
+                    if (!current.TryStat(sub, out var subSt)) continue;
+                    if (!StMode.IsDirectory(subSt.Mode)) { current.Unlink(sub); continue; }
+                    var child = OpenForRemoval(current, sub, subSt, levels);
+                    current.Dispose();
+                    current = child;
+                    continue;
+                }
+                levels.RemoveAt(levels.Count - 1);
+                if (levels.Count == 0) break;
+                var up = current.OpenUp();
+                var upSt = up.StatSelf();
+                current.Dispose();
+                current = up;
+                if (upSt.Ino != levels[^1].Ino || Libc.MakeDev(upSt.DevMajor, upSt.DevMinor) != (long)levels[^1].Dev)
+                    throw new PosixException(Errno.EBUSY, "remove (a directory was moved while it was being removed)", top.Name);
+                current.Unlink(top.Name, directory: true);
+            }
+        }
+        finally
+        {
+            current.Dispose();
+        }
+        Unlink(name, directory: true);
+    }
+
+    /// <summary>Opens a directory to empty it (making it ours to search and change first), unlinks its non-directories.</summary>
+    private static HostDirectory OpenForRemoval(HostDirectory parent, string name, in Statx st, List<RemovalLevel> levels)
+    {
+        if ((st.Mode & 0x1c0) != 0x1c0) parent.Chmod(name, st.Mode | 0x1c0u);
+        var dir = parent.OpenDirectory(name);
+        var subdirectories = new Queue<string>();
+        try
+        {
+            foreach (var e in dir.ReadEntries())
+            {
+                if (e.Type == 4 /* DT_DIR */ || (e.Type == 0 && dir.TryStat(e.Name, out var es) && StMode.IsDirectory(es.Mode)))
+                    subdirectories.Enqueue(e.Name);
+                else dir.Unlink(e.Name);
+            }
+        }
+        catch
+        {
+            dir.Dispose();
+            throw;
+        }
+        levels.Add(new RemovalLevel(name, (ulong)Libc.MakeDev(st.DevMajor, st.DevMinor), st.Ino, subdirectories));
+        return dir;
+    }
+
     public void Dispose()
     {
         int fd = Interlocked.Exchange(ref _fd, -1);

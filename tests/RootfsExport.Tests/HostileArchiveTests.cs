@@ -193,4 +193,90 @@ public sealed class HostileArchiveTests
         Assert.Equal(200000, new FileInfo(dir["export/usr/bin/x"]).Length);
         Run.Tool("check", dir["export"]).ShouldSucceed();
     }
+
+    // ---- issue #18: valid archives beyond every cache and limit, interrupted and concurrent runs ----
+
+    [Fact]
+    public void More_directories_and_hard_links_than_the_directory_cache_holds()
+    {
+        using var dir = NewDir();
+        // 700 directories, then 700 hard links each reaching into a directory long evicted from the 512-entry cache
+        var tar = MakeTar(dir, "t.tar", """
+            for i in range(700):
+                d('d%d' % i); f('d%d/f' % i, b'%d' % i)
+            for i in range(700):
+                hard('d%d/h' % ((i + 350) % 700), 'd%d/f' % i)
+            """);
+        Run.Tool("unpack", tar, dir["export"]).ShouldSucceed();
+        Assert.Equal("5", File.ReadAllText(dir["export/d355/h"]));
+        Assert.Equal(2, (int)Run.Program("stat", "-c", "%h", dir["export/d0/f"]).ShouldSucceed().Stdout.Trim()[0] - '0');
+        Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
+
+    /// <summary>A chain of directories whose full path is longer than PATH_MAX (4096), with a file at the bottom.</summary>
+    private static string DeepChain(int levels) => $"p = ''\nfor i in range({levels}):\n    p += 'level%05d/' % i; d(p)\nf(p + 'bottom', b'deep')";
+
+    [Fact]
+    public void Replacing_a_tree_deeper_than_PATH_MAX_leaves_no_staging_directory()
+    {
+        using var dir = NewDir();
+        var deep = MakeTar(dir, "deep.tar", DeepChain(500)); // 5,000 bytes of path
+        var flat = MakeTar(dir, "flat.tar", "f('etc/a', b'flat')");
+        Run.Tool("unpack", deep, dir["export"]).ShouldSucceed();
+        Run.Tool("unpack", "--replace", flat, dir["export"]).ShouldSucceed();
+        Assert.Equal("flat", File.ReadAllText(dir["export/etc/a"]));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(dir.Path), p => Path.GetFileName(p).Contains(".rfe-new-"));
+        Run.Tool("unpack", "--replace", deep, dir["export"]).ShouldSucceed();
+        Run.Tool("unpack", "--replace", flat, dir["export"]).ShouldSucceed();
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(dir.Path), p => Path.GetFileName(p).Contains(".rfe-new-"));
+    }
+
+    /// <summary>A tar.zst that takes a while to unpack (a deep chain, then 400 MB of zeros) and is small on disk.</summary>
+    private static string SlowArchive(ScratchDir dir, string name, string extra = "")
+    {
+        var tar = MakeTar(dir, name + ".tar", DeepChain(400) + "\n" + extra + "\n" +
+            "i = tarfile.TarInfo('big'); i.size = 400 << 20; i.mode = 0o644; t.addfile(i, open('/dev/zero', 'rb'))");
+        Run.Program("zstd", "-q", "-1", "--rm", tar, "-o", dir[name + ".tar.zst"]).ShouldSucceed();
+        Run.Program("chmod", "a+r", dir[name + ".tar.zst"]).ShouldSucceed();
+        return dir[name + ".tar.zst"];
+    }
+
+    private static bool Staging(ScratchDir dir) =>
+        Directory.EnumerateFileSystemEntries(dir.Path).Any(p => Path.GetFileName(p).Contains(".rfe-new-"));
+
+    [Fact]
+    public void The_next_run_recovers_after_SIGTERM_in_the_middle_of_an_unpack()
+    {
+        using var dir = NewDir();
+        var slow = SlowArchive(dir, "slow");
+        using (var first = new BackgroundTool(["unpack", slow, dir["export"]]))
+        {
+            first.WaitUntil(() => Staging(dir) && Directory.Exists(Directory.EnumerateDirectories(dir.Path, ".export.rfe-new-*").First() + "/level00000"), "the unpack has started");
+            Posix.Native.Signals.Kill(first.Pid, Posix.Native.Signals.SIGTERM);
+            Assert.True(first.WaitForExit(30_000));
+        }
+        Assert.False(Directory.Exists(dir["export"]));
+        var flat = MakeTar(dir, "flat.tar", "f('etc/a', b'flat')");
+        Run.Tool("unpack", flat, dir["export"]).ShouldSucceed();
+        Assert.False(Staging(dir), "the interrupted run's staging directory is still there");
+        Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
+
+    [Fact]
+    public void A_second_run_on_the_same_export_waits_and_says_for_whom()
+    {
+        using var dir = NewDir();
+        var slow = SlowArchive(dir, "slow");
+        var other = MakeTar(dir, "other.tar", "f('etc/b', b'second')");
+        using var first = new BackgroundTool(["unpack", slow, dir["export"]]);
+        first.WaitUntil(() => Staging(dir), "the first unpack has started");
+        var second = Run.Tool("unpack", "--replace", other, dir["export"]).ShouldSucceed();
+        Assert.Contains($"waiting for {dir["export"]}: pid {first.Pid} (rootfs-export unpack {slow}", second.Stderr);
+        Assert.True(first.WaitForExit(60_000));
+        Assert.Contains("created", first.Output); // the first run finished too, before the second replaced its export
+        Assert.Equal("second", File.ReadAllText(dir["export/etc/b"]));
+        Assert.False(File.Exists(dir["export/big"]));
+        Assert.False(Staging(dir));
+        Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
 }

@@ -277,6 +277,12 @@ public static unsafe partial class Libc
     }
 }
 
+public static partial class Libc
+{
+    // ---- open file description locks (issue #18): owned by the open file, not the process ----
+    public const int F_OFD_GETLK = 36, F_OFD_SETLK = 37, F_OFD_SETLKW = 38;
+}
+
 public static partial class Signals
 {
     public const int SIGINT = 2, SIGKILL = 9, SIGTERM = 15;
