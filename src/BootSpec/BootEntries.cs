@@ -105,12 +105,6 @@ public static class BootEntries
     public const string EntriesDirectory = "loader/entries";
     public const string SettingsFile = "loader/rootfs-export.json";
 
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault,
-        PropertyNamingPolicy = JsonNamingPolicy.KebabCaseLower,
-    };
 
     /// <summary>Absolute export path, checked to be a directory.</summary>
     public static string ExportPath(string exportDir)
@@ -239,7 +233,7 @@ public static class BootEntries
         if (file is null) return null;
         try
         {
-            return JsonSerializer.Deserialize<BootSpecRequest>(File.ReadAllText(root.Host(file)), Json);
+            return JsonSerializer.Deserialize(File.ReadAllText(root.Host(file)), BootSpecJson.Default.BootSpecRequest);
         }
         catch (JsonException e)
         {
@@ -274,7 +268,7 @@ public static class BootEntries
             File.Delete(Path.Combine(dir, old.FileName));
             removed.Add(old.FileName);
         }
-        WriteAtomically(Path.Combine(path, "loader"), Path.GetFileName(SettingsFile), JsonSerializer.Serialize(request, Json) + "\n");
+        WriteAtomically(Path.Combine(path, "loader"), Path.GetFileName(SettingsFile), JsonSerializer.Serialize(request, BootSpecJson.Default.BootSpecRequest) + "\n");
         return new BootEntriesResult(plan, written, unchanged, removed);
     }
 

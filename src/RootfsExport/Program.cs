@@ -8,7 +8,8 @@ foreach (var command in FoundationCommands.Create()
              .Concat(BootCommands.Create())
              .Concat(PayloadCommands.Create())
              .Concat(ServeCommands.Create())
-             .Concat(UsbCommands.Create()))
+             .Concat(UsbCommands.Create())
+             .Concat(InstallCommand.Create()))
     root.Subcommands.Add(command);
 
 return await CliRunner.RunAsync(root, args);

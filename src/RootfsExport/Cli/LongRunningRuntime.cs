@@ -21,6 +21,8 @@ public static class LongRunningRuntime
     {
         // set by an earlier exec, or by the user (who may want tiering): either way, keep it
         if (Environment.GetEnvironmentVariable(TieringVariable) != null) return;
+        // the native (AOT) program has no JIT, so nothing to turn off
+        if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported) return;
         var exe = Environment.ProcessPath;
         var args = Environment.GetCommandLineArgs(); // [0] is our .dll, also under the apphost
         if (exe is null || args.Length == 0) return;
