@@ -1,3 +1,5 @@
+using RootfsExport.Posix;
+using RootfsExport.Posix.Native;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -121,7 +123,8 @@ public static class BootEntries
     {
         var path = ExportPath(exportDir);
         var endpoint = request.Endpoint(path);
-        var options = request.CmdlineOptions(ExportScanner.DetectConsole(new ExportRoot(path)));
+        using var root = new ExportRoot(path);
+        var options = request.CmdlineOptions(ExportScanner.DetectConsole(root));
         return (endpoint, KernelCmdline.For(endpoint, options));
     }
 
@@ -131,7 +134,7 @@ public static class BootEntries
         var path = ExportPath(exportDir);
         var endpoint = request.Endpoint(path);
         Check.MachineId(request.MachineId);
-        var root = new ExportRoot(path);
+        using var root = new ExportRoot(path);
         var files = ExportScanner.Scan(root);
         var warnings = files.Warnings.ToList();
         var options = request.CmdlineOptions(files.Console);
@@ -227,13 +230,13 @@ public static class BootEntries
     public static BootSpecRequest? LoadRequest(string exportDir)
     {
         var path = ExportPath(exportDir);
-        var root = new ExportRoot(path);
+        using var root = new ExportRoot(path);
         // Resolved like any other in-export path, so a symlinked loader/ cannot point us outside the export.
-        var file = root.ResolveFile("/" + SettingsFile);
-        if (file is null) return null;
+        var text = root.ReadText("/" + SettingsFile);
+        if (text is null) return null;
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllText(root.Host(file)), BootSpecJson.Default.BootSpecRequest);
+            return JsonSerializer.Deserialize(text, BootSpecJson.Default.BootSpecRequest);
         }
         catch (JsonException e)
         {
@@ -241,23 +244,46 @@ public static class BootEntries
         }
     }
 
+    /// <summary>The stored request's bytes (to carry over to a replacing image), read without following symlinks; null when absent.</summary>
+    public static byte[]? ReadSettings(string exportDir)
+    {
+        using var root = HostDirectory.Open(ExportPath(exportDir));
+        try { return root.ReadFileBeneath(SettingsFile, 1 << 20); }
+        catch (PosixException) { return null; }
+    }
+
+    /// <summary>Puts carried-over settings back into a (new) export, through the same confined writes as the entries.</summary>
+    public static void WriteSettings(string exportDir, byte[] settings)
+    {
+        var path = ExportPath(exportDir);
+        using var export = HostDirectory.Open(path);
+        using var loader = OpenOrCreate(export, "loader", $"{path}/loader");
+        WriteAtomically(loader, Path.GetFileName(SettingsFile), Encoding.UTF8.GetString(settings));
+    }
+
     private static BootEntriesResult Apply(string path, BootSpecRequest request, BootPlan plan)
     {
-        var dir = PrepareEntriesDirectory(path);
-        var existing = BlsEntryFormat.ReadDirectory(dir).ToDictionary(e => e.FileName, StringComparer.Ordinal);
+        // every access below is an *at() call on directories opened without following symlinks: the board
+        // owns the export and may put a symlink anywhere, at any moment
+        using var export = HostDirectory.Open(path);
+        using var loader = OpenOrCreate(export, "loader", $"{path}/loader");
+        bool fresh = !loader.TryStat("entries", out _);
+        using var dir = OpenOrCreate(loader, "entries", $"{path}/{EntriesDirectory}");
+        if (fresh && !loader.TryStat("entries.srel", out _)) WriteAtomically(loader, "entries.srel", "type1\n");
+        var texts = ReadEntryFiles(dir);
+        var existing = texts.ToDictionary(t => t.Key, t => BlsEntryFormat.Parse(t.Value, t.Key), StringComparer.Ordinal);
         var planned = plan.Entries.ToDictionary(e => e.FileName, StringComparer.Ordinal);
 
         foreach (var name in planned.Keys)
             if (existing.TryGetValue(name, out var old) && !old.WrittenByUs)
-                throw new BootSpecException("entries", $"{dir}/{name} exists and was not written by rootfs-export; move it away or choose another --machine/--machine-id");
+                throw new BootSpecException("entries", $"{path}/{EntriesDirectory}/{name} exists and was not written by rootfs-export; move it away or choose another --machine/--machine-id");
 
         var written = new List<string>();
         var unchanged = new List<string>();
         foreach (var e in plan.Entries)
         {
             var text = BlsEntryFormat.Format(e);
-            var target = Path.Combine(dir, e.FileName);
-            if (existing.ContainsKey(e.FileName) && File.ReadAllText(target) == text) { unchanged.Add(e.FileName); continue; }
+            if (texts.TryGetValue(e.FileName, out var current) && current == text) { unchanged.Add(e.FileName); continue; }
             WriteAtomically(dir, e.FileName, text);
             written.Add(e.FileName);
         }
@@ -265,48 +291,72 @@ public static class BootEntries
         foreach (var old in existing.Values)
         {
             if (!old.WrittenByUs || planned.ContainsKey(old.FileName)) continue;
-            File.Delete(Path.Combine(dir, old.FileName));
+            dir.Unlink(old.FileName);
             removed.Add(old.FileName);
         }
-        WriteAtomically(Path.Combine(path, "loader"), Path.GetFileName(SettingsFile), JsonSerializer.Serialize(request, BootSpecJson.Default.BootSpecRequest) + "\n");
+        WriteAtomically(loader, Path.GetFileName(SettingsFile), JsonSerializer.Serialize(request, BootSpecJson.Default.BootSpecRequest) + "\n");
         return new BootEntriesResult(plan, written, unchanged, removed);
     }
 
-    /// <summary>Creates loader/ and loader/entries/ (plus entries.srel on first creation); refuses symlinks there.</summary>
-    private static string PrepareEntriesDirectory(string exportPath)
+    /// <summary>A directory of the export, created when missing; a symlink or file there is refused, never followed.</summary>
+    private static HostDirectory OpenOrCreate(HostDirectory parent, string name, string shown)
     {
-        var loader = Path.Combine(exportPath, "loader");
-        var entries = Path.Combine(loader, "entries");
-        foreach (var d in new[] { loader, entries })
-        {
-            var fi = new FileInfo(d);
-            if (fi.LinkTarget is not null)
-                throw new BootSpecException("entries", $"{d} is a symlink; refusing to write through it");
-            if (File.Exists(d)) throw new BootSpecException("entries", $"{d} is not a directory");
-        }
-        bool fresh = !Directory.Exists(entries);
-        Directory.CreateDirectory(entries);
-        var srel = Path.Combine(loader, "entries.srel");
-        if (fresh && !File.Exists(srel) && new FileInfo(srel).LinkTarget is null)
-            WriteAtomically(loader, "entries.srel", "type1\n");
-        return entries;
-    }
-
-    private static void WriteAtomically(string dir, string name, string text)
-    {
-        var tmp = Path.Combine(dir, $".{name}.{Environment.ProcessId}.tmp");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
+            if (!parent.TryStat(name, out _)) parent.CreateDirectory(name, 0x1ed);
+            return parent.OpenDirectory(name);
+        }
+        catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
+        {
+            bool link = parent.TryStat(name, out var st) && StMode.IsSymlink(st.Mode);
+            throw new BootSpecException("entries", link ? $"{shown} is a symlink; refusing to write through it" : $"{shown} is not a directory");
+        }
+    }
+
+    /// <summary>The *.conf regular files of loader/entries and their text (symlinks there are ignored, as before).</summary>
+    private static Dictionary<string, string> ReadEntryFiles(HostDirectory dir)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var e in dir.ReadEntries())
+        {
+            if (!e.Name.EndsWith(".conf", StringComparison.Ordinal) || !dir.TryStat(e.Name, out var st) || !StMode.IsRegular(st.Mode)) continue;
+            int fd;
+            try { fd = dir.OpenFile(e.Name, Libc.O_RDONLY | Libc.O_NONBLOCK); }
+            catch (PosixException) { continue; } // replaced by a symlink since the stat
+            using var fs = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true), FileAccess.Read);
+            using var reader = new StreamReader(fs, Encoding.UTF8);
+            result[e.Name] = reader.ReadToEnd();
+        }
+        return result;
+    }
+
+    private static unsafe void WriteAtomically(HostDirectory dir, string name, string text)
+    {
+        var tmp = $".{name}.{Environment.ProcessId}.tmp";
+        var bytes = Encoding.UTF8.GetBytes(text);
+        try
+        {
+            int fd = dir.OpenFile(tmp, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x1a4);
+            try
             {
-                fs.Write(Encoding.UTF8.GetBytes(text));
-                fs.Flush(flushToDisk: true);
+                fixed (byte* p = bytes)
+                    for (int off = 0; off < bytes.Length;)
+                    {
+                        nint n = Libc.Write(fd, p + off, (nuint)(bytes.Length - off));
+                        if (n < 0) throw PosixException.Last("write", name);
+                        off += (int)n;
+                    }
+                if (Libc.Fsync(fd) != 0) throw PosixException.Last("fsync", name);
             }
-            File.Move(tmp, Path.Combine(dir, name), overwrite: true);
+            finally
+            {
+                Libc.Close(fd);
+            }
+            HostDirectory.Rename(dir, tmp, dir, name);
         }
         catch
         {
-            try { File.Delete(tmp); } catch (IOException) { }
+            try { dir.Unlink(tmp); } catch (PosixException) { }
             throw;
         }
     }

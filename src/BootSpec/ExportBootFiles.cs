@@ -112,7 +112,7 @@ public static partial class ExportScanner
         {
             var candidates = names.Append(System.IO.Path.GetFileName(path));
             var release = candidates.Select(ReleaseFromName).FirstOrDefault(v => v is not null)
-                          ?? EmbeddedRelease(root.Host(path))
+                          ?? EmbeddedRelease(root, path)
                           ?? (modules.Count == 1 ? modules[0] : null);
             if (release is null)
             {
@@ -167,11 +167,12 @@ public static partial class ExportScanner
     /// The release compiled into the image: x86 bzImage's setup header points at it (0x20E), arm64's
     /// uncompressed Image carries "Linux version &lt;release&gt; " in its data. Compressed images yield null.
     /// </summary>
-    public static string? EmbeddedRelease(string hostFile)
+    public static string? EmbeddedRelease(ExportRoot root, string path)
     {
         try
         {
-            using var fs = new FileStream(hostFile, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using var fs = root.OpenRead(path);
+            if (fs is null) return null;
             var head = new byte[0x210];
             if (fs.Read(head, 0, head.Length) == head.Length && Encoding.ASCII.GetString(head, 0x202, 4) == "HdrS")
             {

@@ -23,13 +23,13 @@ public readonly record struct ExportPath
     /// </summary>
     public static ExportPath Parse(string name, string what = "entry")
     {
-        if (name.Contains('\0')) throw new UserFacingException($"{what} '{name}' contains a NUL byte");
-        if (name.StartsWith('/')) throw new UserFacingException($"{what} '{name}' is an absolute path: it would land outside the export");
+        if (name.Contains('\0')) throw new UserFacingException($"{what} '{ArchiveText.Shown(name)}' contains a NUL byte");
+        if (name.StartsWith('/')) throw new UserFacingException($"{what} '{ArchiveText.Shown(name)}' is an absolute path: it would land outside the export");
         var parts = new List<string>();
         foreach (var part in name.Split('/'))
         {
             if (part.Length == 0 || part == ".") continue;
-            if (part == "..") throw new UserFacingException($"{what} '{name}' contains '..': it would land outside the export");
+            if (part == "..") throw new UserFacingException($"{what} '{ArchiveText.Shown(name)}' contains '..': it would land outside the export");
             parts.Add(part);
         }
         return new ExportPath(string.Join('/', parts));

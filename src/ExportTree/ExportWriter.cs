@@ -140,9 +140,9 @@ public sealed class ExportWriter : IDisposable
         // a handle of our own: walking to the link's directory may evict the target's from the cache
         using var targetParent = OpenParent(target).Duplicate();
         if (!targetParent.TryStat(target.Name, out var targetSt))
-            throw new UserFacingException($"hard link '{path}' points to '{target}', which is not in the export");
+            throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}' points to '{ArchiveText.Shown(target.Value)}', which is not in the export");
         if (StMode.IsDirectory(targetSt.Mode))
-            throw new UserFacingException($"hard link '{path}' points to directory '{target}'");
+            throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}' points to directory '{ArchiveText.Shown(target.Value)}'");
         var parent = OpenParent(path);
         try
         {
@@ -155,7 +155,7 @@ public sealed class ExportWriter : IDisposable
             HostDirectory.Rename(parent, tmp, parent, path.Name);
         }
         var row = Db.GetByPath(DbPath(target)) ?? Db.GetByDevIno(targetSt.Dev(), targetSt.InoSigned()).FirstOrDefault()
-            ?? throw new UserFacingException($"hard link '{path}': its target '{target}' has no ownership record");
+            ?? throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}': its target '{ArchiveText.Shown(target.Value)}' has no ownership record");
         Db.PutLink(row with { Path = DbPath(path), Dev = targetSt.Dev(), Ino = targetSt.InoSigned() });
     }
 
@@ -193,7 +193,7 @@ public sealed class ExportWriter : IDisposable
     /// <summary>Changes the recorded ownership of an existing object (all its hard links).</summary>
     public void SetOwnership(ExportPath path, uint uid, uint gid, uint permissions)
     {
-        var row = Db.GetByPath(DbPath(path)) ?? throw new UserFacingException($"'{path}' has no ownership record");
+        var row = Db.GetByPath(DbPath(path)) ?? throw new UserFacingException($"'{ArchiveText.Shown(path.Value)}' has no ownership record");
         Db.UpdateOwnership(row.Dev, row.Ino, uid, gid, permissions);
     }
 
@@ -321,7 +321,7 @@ public sealed class ExportWriter : IDisposable
         catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
         {
             var what = dir.TryStat(component, out var st) && StMode.IsSymlink(st.Mode) ? "a symlink" : "not a directory";
-            throw new UserFacingException($"'{path}' would be written through '{sofar}', which is {what}: refusing to leave the export");
+            throw new UserFacingException($"'{ArchiveText.Shown(path.Value)}' would be written through '{ArchiveText.Shown(sofar.Value)}', which is {what}: refusing to leave the export");
         }
     }
 

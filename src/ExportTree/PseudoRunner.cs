@@ -33,11 +33,34 @@ public sealed record PseudoRunner(string Binary, string Prefix)
             ["PSEUDO_PREFIX"] = Prefix,
             ["PSEUDO_LOCALSTATEDIR"] = state.Directory,
             // user and group names resolve from the target's /etc/passwd and /etc/group, as in an image build
-            ["PSEUDO_PASSWD"] = ExportPaths.Canonical(export),
+            ["PSEUDO_PASSWD"] = NameFiles(export, state),
             ["PSEUDO_NOSYMLINKEXP"] = "1",
             ["PSEUDO_DISABLED"] = "0",
             ["PSEUDO_UNLOAD"] = null,
         };
+    }
+
+    /// <summary>
+    /// A private copy of the target's etc/passwd and etc/group for pseudo's name lookups, read through the
+    /// confined handle. pseudo opens PSEUDO_PASSWD/etc/passwd with a plain open(), which would follow a
+    /// symlink the board made (etc/passwd -> a file of the host user); the copy holds only what is really
+    /// in the export (empty when the file is missing or reached through a symlink).
+    /// </summary>
+    private static string NameFiles(string export, PseudoState state)
+    {
+        var dir = Path.Combine(state.Directory, "rootfs-export-names");
+        Directory.CreateDirectory(Path.Combine(dir, "etc"));
+        using var root = HostDirectory.Open(ExportPaths.Canonical(export));
+        foreach (var name in new[] { "passwd", "group" })
+        {
+            byte[] content;
+            try { content = root.ReadFileBeneath("etc/" + name, 16 << 20); }
+            catch (PosixException) { content = []; }
+            var path = Path.Combine(dir, "etc", name);
+            File.WriteAllBytes(path + ".tmp", content);
+            File.Move(path + ".tmp", path, overwrite: true);
+        }
+        return dir;
     }
 
     /// <summary>Runs argv under pseudo (interactive), then stops pseudo's server so files.db is written out.</summary>

@@ -3,6 +3,12 @@ using System.Text;
 
 namespace RootfsExport.ExportTree;
 
+/// <summary>
+/// A member the archive describes well but that cannot be kept as it is (a name that is not UTF-8, a device
+/// number too large for dev_t, extended headers past the bound): one clear line, not "corrupt archive".
+/// </summary>
+public sealed class TarEntryException(string message) : Exception(message);
+
 /// <summary>One member of a tar archive, with its PAX records kept as raw bytes.</summary>
 public sealed class TarMember
 {
@@ -35,6 +41,13 @@ public sealed class TarArchiveReader
     private readonly byte[] _block = new byte[512];
     private MemberData? _current;
     private Dictionary<string, byte[]> _global = new(StringComparer.Ordinal);
+    private static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// What the extended headers (x, g, L, K) before one member, and the global records, may add up to: far
+    /// above any real name or xattr set, and a bound on the memory a hostile archive can make us take.
+    /// </summary>
+    public const long MaxExtendedBytes = 16 << 20;
 
     public TarArchiveReader(Stream stream) => _stream = stream;
 
@@ -48,6 +61,7 @@ public sealed class TarArchiveReader
         _current = null;
         string? longName = null, longLink = null;
         var pax = new Dictionary<string, byte[]>(_global, StringComparer.Ordinal);
+        long extended = 0;
         while (true)
         {
             long headerOffset = Offset;
@@ -60,6 +74,8 @@ public sealed class TarArchiveReader
             VerifyChecksum(headerOffset);
             char type = (char)_block[156];
             long size = ParseNumber(_block.AsSpan(124, 12), "size", headerOffset);
+            if (type is 'x' or 'g' or 'L' or 'K' && (extended += size) > MaxExtendedBytes)
+                throw new TarEntryException($"the extended headers before the member at byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
             switch (type)
             {
                 case 'x':
@@ -67,23 +83,30 @@ public sealed class TarArchiveReader
                     continue;
                 case 'g':
                     ParsePax(ReadPayload(size), _global, headerOffset);
+                    if (_global.Sum(kv => (long)kv.Key.Length + kv.Value.Length) > MaxExtendedBytes)
+                        throw new TarEntryException($"the global extended headers up to byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
                     foreach (var (k, v) in _global) pax[k] = v;
                     continue;
                 case 'L':
-                    longName = CString(ReadPayload(size));
+                    longName = CText(ReadPayload(size), "name", headerOffset);
                     continue;
                 case 'K':
-                    longLink = CString(ReadPayload(size));
+                    longLink = CText(ReadPayload(size), "link target", headerOffset);
                     continue;
             }
             if (pax.ContainsKey("GNU.sparse.major") || pax.ContainsKey("GNU.sparse.size") || type == 'S')
                 throw new InvalidDataException($"member at byte {headerOffset} is a sparse file, which rootfs archives do not use");
 
-            string name = pax.TryGetValue("path", out var p) ? Encoding.UTF8.GetString(p) : longName ?? UstarName();
-            string link = pax.TryGetValue("linkpath", out var l) ? Encoding.UTF8.GetString(l) : longLink ?? CString(_block.AsSpan(157, 100));
+            string name = pax.TryGetValue("path", out var p) ? Text(p, "name", headerOffset) : longName ?? UstarName(headerOffset);
+            string link = pax.TryGetValue("linkpath", out var l) ? Text(l, "link target", headerOffset) : longLink ?? CText(_block.AsSpan(157, 100), "link target", headerOffset);
             if (pax.TryGetValue("size", out var s)) size = PaxLong(s, "size", headerOffset);
-            uint uid = pax.TryGetValue("uid", out var u) ? (uint)PaxLong(u, "uid", headerOffset) : (uint)ParseNumber(_block.AsSpan(108, 8), "uid", headerOffset);
-            uint gid = pax.TryGetValue("gid", out var g) ? (uint)PaxLong(g, "gid", headerOffset) : (uint)ParseNumber(_block.AsSpan(116, 8), "gid", headerOffset);
+            long uid = pax.TryGetValue("uid", out var u) ? PaxLong(u, "uid", headerOffset) : ParseNumber(_block.AsSpan(108, 8), "uid", headerOffset);
+            long gid = pax.TryGetValue("gid", out var g) ? PaxLong(g, "gid", headerOffset) : ParseNumber(_block.AsSpan(116, 8), "gid", headerOffset);
+            long major = ParseNumber(_block.AsSpan(329, 8), "devmajor", headerOffset), minor = ParseNumber(_block.AsSpan(337, 8), "devminor", headerOffset);
+            if (uid > uint.MaxValue || gid > uint.MaxValue)
+                throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': owner {uid}:{gid} does not fit a 32-bit uid/gid");
+            if (type is '3' or '4' && (major > uint.MaxValue || minor > uint.MaxValue))
+                throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': device number {major},{minor} is too large for dev_t (32 bits each for major and minor)");
             var mtime = pax.TryGetValue("mtime", out var m) ? PaxTime(m, headerOffset)
                 : DateTimeOffset.FromUnixTimeSeconds(ParseNumber(_block.AsSpan(136, 12), "mtime", headerOffset));
             if (type == '\0') type = name.EndsWith('/') ? '5' : '0';
@@ -95,23 +118,23 @@ public sealed class TarArchiveReader
                 LinkName = link,
                 Type = type,
                 Mode = (uint)ParseNumber(_block.AsSpan(100, 8), "mode", headerOffset) & 0xfff,
-                Uid = uid,
-                Gid = gid,
+                Uid = (uint)uid,
+                Gid = (uint)gid,
                 Size = size,
                 Mtime = mtime,
-                DevMajor = (uint)ParseNumber(_block.AsSpan(329, 8), "devmajor", headerOffset),
-                DevMinor = (uint)ParseNumber(_block.AsSpan(337, 8), "devminor", headerOffset),
+                DevMajor = type is '3' or '4' ? (uint)major : 0,
+                DevMinor = type is '3' or '4' ? (uint)minor : 0,
                 Pax = pax,
                 Data = data,
             };
         }
     }
 
-    private string UstarName()
+    private string UstarName(long offset)
     {
-        var name = CString(_block.AsSpan(0, 100));
+        var name = CText(_block.AsSpan(0, 100), "name", offset);
         bool ustar = _block.AsSpan(257, 5).SequenceEqual("ustar"u8);
-        var prefix = ustar ? CString(_block.AsSpan(345, 155)) : "";
+        var prefix = ustar ? CText(_block.AsSpan(345, 155), "name", offset) : "";
         return prefix.Length > 0 ? prefix + "/" + name : name;
     }
 
@@ -225,10 +248,27 @@ public sealed class TarArchiveReader
         return DateTimeOffset.UnixEpoch.AddTicks((long)(seconds * TimeSpan.TicksPerSecond));
     }
 
-    private static string CString(ReadOnlySpan<byte> field)
+    private static string CText(ReadOnlySpan<byte> field, string what, long offset)
     {
         int end = field.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(end < 0 ? field : field[..end]);
+        return Text(end < 0 ? field : field[..end], what, offset);
+    }
+
+    /// <summary>
+    /// A name as text. Names that are not UTF-8 are refused: decoding them would turn 'a\xff' and 'a\xfe'
+    /// into the same 'a\uFFFD', one file where the archive has two.
+    /// </summary>
+    private static string Text(ReadOnlySpan<byte> raw, string what, long offset)
+    {
+        try
+        {
+            return StrictUtf8.GetString(raw);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new TarEntryException($"the {what} '{ArchiveText.Shown(raw)}' (header at byte {offset}) is not UTF-8; names are kept as text here, "
+                                        + "and decoding it would merge names that differ only in such bytes, so the archive is refused");
+        }
     }
 
     /// <summary>A member's data: reads at most its size, and skips what was not read (plus padding) on Next().</summary>

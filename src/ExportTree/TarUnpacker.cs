@@ -40,6 +40,10 @@ public sealed class TarUnpacker
             {
                 member = reader.Next();
             }
+            catch (TarEntryException e)
+            {
+                throw new UserFacingException($"{_archiveName}: {e.Message}", e);
+            }
             catch (Exception e) when (IsArchiveError(e))
             {
                 throw Corrupt(reader.Offset, last, e);
@@ -56,7 +60,7 @@ public sealed class TarUnpacker
             }
             catch (PosixException e)
             {
-                throw new UserFacingException($"{_archiveName}: entry '{member.Name}': {e.Message}", e);
+                throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}': {e.Operation}: {Posix.Native.Libc.Strerror(e.Errno)}", e);
             }
             sawRoot |= path.IsRoot;
             last = member.Name;
@@ -73,20 +77,21 @@ public sealed class TarUnpacker
 
     private UserFacingException Corrupt(long offset, string? last, Exception e) =>
         new($"{_archiveName}: corrupt or truncated archive at byte {offset} of the tar stream" +
-            (last is null ? " (before the first entry)" : $" (after entry '{last}')") + $": {e.Message}", e);
+            (last is null ? " (before the first entry)" : $" (after entry '{ArchiveText.Shown(last)}')") + $": {e.Message}", e);
 
     private void Apply(TarMember member, ExportPath path)
     {
         uint perms = member.Mode;
         var xattrs = Xattrs(member, ref perms);
         var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
+        if (path.IsRoot && member.Type != '5')
+            throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' is {KindName(member.Type)} in place of the export root, which must be a directory");
         switch (member.Type)
         {
             case '5':
                 _writer.Directory(path, meta);
                 break;
             case '0' or '7':
-                if (path.IsRoot) throw new UserFacingException($"{_archiveName}: entry '{member.Name}' is a file in place of the export root");
                 _writer.RegularFile(path, member.Data, meta);
                 break;
             case '2':
@@ -104,9 +109,19 @@ public sealed class TarUnpacker
                 _writer.Special(path, EntryKind.Fifo, meta);
                 break;
             default:
-                throw new UserFacingException($"{_archiveName}: entry '{member.Name}' has tar type '{member.Type}', which a root filesystem archive should not contain");
+                throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' has tar type '{member.Type}', which a root filesystem archive should not contain");
         }
     }
+
+    private static string KindName(char type) => type switch
+    {
+        '0' or '7' => "a file",
+        '1' => "a hard link",
+        '2' => "a symlink",
+        '3' or '4' => "a device node",
+        '6' => "a FIFO",
+        _ => $"an entry of tar type '{type}'",
+    };
 
     /// <summary>
     /// xattrs of a member from its PAX records: SCHILY.xattr.NAME (raw bytes), LIBARCHIVE.xattr.NAME
@@ -117,7 +132,7 @@ public sealed class TarUnpacker
     {
         if (member.Pax.Count == 0) return null;
         Dictionary<string, byte[]>? result = null;
-        string where = $"{_archiveName}: entry '{member.Name}'";
+        string where = $"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}'";
         PosixAcl? access = null, @default = null;
         foreach (var (key, value) in member.Pax)
         {

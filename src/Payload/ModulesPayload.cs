@@ -1,5 +1,7 @@
 using System.IO.Compression;
 using System.Text;
+using RootfsExport.Posix;
+using RootfsExport.Posix.Native;
 
 namespace RootfsExport.Payload;
 
@@ -11,14 +13,23 @@ namespace RootfsExport.Payload;
 /// </summary>
 public static class ModulesPayload
 {
-    /// <summary>The modules directory: lib/modules or usr/lib/modules (merged /usr) below the given root.</summary>
+    /// <summary>
+    /// The modules directory: lib/modules or usr/lib/modules (merged /usr) below the given root. Looked up
+    /// without following any symlink (a merged-/usr `lib -> usr/lib` is found as usr/lib/modules): the root may
+    /// be an export a board writes to, and a planted symlink must not make us pack the host's files.
+    /// </summary>
     public static (string Dir, string Prefix, string Release) Locate(string root, string? release)
     {
+        using var rootDir = HostDirectory.Open(root);
         foreach (var prefix in new[] { "lib/modules", "usr/lib/modules" })
         {
             var dir = Path.Combine(root, prefix);
-            if (!Directory.Exists(dir)) continue;
-            var releases = Directory.EnumerateDirectories(dir).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+            int fd = rootDir.TryOpenBeneath(prefix, Libc.O_RDONLY | Libc.O_DIRECTORY);
+            if (fd < 0) continue;
+            List<string> releases;
+            using (var modules = HostDirectory.FromFd(fd))
+                releases = modules.ReadEntries().Where(e => modules.TryStat(e.Name, out var st) && StMode.IsDirectory(st.Mode))
+                    .Select(e => e.Name).Order(StringComparer.Ordinal).ToList();
             if (release != null)
             {
                 if (!releases.Contains(release)) throw new UserFacingException($"{dir} has no '{release}' (it has: {string.Join(", ", releases)})");
@@ -36,9 +47,17 @@ public static class ModulesPayload
         return relative is "build" or "source" || name.EndsWith(".dwo") || name.EndsWith(".debug") || relative.Split('/').Contains(".debug");
     }
 
+    private enum Kind { Directory, File, Symlink }
+
     public static void Write(string root, string? release, string output, string? append, long mtime)
     {
-        var (dir, prefix, _) = Locate(root, release);
+        var (_, prefix, found) = Locate(root, release);
+        using var rootDir = HostDirectory.Open(root);
+        using var modules = rootDir.OpenDirectoryBeneath(prefix + "/" + found);
+        var entries = new List<(string Rel, Kind Kind, string? Link)>();
+        Collect(modules, "", entries);
+        entries.Sort((a, b) => string.CompareOrdinal(a.Rel, b.Rel));
+
         using var file = new FileStream(output + ".tmp", FileMode.Create, FileAccess.Write);
         if (append != null)
         {
@@ -50,23 +69,39 @@ public static class ModulesPayload
         var cpio = new CpioNewcWriter(target);
         var parts = prefix.Split('/');
         for (int i = 1; i <= parts.Length; i++) cpio.Directory(string.Join('/', parts[..i]), 0x1ed, mtime);
-        var releaseDir = prefix + "/" + Path.GetFileName(dir);
+        var releaseDir = prefix + "/" + found;
         cpio.Directory(releaseDir, 0x1ed, mtime);
-        foreach (var rel in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories)
-                     .Select(p => Path.GetRelativePath(dir, p)).Order(StringComparer.Ordinal))
+        foreach (var (rel, kind, link) in entries)
         {
             if (Excluded(rel)) continue;
-            var full = Path.Combine(dir, rel);
             var name = releaseDir + "/" + rel;
-            var info = new FileInfo(full);
-            if (info.LinkTarget is { } link) cpio.Symlink(name, link, mtime);
-            else if (Directory.Exists(full)) cpio.Directory(name, 0x1ed, mtime);
-            else cpio.File(name, 0x1a4, mtime, File.ReadAllBytes(full));
+            if (kind == Kind.Symlink) cpio.Symlink(name, link!, mtime);
+            else if (kind == Kind.Directory) cpio.Directory(name, 0x1ed, mtime);
+            else cpio.File(name, 0x1a4, mtime, modules.ReadFileBeneath(rel));
         }
         cpio.Finish();
         if (target != file) target.Dispose();
         file.Dispose();
         File.Move(output + ".tmp", output, overwrite: true);
+    }
+
+    /// <summary>Every directory, regular file and symlink below dir (symlinks as themselves, never followed).</summary>
+    private static void Collect(HostDirectory dir, string rel, List<(string Rel, Kind Kind, string? Link)> into)
+    {
+        foreach (var e in dir.ReadEntries())
+        {
+            var childRel = rel.Length == 0 ? e.Name : rel + "/" + e.Name;
+            if (!dir.TryStat(e.Name, out var st)) continue;
+            if (StMode.IsSymlink(st.Mode)) into.Add((childRel, Kind.Symlink, dir.ReadLink(e.Name)));
+            else if (StMode.IsRegular(st.Mode)) into.Add((childRel, Kind.File, null));
+            else if (StMode.IsDirectory(st.Mode))
+            {
+                into.Add((childRel, Kind.Directory, null));
+                if (Excluded(childRel)) continue;
+                using var sub = dir.OpenDirectory(e.Name);
+                Collect(sub, childRel, into);
+            }
+        }
     }
 }
 

@@ -196,6 +196,44 @@ public sealed unsafe class HostDirectory : IDisposable
         }
     }
 
+    // ---- confined multi-component access (issue #18): for commands that read what the board wrote ----
+
+    /// <summary>
+    /// openat2 of a relative path ("lib/modules/6.6/kernel/x.ko") with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS:
+    /// the kernel refuses any symlink on the way and anything outside this directory. -1 and errno on failure.
+    /// </summary>
+    public int TryOpenBeneath(string relativePath, int flags)
+    {
+        var rel = relativePath.TrimStart('/');
+        return Libc.OpenAt2(Fd, rel.Length == 0 ? "." : rel, flags | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0,
+            Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS);
+    }
+
+    public HostDirectory OpenDirectoryBeneath(string relativePath)
+    {
+        int fd = TryOpenBeneath(relativePath, Libc.O_RDONLY | Libc.O_DIRECTORY);
+        if (fd < 0) throw PosixException.Last("open directory", relativePath);
+        return new HostDirectory(fd);
+    }
+
+    /// <summary>
+    /// The whole content of a regular file below this directory (no symlink followed anywhere on the way;
+    /// O_NONBLOCK so a FIFO put there cannot block us; anything but a regular file is refused).
+    /// </summary>
+    public byte[] ReadFileBeneath(string relativePath, long maxBytes = 1L << 30)
+    {
+        int fd = TryOpenBeneath(relativePath, Libc.O_RDONLY | Libc.O_NONBLOCK);
+        if (fd < 0) throw PosixException.Last("open", relativePath);
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var st = StatFd(fd);
+        if (!StMode.IsRegular(st.Mode)) throw new PosixException(Errno.EINVAL, "read (not a regular file)", relativePath);
+        if ((long)st.Size > maxBytes) throw new PosixException(Errno.EFBIG, "read", relativePath);
+        using var fs = new FileStream(handle, FileAccess.Read, 1 << 16);
+        var ms = new MemoryStream();
+        fs.CopyTo(ms);
+        return ms.ToArray();
+    }
+
     // ---- tree removal (issue #18): linear in the tree, one directory fd at a time, deeper than PATH_MAX ----
 
     /// <summary>This directory's parent ("..", the one name CheckName refuses), for walking back up a tree.</summary>

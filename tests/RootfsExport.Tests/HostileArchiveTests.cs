@@ -10,12 +10,12 @@ namespace RootfsExport.Tests;
 public sealed class HostileArchiveTests
 {
     /// <summary>Builds a tar with Python's tarfile, which writes whatever names and links we ask for.</summary>
-    private static string MakeTar(ScratchDir dir, string name, string pythonMembers, string compression = "")
+    private static string MakeTar(ScratchDir dir, string name, string pythonMembers, string compression = "", string format = "PAX_FORMAT")
     {
         var path = dir[name];
         Run.Program("python3", "-c", $$"""
             import tarfile, io
-            t = tarfile.open('{{path}}', 'w{{(compression.Length > 0 ? ":" + compression : "")}}', format=tarfile.PAX_FORMAT)
+            t = tarfile.open('{{path}}', 'w{{(compression.Length > 0 ? ":" + compression : "")}}', format=tarfile.{{format}})
             def d(n):
                 i = tarfile.TarInfo(n); i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
             def f(n, data=b'x'):
@@ -24,6 +24,17 @@ public sealed class HostileArchiveTests
                 i = tarfile.TarInfo(n); i.type = tarfile.SYMTYPE; i.linkname = target; t.addfile(i)
             def hard(n, target):
                 i = tarfile.TarInfo(n); i.type = tarfile.LNKTYPE; i.linkname = target; t.addfile(i)
+            def ext(kind, records):
+                # one raw extended header ('x' or 'g') holding the given PAX records
+                data = b''
+                for k, v in records:
+                    r = b' ' + k.encode() + b'=' + v + b'\n'
+                    n = len(r) + 1
+                    while len(str(n).encode() + r) != n: n += 1
+                    data += str(n).encode() + r
+                i = tarfile.TarInfo('PaxHeaders/x'); i.type = kind.encode(); i.size = len(data)
+                t.fileobj.write(i.tobuf(tarfile.USTAR_FORMAT, 'utf-8', 'strict'))
+                t.fileobj.write(data + b'\0' * (-len(data) % 512)); t.offset += 512 + len(data) + (-len(data) % 512)
             d('./')
             {{pythonMembers}}
             t.close()
@@ -278,5 +289,79 @@ public sealed class HostileArchiveTests
         Assert.False(File.Exists(dir["export/big"]));
         Assert.False(Staging(dir));
         Run.Tool("check", dir["export"]).ShouldSucceed();
+    }
+
+    private static void AssertShortLine(RunResult result)
+    {
+        var line = Assert.Single(result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.True(line.Length < 600, $"an error line of {line.Length} characters");
+        Assert.DoesNotContain(line, c => char.IsControl(c));
+    }
+
+    [Fact]
+    public void Names_that_are_not_UTF8_are_refused_never_merged()
+    {
+        using var dir = NewDir();
+        // 'a\xff' and 'a\xfe' (Python writes the raw bytes, hdrcharset=BINARY): decoded, both were 'a\uFFFD'
+        var tar = MakeTar(dir, "t.tar", "f('a\\udcff', b'1')\nf('a\\udcfe', b'2')");
+        AssertRefused(dir, tar, "the name 'a\\xff' (header at byte");
+        Assert.Contains("is not UTF-8", Run.Tool("unpack", tar, dir["export"]).Stderr);
+        var gnu = MakeTar(dir, "gnu.tar", "f('etc/b\\udc80d', b'1')", format: "GNU_FORMAT");
+        AssertRefused(dir, gnu, "'etc/b\\x80d'");
+    }
+
+    [Fact]
+    public void A_device_number_too_large_for_dev_t_is_refused()
+    {
+        using var dir = NewDir();
+        var tar = MakeTar(dir, "t.tar", "i = tarfile.TarInfo('dev/huge'); i.type = tarfile.CHRTYPE; i.devmajor = 1 << 40; i.devminor = 3; t.addfile(i)", format: "GNU_FORMAT");
+        AssertRefused(dir, tar, "entry 'dev/huge': device number 1099511627776,3 is too large for dev_t");
+    }
+
+    [Theory]
+    [InlineData("x")]
+    [InlineData("g")]
+    public void Extended_headers_piling_up_are_bounded(string kind)
+    {
+        using var dir = NewDir();
+        // two 9 MiB extended headers before one member: each is allowed, together they pass the 16 MiB bound
+        var tar = MakeTar(dir, "t.tar", $"ext('{kind}', [('SCHILY.xattr.user.a', b'a' * (9 << 20))])\next('{kind}', [('SCHILY.xattr.user.b', b'b' * (9 << 20))])\nf('etc/a')");
+        AssertRefused(dir, tar, "add up to more than 16 MiB");
+        AssertShortLine(Run.Tool("unpack", tar, dir["export"]));
+    }
+
+    [Fact]
+    public void A_symlink_as_the_root_entry_says_so()
+    {
+        using var dir = NewDir();
+        AssertRefused(dir, MakeTar(dir, "t.tar", "sym('.', '/')"), "entry '.' is a symlink in place of the export root, which must be a directory");
+    }
+
+    [Fact]
+    public void A_one_MiB_name_gives_one_short_line()
+    {
+        using var dir = NewDir();
+        var tar = MakeTar(dir, "t.tar", "f('a' * (1 << 20))");
+        AssertRefused(dir, tar, "characters elided");
+        AssertShortLine(Run.Tool("unpack", tar, dir["export"]));
+    }
+
+    [Fact]
+    public void A_NUL_in_a_name_is_escaped_in_the_message()
+    {
+        using var dir = NewDir();
+        var tar = MakeTar(dir, "t.tar", "ext('x', [('path', b'etc/a\\x00b')])\nf('etc/placeholder')");
+        AssertRefused(dir, tar, "'etc/a\\0b' contains a NUL byte");
+        AssertShortLine(Run.Tool("unpack", tar, dir["export"]));
+    }
+
+    [Fact]
+    public void A_FIFO_or_a_directory_as_the_tarball_is_named_for_what_it_is()
+    {
+        using var dir = NewDir();
+        Run.Program("mkfifo", "-m", "666", dir["fifo.tar"]).ShouldSucceed();
+        Directory.CreateDirectory(dir["dir.tar"]);
+        AssertRefused(dir, dir["fifo.tar"], "is a FIFO, not a tarball");
+        AssertRefused(dir, dir["dir.tar"], "is a directory, not a tarball");
     }
 }

@@ -24,18 +24,13 @@ public static class ImageRefresh
             throw new UserFacingException($"'{canonical}' exists but was not made by 'rootfs-export update' (no {ImageStamp.FileName} in {state.Directory}); " +
                 "refusing to replace it with the image — use 'rootfs-export unpack --replace <tarball> <export>' if that is what you want, or pass another --export");
         // boot entry settings live in the export; carry them over to a replacing image
-        var settingsPath = Path.Combine(canonical, BootSpec.BootEntries.SettingsFile);
-        var settings = File.Exists(settingsPath) ? File.ReadAllBytes(settingsPath) : null;
+        var settings = Directory.Exists(canonical) ? BootSpec.BootEntries.ReadSettings(canonical) : null;
         long size = new FileInfo(tarball).Length;
         var result = UnpackProgress.Run($"unpack {Path.GetFileName(tarball)}", size,
             progress => ExportCreator.Unpack(tarball, canonical, replace: exists || Directory.Exists(canonical), progress));
         Console.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
         Console.WriteLine($"Ownership: {result.StateDir}/files.db");
-        if (settings != null)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(settingsPath)!);
-            File.WriteAllBytes(settingsPath, settings);
-        }
+        if (settings != null) BootSpec.BootEntries.WriteSettings(canonical, settings);
         return result.Replaced ? Outcome.Replaced : Outcome.Created;
     }
 }
