@@ -7,7 +7,12 @@ namespace RootfsExport.TestSupport;
 /// </summary>
 public static class GuestKernel
 {
-    public const string CacheRoot = "/var/cache/rootfs-export-tests";
+    /// <summary>
+    /// Where the kernel and the rigs built from it are kept between runs; ROOTFS_EXPORT_TEST_CACHE points a run at
+    /// another (an empty one shows what a fresh machine does, without taking the shared cache from other runs).
+    /// </summary>
+    public static readonly string CacheRoot =
+        Environment.GetEnvironmentVariable("ROOTFS_EXPORT_TEST_CACHE") is { Length: > 0 } dir ? dir : "/var/cache/rootfs-export-tests";
 
     /// <summary>Module load order for 9P over a virtio-net TCP connection.</summary>
     public static readonly string[] Modules = ["failover", "net_failover", "virtio_net", "netfs", "9pnet", "9pnet_fd", "9p"];

@@ -42,7 +42,7 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             # udev stand-in: the mode the printed rule gives the node, also after the gadget re-enumerates
             ( i=0; while [ $i -lt 2400 ]; do chmod a+rw /dev/bus/usb/*/* 2>/dev/null; sleep 0.25; i=$((i+1)); done ) &
             UDEV=$!
-            wait_log $SERVE "attached" 60
+            wait_attached $SERVE rootfs 60
             if mount -t 9p -o {{opts}} rootfs /mnt; then
               echo "@@LS-BEGIN"; ls -ln /mnt/etc/hostname /mnt/etc/shadow /mnt/dev/null /mnt/bin/tool; ls -lnd /mnt/srv/shared; echo "@@LS-END"
               echo "@@CAT $(cat /mnt/etc/hostname)"
@@ -59,21 +59,25 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             else
               echo "@@FAIL mount"
             fi
+            # Does this kernel mount an instance it unmounted again as it is? 6.12.117 does; 6.12.118's trans_usbg
+            # disables the function's endpoints on umount, so the mount fails with EIO until the host configures
+            # the device again (a new enumeration). Recorded, not required: the board re-arms below before every
+            # remount, as boards with that kernel must.
+            if mount -t 9p -o {{opts}} rootfs /mnt; then echo "@@REMOUNT-AS-IS ok"; umount /mnt; else echo "@@REMOUNT-AS-IS failed"; fi
             # a board reboot, as the host sees it: the gadget goes away and comes back with a new address
-            unbind_gadget
-            wait_log $SERVE "detached" 60 && echo "@@DETACHED"
-            bind_gadget
-            i=0; while [ $(grep -c '^attached' $SERVE) -lt 2 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
-            if [ $(grep -c '^attached' $SERVE) -ge 2 ] && mount -t 9p -o {{opts}} rootfs /mnt; then
+            A1=$(gadget_addr rootfs)
+            rearm_gadget rootfs $SERVE && echo "@@REATTACHED $A1 $(gadget_addr rootfs)"
+            if mount -t 9p -o {{opts}} rootfs /mnt; then
               echo "@@AGAIN-W489 $(md5sum < /mnt/etc/w489)"
               echo "@@AGAIN-BEGIN"; ls -ln /mnt/etc/renamed /mnt/dev/console; ls -lnd /mnt/srv/shared/made; echo "@@AGAIN-END"
               umount /mnt && echo "@@UMOUNT2 ok"
             else
               echo "@@FAIL mount after rebind"
             fi
-            # a second board on the other UDC (bus 2), served by the same process while the first is mounted
+            # a second board on the other UDC (bus 2), served by the same process beside the first
             make_gadget board2 "" dummy_udc.1
-            i=0; while ! grep -q '^attached 2-1 ' $SERVE && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+            wait_attached $SERVE board2 60
+            rearm_gadget rootfs $SERVE
             mkdir -p /mnt2
             if mount -t 9p -o {{opts}} rootfs /mnt && mount -t 9p -o {{opts}} board2 /mnt2; then
               echo "@@TWO $(cat /mnt/etc/hostname) $(md5sum < /mnt2/srv/blob) $(cat /mnt2/etc/hostname)"
@@ -88,9 +92,10 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             DIOD=$!
             spawn_user $WORK/forward.log dotnet '{{tool}}' usb forward --host 127.0.0.1 --port 5640
             FWD=$!
-            wait_log $WORK/forward.log "attached" 60
+            rearm_gadget rootfs $WORK/forward.log
             if mount -t 9p -o {{plainOpts}} rootfs /mnt; then
               cp /w489 /mnt/w489 && sync && umount /mnt
+              rearm_gadget rootfs $WORK/forward.log
               mount -t 9p -o {{plainOpts}} rootfs /mnt && echo "@@FWD $(cat /mnt/hello) $(md5sum < /mnt/w489)" && umount /mnt && echo "@@UMOUNT3 ok"
             else
               echo "@@FAIL forward mount"
@@ -102,7 +107,7 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             SERVE2=$WORK/serve2.log
             spawn_user $SERVE2 dotnet '{{tool}}' serve "$EXPORT" --usb --udc rootfs
             SRV=$!
-            i=0; while [ $(grep -c '^attached' $SERVE2) -lt 2 ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+            rearm_gadget rootfs $SERVE2; rearm_gadget board2 $SERVE2
             if mount -t 9p -o {{opts}} rootfs /mnt && mount -t 9p -o {{opts}} board2 /mnt2; then
               (cat /mnt/srv/big > /dev/null; echo "@@BIG-ENDED $?") &
               sleep 1
@@ -110,9 +115,10 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
               # unbind. (Unbinding between two requests makes trans_usbg dereference its freed IN request in
               # p9_usbg_request on the next one, a board-side kernel oops, seen with 6.12.117.)
               kill -STOP $SRV; sleep 0.5
+              L=$(wc -l < $SERVE2)
               unbind_gadget rootfs
               kill -CONT $SRV
-              wait_log $SERVE2 "detached 1-1 (gone)" 60 && echo "@@MIDWAY-DETACHED"
+              wait_log $SERVE2 "detached 1-1 (gone)" 60 $L && echo "@@MIDWAY-DETACHED"
               echo 3 > /proc/sys/vm/drop_caches
               echo "@@SURVIVOR $(cat /mnt2/etc/hostname) $(md5sum < /mnt2/srv/blob)"
               umount /mnt2
@@ -124,9 +130,10 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
             """;
         var console = UsbgRig.Boot(_work.Path, script, TimeSpan.FromMinutes(8));
         output.WriteLine(console);
+        if (console.Contains("@@REMOUNT-AS-IS failed"))
+            output.WriteLine($"board kernel {UsbgRig.KernelRelease}: an unmounted usb9pfs instance mounts again only after the gadget re-enumerates (docs/USB9PFS.md)");
 
-        Assert.Contains("@@DONE", console);
-        Assert.DoesNotContain("@@FAIL", console);
+        UsbgRig.ShouldHaveRun(console);
         Assert.Contains("@@DENIED", console);
         Assert.Contains("70-usb9pfs.rules", console); // the fix is printed with the refusal
         var ls = Between(console, "@@LS-BEGIN", "@@LS-END");
@@ -144,8 +151,14 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
         Assert.Matches(@"@@UP .*\bmodules\b", console); // '..' above the mount is the guest's own root
         Assert.Contains("@@UMOUNT1 ok", console);
 
-        // re-attach without restarting the server; what was written is served from the export
-        Assert.Contains("@@DETACHED", console);
+        // re-attach without restarting the server, at the new address; what was written is served from the export
+        var serveLog = Between(console, "@@SERVE-LOG", "@@FORWARD-LOG");
+        var reattached = Regex.Match(console, @"@@REATTACHED (\d+) (\d+)");
+        Assert.True(reattached.Success && reattached.Groups[1].Value != reattached.Groups[2].Value, "the rebound gadget has a new address");
+        int first = serveLog.IndexOf($"attached 1-1 (1d6b:0109 rootfs-export usbg rig rootfs, bus 1 address {reattached.Groups[1].Value},", StringComparison.Ordinal);
+        int second = serveLog.IndexOf($"attached 1-1 (1d6b:0109 rootfs-export usbg rig rootfs, bus 1 address {reattached.Groups[2].Value},", StringComparison.Ordinal);
+        Assert.True(first >= 0 && second > first, "the same server attached the gadget at both addresses");
+        Assert.Contains("detached 1-1 ", serveLog[first..second]);
         Assert.Contains($"@@AGAIN-W489 {w489}", console);
         var again = Between(console, "@@AGAIN-BEGIN", "@@AGAIN-END");
         Assert.Matches(@"-rwsr-x---\s+1 1234\s+5678\s+15 .*/mnt/etc/renamed", again);
@@ -155,7 +168,6 @@ public sealed class KernelGadgetTests(ITestOutputHelper output) : IDisposable
         Assert.Contains($"@@TWO {Hostname.Trim()} {Md5(File.ReadAllBytes(Path.Combine(Export, "srv/blob")))}  - {Hostname.Trim()}", console);
         Assert.Contains("@@UMOUNT-TWO ok", console);
         Assert.Contains("@@STOPPED", console);
-        Assert.Equal(2, Regex.Matches(Between(console, "@@SERVE-LOG", "@@FORWARD-LOG"), @"^attached 1-1 ", RegexOptions.Multiline).Count);
 
         Assert.Contains($"@@FWD hello {w489}", console);
         Assert.Contains("@@UMOUNT3 ok", console);

@@ -12,9 +12,17 @@
 #   make_gadget NAME [BUFLEN] [UDC]   create usb9pfs.NAME in a gadget of its own and bind it (default UDC
 #                        dummy_udc.0; dummy_udc.1 is the second, on USB bus 2)
 #   unbind_gadget [NAME] / bind_gadget [NAME]   (default: the first gadget made)
-#   wait_log FILE TEXT [SECONDS]   wait (bounded, default 60 s) until FILE contains TEXT
+#   gadget_port NAME / gadget_addr NAME   its device's USB path on the guest's host side (1-1, 2-1) and
+#                        current address (empty while it is not enumerated)
+#   wait_attached LOG NAME [SECONDS]   wait until the server logging to LOG attached NAME's device at its
+#                        current address (this enumeration, not an earlier one)
+#   rearm_gadget NAME LOG   unbind and bind NAME's UDC (the host sees a new device) and wait_attached: a board
+#                        must do this before it mounts an instance it had unmounted, as Linux 6.12.118's
+#                        trans_usbg disables the function's endpoints on umount (docs/USB9PFS.md)
+#   wait_log FILE TEXT [SECONDS] [LINE]   wait (bounded, default 60 s) until FILE contains TEXT (after LINE)
 #   now_ms               milliseconds since boot (10 ms steps), for timings
-# Output: the guest console on stdout; the script's lines starting with @@ are its results.
+# Output: the guest console on stdout; the script's lines starting with @@ are its results. @@KERNEL is the
+# guest's release; @@KERNEL-TROUBLE-BEGIN/END holds what the guest kernel logged of oopses, BUGs and hangs.
 set -euo pipefail
 rig=$(readlink -f "$1"); work=$(readlink -f "$2"); script=$3; limit=${4:-300}
 busybox=/bin/busybox; [ -x "$busybox" ] || busybox=$(command -v busybox)
@@ -60,9 +68,31 @@ make_gadget() {
 }
 unbind_gadget() { echo "" > \$(gadget_dir \${1:-})/UDC; }
 bind_gadget() { cat /tmp/udc-\${1:-\$FIRST} > \$(gadget_dir \${1:-})/UDC; }
+# dummy_udc.N is wired to the one port of the guest's USB bus N+1
+gadget_port() { u=\$(cat /tmp/udc-\${1:-\$FIRST}); echo \$(( \${u##*.} + 1 ))-1; }
+gadget_addr() { cat /sys/bus/usb/devices/\$(gadget_port \$1)/devnum 2>/dev/null; }
+# the server's log line for this enumeration carries its address: an attach of an earlier one does not count
+wait_attached() {
+  i=0
+  while a=\$(gadget_addr \$2); [ -z "\$a" ] || ! grep -q "^attached \$(gadget_port \$2) (.*address \$a," "\$1" 2>/dev/null; do
+    i=\$((i+1)); [ \$i -gt \$(( \${3:-60} * 5 )) ] && { echo "@@FAIL \$2 (\$(gadget_port \$2) address '\$a') not attached in \$1 after \${3:-60} s"; return 1; }
+    sleep 0.2
+  done
+}
+rearm_gadget() {
+  unbind_gadget \$1; i=0
+  while [ -e /sys/bus/usb/devices/\$(gadget_port \$1) ] && [ \$i -lt 150 ]; do sleep 0.2; i=\$((i+1)); done
+  bind_gadget \$1; wait_attached \$2 \$1 60
+}
 now_ms() { read up rest < /proc/uptime; c=\${up#*.}; c=\${c#0}; echo \$(( \${up%.*} * 1000 + c * 10 )); }
-wait_log() { i=0; while ! grep -q "\$2" "\$1" 2>/dev/null; do i=\$((i+1)); [ \$i -gt \$(( \${3:-60} * 5 )) ] && { echo "@@FAIL no '\$2' in \$1 after \${3:-60} s"; return 1; }; sleep 0.2; done; }
+wait_log() { i=0; while ! tail -n +\$(( \${4:-0} + 1 )) "\$1" 2>/dev/null | grep -q "\$2"; do i=\$((i+1)); [ \$i -gt \$(( \${3:-60} * 5 )) ] && { echo "@@FAIL no '\$2' in \$1 after \${3:-60} s"; return 1; }; sleep 0.2; done; }
+echo "@@KERNEL \$(uname -r)"
 . /script
+# what the board's kernel said about itself going wrong: a failure message can then name the side at fault
+trouble='BUG:|Oops|general protection fault|blocked for more than|WARNING:|Call Trace:|RIP:'
+if dmesg | grep -q -E "\$trouble"; then
+  echo "@@KERNEL-TROUBLE-BEGIN"; dmesg | grep -E -A12 "\$trouble" | head -200; echo "@@KERNEL-TROUBLE-END"
+fi
 echo "@@DONE"
 poweroff -f
 INIT
