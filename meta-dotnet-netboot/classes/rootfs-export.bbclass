@@ -97,7 +97,8 @@ addhandler rootfs_export_build_completed
 rootfs_export_build_completed[eventmask] = "bb.event.BuildCompleted"
 
 def rootfs_export_is_exported(d):
-    return bb.data.inherits_class("image", d) and d.getVar("PN") in (d.getVar("ROOTFS_EXPORT_IMAGES") or "").split()
+    """Listed in ROOTFS_EXPORT_IMAGES and deploys an image (has image.bbclass's do_image_complete)."""
+    return d.getVar("PN") in (d.getVar("ROOTFS_EXPORT_IMAGES") or "").split() and bool(d.getVarFlag("do_image_complete", "task"))
 
 def rootfs_export_keep_package_state(d):
     """The package database stays in the image (without package-management do_rootfs deletes it). The
@@ -115,7 +116,8 @@ def rootfs_export_setup(d):
     signatures stay as they were."""
     if not rootfs_export_is_exported(d):
         return
-    rootfs_export_keep_package_state(d)
+    if bb.data.inherits_class("image", d):
+        rootfs_export_keep_package_state(d)
     if d.getVar("ROOTFS_EXPORT_AUTO") == "1":
         bb.build.addtask("do_rootfs_export", "do_build", "do_image_complete", d)
 

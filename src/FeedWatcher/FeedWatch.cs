@@ -51,6 +51,31 @@ public sealed class FeedWatch
     /// <summary>&lt;build&gt;/.rootfs-export/&lt;image&gt;.sock: one per image, all found by globbing the directory.</summary>
     public static string SocketPath(BuildLayout layout, string image) => Path.Combine(layout.BuildDir, ".rootfs-export", image + ".sock");
 
+    /// <summary>
+    /// On a fresh build directory there is no image yet (`watch` first, then bitbake): wait until one is
+    /// deployed. Polled: inotify on the build directory would see every file bitbake writes. False: stopped.
+    /// </summary>
+    public static async Task<bool> WaitForImage(BuildLayout layout, string image, TextWriter log, CancellationToken cancel)
+    {
+        for (bool told = false; ; told = true)
+        {
+            try
+            {
+                layout.FindImageTarball(image);
+                if (told) log.WriteLine("image found");
+                return true;
+            }
+            catch (UserFacingException e) when (!told)
+            {
+                log.WriteLine($"waiting for the image: {e.Message}");
+                log.Flush();
+            }
+            catch (UserFacingException) { }
+            try { await Task.Delay(NotReadyRetry, cancel); }
+            catch (OperationCanceledException) { return false; }
+        }
+    }
+
     public IEnumerable<string> WatchedDirectories()
     {
         if (_layout.Kind == BuildKind.Ptxdist)

@@ -25,6 +25,7 @@ public sealed class BitbakeTaskTests
         class D:
             def __init__(s, v): s.v = dict(v)
             def getVar(s, k): return s.v.get(k)
+            def getVarFlag(s, k, f): return s.v.get("%s[%s]" % (k, f))
             def setVar(s, k, val): s.v[k] = val
             def appendVar(s, k, val): s.v[k] = (s.v.get(k) or "") + val
         """;
@@ -51,13 +52,13 @@ public sealed class BitbakeTaskTests
     public void Only_the_exported_images_get_package_state_and_the_task()
     {
         const string common = "\"ROOTFS_EXPORT_IMAGES\": \"core-image-minimal\", \"ROOTFS_EXPORT_AUTO\": \"1\", \"IMAGE_FEATURES\": \"ssh-server-dropbear\", \"ROOTFS_PKGMANAGE\": \"rpm dnf\", \"FEATURE_PACKAGES_package-management\": \"${ROOTFS_PKGMANAGE}\"";
-        var exported = RunPython(Setup($"{{{common}, \"PN\": \"core-image-minimal\", \"__inherits\": \"image\"}}"));
+        var exported = RunPython(Setup($"{{{common}, \"PN\": \"core-image-minimal\", \"__inherits\": \"image\", \"do_image_complete[task]\": \"1\"}}"));
         Assert.Equal("ssh-server-dropbear package-management", exported.GetProperty("features").GetString());
         Assert.Equal("rpm", exported.GetProperty("pm").GetString()); // no dnf, so no python3 either
         Assert.Equal("[[\"do_rootfs_export\",\"do_build\",\"do_image_complete\"]]", exported.GetProperty("tasks").GetRawText().Replace(" ", ""));
 
         // an initramfs image, and a recipe that is not an image though listed: untouched, so their signatures stay
-        foreach (var other in new[] { "\"PN\": \"core-image-minimal-initramfs\", \"__inherits\": \"image\"", "\"PN\": \"core-image-minimal\", \"__inherits\": \"\"" })
+        foreach (var other in new[] { "\"PN\": \"core-image-minimal-initramfs\", \"__inherits\": \"image\", \"do_image_complete[task]\": \"1\"", "\"PN\": \"core-image-minimal\", \"__inherits\": \"\"" })
         {
             var r = RunPython(Setup($"{{{common}, {other}}}"));
             Assert.Equal("ssh-server-dropbear", r.GetProperty("features").GetString());
@@ -66,7 +67,7 @@ public sealed class BitbakeTaskTests
         }
 
         // the image chose package-management itself: its full package manager stays; without AUTO no task
-        var own = RunPython(Setup("{\"ROOTFS_EXPORT_IMAGES\": \"img\", \"PN\": \"img\", \"__inherits\": \"image\", \"IMAGE_FEATURES\": \"package-management\", \"ROOTFS_PKGMANAGE\": \"dpkg apt\", \"FEATURE_PACKAGES_package-management\": \"dpkg apt\"}"));
+        var own = RunPython(Setup("{\"ROOTFS_EXPORT_IMAGES\": \"img\", \"PN\": \"img\", \"__inherits\": \"image\", \"do_image_complete[task]\": \"1\", \"IMAGE_FEATURES\": \"package-management\", \"ROOTFS_PKGMANAGE\": \"dpkg apt\", \"FEATURE_PACKAGES_package-management\": \"dpkg apt\"}"));
         Assert.Equal("package-management", own.GetProperty("features").GetString());
         Assert.Equal("dpkg apt", own.GetProperty("pm").GetString());
         Assert.Equal(0, own.GetProperty("tasks").GetArrayLength());

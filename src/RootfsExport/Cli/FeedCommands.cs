@@ -30,7 +30,7 @@ public static class FeedCommands
                 return Task.FromResult(result.NotReady == 0);
             }
             using var stop = new StopSignal(ct);
-            await Refresh(stop.Token);
+            if (await FeedWatch.WaitForImage(layout, name, Console.Out, stop.Token)) await Refresh(stop.Token);
             await new FeedWatch(layout, name, Refresh, Console.Out).RunAsync(stop.Token);
             Console.WriteLine("watch stopped");
             return 0;
