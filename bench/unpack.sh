@@ -22,9 +22,9 @@ gz="$cache/bookworm-minbase.tar.gz"
 chmod a+r "$zst" "$gz"
 entries=$(zstd -dc "$zst" | tar -t | wc -l)
 
-# build once, copy the tool where the unprivileged user can run it
-"$here/rootfs-export" --help >/dev/null
-tool=$(mktemp -d /tmp/rfe-bench-tool.XXXX); cp -a "$here/.build/rootfs-export/." "$tool/"; chmod -R a+rX "$tool"
+# the installed native program, as users and build tasks run it (no SDK, no .NET runtime, empty environment)
+tool=$(mktemp -d /tmp/rfe-bench-tool.XXXX)
+"$here/rootfs-export" install --prefix "$tool" >/dev/null; chmod -R a+rX "$tool"
 work=$(mktemp -d /tmp/rfe-bench.XXXX); chmod 777 "$work"
 as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp "$@"; else "$@"; fi; }
 
@@ -40,7 +40,7 @@ time_one() { # label, command...
   echo "$label $(echo "$t1 - $t0" | bc)"
 }
 
-ours()   { as_user rmdir "$work/x"; as_user "$tool/rootfs-export" unpack "$1" "$work/x"; }
+ours()   { as_user rmdir "$work/x"; as_user env -i PATH=/usr/bin:/bin "$tool/bin/rootfs-export" unpack "$1" "$work/x"; }
 pseudo_tar() { as_user env PSEUDO_PREFIX=/usr PSEUDO_LOCALSTATEDIR="$work/x.pseudo_state" sh -c \
   "pseudo tar --numeric-owner --xattrs --xattrs-include='*' --acls -xpf '$1' -C '$work/x' && pseudo -S"; }
 # device nodes cannot be made unprivileged: plain tar reports them and extracts the rest

@@ -27,10 +27,11 @@ public abstract class PackageState
         Status = status;
     }
 
-    /// <summary>Finds the state of an export: opkg first (var/lib, then legacy usr/lib), then dpkg, then rpm.</summary>
+    /// <summary>Finds the state of an export: opkg first (var/lib as OE has it, legacy usr/lib, usr/share as PTXdist's
+    /// opkg.conf sets status_file), then dpkg, then rpm.</summary>
     public static PackageState? Load(string export, string stateDir)
     {
-        foreach (var root in new[] { "var/lib/opkg", "usr/lib/opkg" })
+        foreach (var root in new[] { "var/lib/opkg", "usr/lib/opkg", "usr/share/opkg" })
         {
             var status = Path.Combine(export, root, "status");
             if (File.Exists(status)) return new OpkgState(export, root, ControlStanza.ParseAll(File.ReadAllText(status), status));

@@ -26,7 +26,7 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
         if (dir is null)
         {
             var cwd = Directory.GetCurrentDirectory();
-            if (File.Exists(Path.Combine(cwd, "conf", "local.conf")) || Directory.EnumerateDirectories(cwd, "platform-*").Any()) dir = cwd;
+            if (File.Exists(Path.Combine(cwd, "conf", "local.conf")) || IsPtxdistBsp(cwd)) dir = cwd;
         }
         if (dir is null)
         {
@@ -41,11 +41,11 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
 
     public static BuildLayout FromDirectory(string dir, string? machine)
     {
-        var platforms = Directory.EnumerateDirectories(dir, "platform-*").OrderByDescending(Directory.GetLastWriteTimeUtc).ToList();
-        if (platforms.Count > 0 && !File.Exists(Path.Combine(dir, "conf", "local.conf")))
+        if (IsPtxdistBsp(dir) && !File.Exists(Path.Combine(dir, "conf", "local.conf")))
         {
-            var platform = platforms.First();
-            return new BuildLayout(BuildKind.Ptxdist, dir, machine ?? Path.GetFileName(platform)["platform-".Length..], null, platform);
+            var platform = PtxdistPlatform(dir, machine);
+            var name = Path.GetFileName(platform);
+            return new BuildLayout(BuildKind.Ptxdist, dir, name.StartsWith("platform-") ? name["platform-".Length..] : name, null, platform);
         }
         machine ??= Environment.GetEnvironmentVariable("MACHINE") ?? MachineFromLocalConf(Path.Combine(dir, "conf", "local.conf"))
             ?? throw new UserFacingException($"cannot tell the MACHINE: {dir}/conf/local.conf sets none; pass --machine");
@@ -56,6 +56,42 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
             .OrderByDescending(Directory.GetLastWriteTimeUtc)
             .FirstOrDefault() ?? Path.Combine(dir, "tmp", "deploy");
         return new BuildLayout(BuildKind.OpenEmbedded, dir, machine, deploy, null);
+    }
+
+    /// <summary>A PTXdist BSP: a selected platform config, or a platform directory (platform-NAME, or platform/ for an empty name).</summary>
+    public static bool IsPtxdistBsp(string dir) =>
+        File.Exists(Path.Combine(dir, "selected_platformconfig")) || Directory.Exists(Path.Combine(dir, "platform"))
+        || Directory.EnumerateDirectories(dir, "platform-*").Any();
+
+    private static readonly Regex PlatformLine = new(@"^PTXCONF_PLATFORM=""([^""]*)""", RegexOptions.Multiline);
+
+    /// <summary>
+    /// The platform directory: --machine NAME is platform-NAME; else the one selected_platformconfig names
+    /// (PTXCONF_PLATFORM="NAME" is platform-NAME, an empty name is platform/); else the only one there is.
+    /// Never the newest: several platforms of one BSP are built side by side.
+    /// </summary>
+    public static string PtxdistPlatform(string bsp, string? machine)
+    {
+        if (machine != null)
+        {
+            var named = Path.Combine(bsp, machine == "platform" ? "platform" : "platform-" + machine);
+            return Directory.Exists(named) ? named : throw new UserFacingException($"no platform directory '{named}' in the BSP");
+        }
+        var selected = Path.Combine(bsp, "selected_platformconfig");
+        if (File.Exists(selected))
+        {
+            var m = PlatformLine.Match(File.ReadAllText(selected));
+            var dir = Path.Combine(bsp, m.Success && m.Groups[1].Value.Length > 0 ? "platform-" + m.Groups[1].Value : "platform");
+            return Directory.Exists(dir) ? dir
+                : throw new UserFacingException($"selected_platformconfig names platform '{Path.GetFileName(dir)}', which is not built yet (run 'ptxdist go')");
+        }
+        var all = Directory.EnumerateDirectories(bsp, "platform-*").Concat(Directory.EnumerateDirectories(bsp, "platform")).Order(StringComparer.Ordinal).ToList();
+        return all.Count switch
+        {
+            1 => all[0],
+            0 => throw new UserFacingException($"no platform directory in the BSP '{bsp}' (run 'ptxdist go')"),
+            _ => throw new UserFacingException($"several platforms in '{bsp}' ({string.Join(", ", all.Select(Path.GetFileName))}) and no selected_platformconfig: pass --machine NAME for platform-NAME"),
+        };
     }
 
     private static readonly Regex MachineLine = new(@"^\s*MACHINE\s*(\?\?=|\?=|=|:=)\s*[""']([^""']+)[""']", RegexOptions.Multiline);
@@ -78,13 +114,11 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
     /// </summary>
     public string FindImageTarball(string image)
     {
+        if (Kind == BuildKind.Ptxdist) return FindPtxdistImage();
         var dir = ImageDir;
         if (!Directory.Exists(dir))
-            throw new UserFacingException($"image directory '{dir}' does not exist (build the image first: bitbake {image}{(Kind == BuildKind.Ptxdist ? "; ptxdist images" : "")})");
+            throw new UserFacingException($"image directory '{dir}' does not exist (build the image first: bitbake {image})");
         IEnumerable<string> candidates;
-        if (Kind == BuildKind.Ptxdist)
-            candidates = Directory.EnumerateFiles(dir, "root.*").Where(f => TarSuffix.IsMatch(Path.GetFileName(f)));
-        else
         {
             var prefix = $"{image}-{Machine}";
             candidates = Directory.EnumerateFiles(dir, prefix + "*").Where(f =>
@@ -103,10 +137,24 @@ public sealed record BuildLayout(BuildKind Kind, string BuildDir, string Machine
             .ThenBy(c => new FileInfo(c.Path).LinkTarget is null ? 1 : 0) // prefer the stable symlink name
             .FirstOrDefault();
         if (newest.Path is null)
-            throw new UserFacingException(Kind == BuildKind.Ptxdist
-                ? $"no root.tgz in {dir} (run 'ptxdist images')"
-                : $"no rootfs tarball of '{image}' for MACHINE '{Machine}' in {dir} (looked for {image}-{Machine}.rootfs.tar.* and {image}-{Machine}.tar.*; IMAGE_FSTYPES needs a tar type)");
+            throw new UserFacingException($"no rootfs tarball of '{image}' for MACHINE '{Machine}' in {dir} (looked for {image}-{Machine}.rootfs.tar.* and {image}-{Machine}.tar.*; IMAGE_FSTYPES needs a tar type)");
         return newest.Path;
+    }
+
+    /// <summary>
+    /// PTXdist: images/root.tgz (or root.tar.*; only with PTXCONF_IMAGE_ROOT_TGZ), or the nfsroot data
+    /// (root/ plus state/*.perms, which every `ptxdist go` updates), whichever is newer.
+    /// </summary>
+    private string FindPtxdistImage()
+    {
+        var images = Path.Combine(PlatformDir!, "images");
+        var tarball = Directory.Exists(images)
+            ? Directory.EnumerateFiles(images, "root.*").Where(f => TarSuffix.IsMatch(Path.GetFileName(f))).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault()
+            : null;
+        if (!PtxdistNfsroot.Exists(PlatformDir!))
+            return tarball ?? throw new UserFacingException($"no image in {PlatformDir}: neither images/root.tgz (PTXCONF_IMAGE_ROOT_TGZ) nor root/ with state/*.perms (run 'ptxdist go')");
+        if (tarball != null && File.GetLastWriteTimeUtc(tarball) >= PtxdistNfsroot.LastChange(PlatformDir!)) return tarball;
+        return PtxdistNfsroot.Tarball(PlatformDir!, Path.Combine(BuildDir, ".rootfs-export"));
     }
 
     /// <summary>The image manifest next to the tarball (package name, arch, version per line), if any.</summary>
