@@ -36,10 +36,12 @@ public static class TransportDefaults
     public const string NinePCache = "loose";
 
     /// <summary>
-    /// access=any: one attach shared by every user on the board, so daemons that drop root still reach their
-    /// files (access=0 would lock out every uid but 0). rsinit's README uses it too.
+    /// access=user: the client attaches once per board uid (Tattach n_uname), so a file a daemon creates after
+    /// dropping root belongs to that daemon, as on a local disk, and the server checks permissions for it from
+    /// files.db. access=any shares root's attach (new files of every user become root's); access=0 locks out
+    /// every uid but 0. See docs/NINEP.md.
     /// </summary>
-    public const string NinePAccess = "any";
+    public const string NinePAccess = "user";
 
     /// <summary>The attach name; the server maps it (and files' owners) through the pseudo database.</summary>
     public const string NinePUname = "root";

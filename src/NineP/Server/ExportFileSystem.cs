@@ -30,6 +30,9 @@ public sealed unsafe class ExportFileSystem : IDisposable
     private readonly OwnershipStore _store;
     private readonly HashSet<Fid> _liveFids = new();
     private readonly string[] _attachNames;
+    private readonly BoardUsers _users;
+    private const uint S_ISGID = 0x400, S_ISVTX = 0x200;
+    private const int MayRead = 4, MayWrite = 2, MayExec = 1;
 
     /// <summary>Canonical absolute path of the export: the prefix of every DB path.</summary>
     public string ExportPath { get; }
@@ -42,6 +45,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (_rootFd < 0) throw PosixException.Last("open export", ExportPath);
         _rootDev = StatFd(_rootFd).Dev();
         _root = new HostDir(_rootFd, "", owned: false);
+        _users = new BoardUsers(ReadExportFile);
         _attachNames = new[] { ExportPath }.Concat((aliases ?? []).Select(a => Path.GetFullPath(a).TrimEnd('/'))).Distinct().ToArray();
     }
 
@@ -236,6 +240,112 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return (minor & 0xff) | (major << 8) | ((minor & ~0xffUL) << 12);
     }
 
+    // ---------------- permissions (fids attached as a board user other than root: access=user) ----------------
+
+    /// <summary>etc/passwd or etc/group of the export, for <see cref="BoardUsers"/>; null when absent.</summary>
+    private string? ReadExportFile(string rel)
+    {
+        int fd;
+        try { fd = OpenRel(rel, Libc.O_RDONLY); }
+        catch (PosixException) { return null; }
+        using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true), FileAccess.Read, 0);
+        var buf = new byte[1 << 20];
+        int n = 0, r;
+        while (n < buf.Length && (r = stream.Read(buf, n, buf.Length - n)) > 0) n += r;
+        return Encoding.UTF8.GetString(buf, 0, n);
+    }
+
+    /// <summary>Whether uid gets `want` (MayRead/MayWrite/MayExec) from the owner, group or other bits.</summary>
+    private bool Permits(uint uid, FileRow? row, in Statx st, int want)
+    {
+        uint mode = EffectiveMode(st, row), owner = row?.Uid ?? st.Uid, group = row?.Gid ?? st.Gid;
+        uint bits = uid == owner ? mode >> 6 : _users.InGroup(uid, group) ? mode >> 3 : mode;
+        return ((int)bits & want) == want;
+    }
+
+    /// <summary>Root may do anything (CAP_DAC_OVERRIDE), so its requests cost no check at all.</summary>
+    private void Require(Fid fid, FileRow? row, in Statx st, int want, string what)
+    {
+        if (fid.Uid != 0 && !Permits(fid.Uid, row, st, want)) throw new NinePException(Errno.EACCES, $"{what}: permission denied");
+    }
+
+    /// <summary>Search (and for a change, write) permission in the directory dir.</summary>
+    private void RequireInDir(Fid fid, HostDir dir, int want)
+    {
+        if (fid.Uid == 0) return;
+        var st = StatFd(dir.Fd);
+        Require(fid, RowFor(dir.Rel, st), st, want, dir.Rel.Length == 0 ? "/" : dir.Rel);
+    }
+
+    private void RequireOpen(Fid fid, in Statx st, uint flags)
+    {
+        if (fid.Uid == 0) return;
+        int want = (flags & 3) switch { 0 => MayRead, 1 => MayWrite, 2 => MayRead | MayWrite, _ => 0 };
+        if ((flags & Libc.O_TRUNC) != 0) want |= MayWrite;
+        Require(fid, RowFor(fid.Path, st), st, want, fid.Path);
+    }
+
+    /// <summary>Removing or replacing name in dir: write and search on dir, and in a sticky directory ownership.</summary>
+    private void RequireMayDelete(Fid fid, HostDir dir, string name)
+    {
+        if (fid.Uid == 0) return;
+        var dst = StatFd(dir.Fd);
+        var drow = RowFor(dir.Rel, dst);
+        Require(fid, drow, dst, MayWrite | MayExec, dir.Rel.Length == 0 ? "/" : dir.Rel);
+        if ((EffectiveMode(dst, drow) & S_ISVTX) == 0) return;
+        var st = StatAt(dir.Fd, name);
+        var row = RowFor(Child(dir.Rel, name), st);
+        if (fid.Uid != (row?.Uid ?? st.Uid) && fid.Uid != (drow?.Uid ?? dst.Uid))
+            throw new NinePException(Errno.EPERM, $"{name}: sticky directory, not the owner");
+    }
+
+    /// <summary>
+    /// Owner, group and mode of a new object in dir: the attaching user; a setgid directory's group (and for a
+    /// directory its setgid bit), else the gid the client sent when the user acts with it, else the user's
+    /// primary group. The mode is the client's, umask applied there; setgid only with the object's group.
+    /// </summary>
+    private (uint Uid, uint Gid, uint Mode) NewOwner(Fid dfid, HostDir dir, uint gid, uint mode, bool isDir)
+    {
+        uint uid = dfid.Uid;
+        var dst = StatFd(dir.Fd);
+        var drow = RowFor(dir.Rel, dst);
+        if ((EffectiveMode(dst, drow) & S_ISGID) != 0)
+        {
+            gid = drow?.Gid ?? dst.Gid;
+            if (isDir) mode |= S_ISGID;
+        }
+        else if (uid != 0 && !_users.InGroup(uid, gid)) gid = _users.PrimaryGid(uid);
+        if (!isDir && uid != 0 && !_users.InGroup(uid, gid)) mode &= ~S_ISGID;
+        return (uid, gid, mode);
+    }
+
+    /// <summary>
+    /// Tsetattr by a user other than root, by Linux's rules: only the owner changes mode or times, nobody gives a
+    /// file away, the owner changes the group to one of theirs; a chmod that sets setgid without that group
+    /// drops the bit. Returns what is to be applied.
+    /// </summary>
+    private Tsetattr CheckSetAttr(Fid fid, FileRow? row, in Statx st, Tsetattr m)
+    {
+        uint uid = fid.Uid;
+        if (uid == 0) return m;
+        var v = m.Valid;
+        uint owner = row?.Uid ?? st.Uid, group = row?.Gid ?? st.Gid;
+        bool isOwner = uid == owner;
+        if ((v & SetAttrMask.Uid) != 0 && !(isOwner && m.Uid == owner)) throw new NinePException(Errno.EPERM, "chown: not root");
+        if ((v & SetAttrMask.Gid) != 0 && !(isOwner && (m.Gid == group || _users.InGroup(uid, m.Gid))))
+            throw new NinePException(Errno.EPERM, "chgrp: not the owner or not a member");
+        if ((v & SetAttrMask.Mode) != 0)
+        {
+            if (!isOwner) throw new NinePException(Errno.EPERM, "chmod: not the owner");
+            uint newGroup = (v & SetAttrMask.Gid) != 0 ? m.Gid : group;
+            if (!IsDir(st) && !_users.InGroup(uid, newGroup)) m = m with { Mode = m.Mode & ~S_ISGID };
+        }
+        if ((v & SetAttrMask.Size) != 0 && !(fid.Fd >= 0 && fid.Writable)) Require(fid, row, st, MayWrite, fid.Path);
+        if ((v & (SetAttrMask.AtimeSet | SetAttrMask.MtimeSet)) != 0 && !isOwner) throw new NinePException(Errno.EPERM, "utimes: not the owner");
+        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0 && !isOwner) Require(fid, row, st, MayWrite, fid.Path);
+        return m;
+    }
+
     // ---------------- operations ----------------
 
     /// <summary>Tattach: aname must be the export or a directory inside it.</summary>
@@ -298,6 +408,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
                     }
                     CheckName(n);
                     at ??= up != null ? OpenDirIn(up, NameOf(cur), cur) : cur == fid.Path ? DirOf(fid) : OpenDir(cur);
+                    RequireInDir(fid, at, MayExec);
                     var next = Child(cur, n);
                     st = StatAt(at.Fd, n);
                     known = true;
@@ -375,6 +486,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         int fd = ObjectFd(fid);
         using var at = fd >= 0 ? default : Locate(fid);
         var st = fd >= 0 ? StatFd(fd) : Stat(at);
+        m = CheckSetAttr(fid, ObjectRow(fid, st, fd >= 0), st, m);
         var v = m.Valid;
         if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0) SetOwnership(fid, st, m, fd, at);
         if ((v & SetAttrMask.Size) != 0) Truncate(fid, st, m.Size, fd);
@@ -453,6 +565,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         lock (fid.Gate)
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+            RequireOpen(fid, st, flags);
             if (IsDir(st))
             {
                 if ((flags & 3) != Libc.O_RDONLY) throw new NinePException(Errno.EISDIR, "open a directory for writing");
@@ -478,6 +591,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
             using var dir = DirOf(fid);
+            RequireInDir(fid, dir, MayWrite | MayExec);
+            (uint uid, gid, mode) = NewOwner(fid, dir, gid, mode, isDir: false);
             int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
             int fd = Libc.OpenAt(dir.Fd, name, acc | ((int)flags & Libc.O_APPEND) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC,
                 StMode.OnDisk(mode, false));
@@ -486,7 +601,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
             {
                 var st = StatFd(fd);
                 var rel = Child(dirRel, name);
-                _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), fid.Uid, gid, Libc.S_IFREG | (mode & 0xfff), 0));
+                _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, Libc.S_IFREG | (mode & 0xfff), 0));
                 fid.Fd = fd;
                 fid.Writable = acc != Libc.O_RDONLY;
                 fid.Path = rel;
@@ -505,9 +620,11 @@ public sealed unsafe class ExportFileSystem : IDisposable
         CheckName(name);
         var rel = Child(dfid.Path, name);
         using var dir = DirOf(dfid);
+        RequireInDir(dfid, dir, MayWrite | MayExec);
+        (uint uid, gid, mode) = NewOwner(dfid, dir, gid, mode, isDir: true);
         if (Libc.MkdirAt(dir.Fd, name, StMode.OnDisk(mode, true)) != 0) throw PosixException.Last("mkdir", name);
         var st = StatAt(dir.Fd, name);
-        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFDIR | (mode & 0xfff), 0));
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, Libc.S_IFDIR | (mode & 0xfff), 0));
         return new Qid(QidType.Dir, 0, QidPath(st));
     }
 
@@ -517,9 +634,11 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (target.Length == 0 || target.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad symlink target");
         var rel = Child(dfid.Path, name);
         using var dir = DirOf(dfid);
+        RequireInDir(dfid, dir, MayWrite | MayExec);
+        (uint uid, gid, _) = NewOwner(dfid, dir, gid, 0x1ff, isDir: false);
         if (Libc.SymlinkAt(target, dir.Fd, name) != 0) throw PosixException.Last("symlink", name);
         var st = StatAt(dir.Fd, name);
-        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, Libc.S_IFLNK | 0x1ff, 0));
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, Libc.S_IFLNK | 0x1ff, 0));
         return new Qid(QidType.Symlink, 0, QidPath(st));
     }
 
@@ -531,6 +650,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
         uint type = mode & Libc.S_IFMT;
         if (type == 0) type = Libc.S_IFREG;
         using var dir = DirOf(dfid);
+        RequireInDir(dfid, dir, MayWrite | MayExec);
+        // device nodes need CAP_MKNOD on the board: only root makes them (FIFOs, sockets and files anyone)
+        if (dfid.Uid != 0 && type is Libc.S_IFCHR or Libc.S_IFBLK) throw new NinePException(Errno.EPERM, "mknod of a device by a user");
+        (uint uid, gid, mode) = NewOwner(dfid, dir, gid, mode, isDir: false);
         switch (type)
         {
             case Libc.S_IFIFO:
@@ -546,7 +669,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         }
         var st = StatAt(dir.Fd, name);
         long rdev = type is Libc.S_IFCHR or Libc.S_IFBLK ? Libc.MakeDev(major, minor) : 0;
-        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), dfid.Uid, gid, type | (mode & 0xfff), rdev));
+        _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, type | (mode & 0xfff), rdev));
         return new Qid(QidType.File, 0, QidPath(st));
     }
 
@@ -560,7 +683,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (IsDir(st)) throw new NinePException(Errno.EPERM, "hard link to a directory");
         var row = EnsureRow(srcRel, st);
         using (var to = DirOf(dfid))
+        {
+            RequireInDir(dfid, to, MayWrite | MayExec);
             if (Libc.LinkAt(from.DirFd, from.Name, to.Fd, name, 0) != 0) throw PosixException.Last("link", name);
+        }
         _store.PutLink(row with { Path = DbPath(Child(dfid.Path, name)) });
     }
 
@@ -570,7 +696,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
         using var from = Locate(fid);
         using var to = DirOf(newDir);
-        Rename(from.Dir, Child(from.Dir.Rel, from.Name), to, newName);
+        Rename(fid, from.Dir, Child(from.Dir.Rel, from.Name), to, newName);
     }
 
     /// <summary>Trenameat: oldName in oldDir to newName in newDir.</summary>
@@ -579,15 +705,17 @@ public sealed unsafe class ExportFileSystem : IDisposable
         CheckName(oldName);
         using var from = DirOf(oldDir);
         using var to = DirOf(newDir);
-        Rename(from, Child(from.Rel, oldName), to, newName); // from.Rel: the path of the directory we hold, as Unlink does
+        Rename(oldDir, from, Child(from.Rel, oldName), to, newName); // from.Rel: the path of the directory we hold, as Unlink does
     }
 
-    private void Rename(HostDir from, string oldRel, HostDir to, string newName)
+    private void Rename(Fid who, HostDir from, string oldRel, HostDir to, string newName)
     {
         CheckName(newName);
         var newRel = Child(to.Rel, newName);
         if (newRel == oldRel) return;
         bool targetExisted = Libc.StatxAt(to.Fd, newName, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out _) == 0;
+        RequireMayDelete(who, from, NameOf(oldRel));
+        if (targetExisted) RequireMayDelete(who, to, newName); else RequireInDir(who, to, MayWrite | MayExec);
         // fids on a replaced target keep reaching the replaced object, as a process's open file does
         var replaced = targetExisted ? PrepareDetach(to, newName, newRel) : null;
         if (Libc.RenameAt2(from.Fd, NameOf(oldRel), to.Fd, newName, 0) != 0)
@@ -649,6 +777,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         CheckName(name);
         using var d = DirOf(dirFid);
+        RequireMayDelete(dirFid, d, name);
         Unlink(d, name, (flags & Libc.AT_REMOVEDIR) != 0);
     }
 
@@ -671,6 +800,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     {
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
         using var at = Locate(fid);
+        RequireMayDelete(fid, at.Dir, at.Name);
         Unlink(at.Dir, at.Name, IsDir(Stat(at)));
     }
 
@@ -844,6 +974,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (name.Length == 0 || name.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad xattr name");
         if (size > XattrSizeMax) throw new NinePException(Errno.E2BIG, "xattr too large");
         if ((flags & ~3u) != 0 || flags == 3) throw new NinePException(Errno.EINVAL, "bad xattr flags");
+        if (fid.Uid != 0 && !name.StartsWith("user.", StringComparison.Ordinal))
+            throw new NinePException(Errno.EPERM, "only root sets trusted., security. and system. xattrs");
         lock (fid.Gate)
         {
             if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
