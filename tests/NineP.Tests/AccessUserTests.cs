@@ -49,7 +49,7 @@ public class AccessUserTests
             Assert.Equal(Errno.EACCES, await c.Errno(new Tlopen(await Walk(c, Alice, 11, "etc", "secret"), 0)));
             await c.Call<Rlopen>(new Tlopen(await Walk(c, Alice, 12, "etc", "hostname"), 0));
 
-            // alice in the sticky /tmp: hers; a gid she does not have becomes her primary group
+            // alice in the sticky /tmp: hers, with the gid her process has (the client sends it)
             var tmp = await Walk(c, Alice, 13, "tmp");
             await c.Call<Rlcreate>(new Tlcreate(await Walk(c, tmp, 14), "a", 0x8042, 0x1a4, 1000));
             await c.Call<Rmkdir>(new Tmkdir(tmp, "d", 0x1ed, 1000));

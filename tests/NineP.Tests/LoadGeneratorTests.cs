@@ -63,13 +63,16 @@ public class LoadGeneratorTests
         using var fx = new ExportFixture();
         await using (var srv = new RunningServer(fx.Export))
         {
+            // uid 1234 creates only where the modes let it: a 0777 directory with no row (the host's mode)
+            var pub = Directory.CreateDirectory(Path.Combine(fx.Export, "pub"));
+            pub.UnixFileMode = (UnixFileMode)0x1ff;
             var o = Options(srv.Port, fx.Export) with { Connections = 1, Uid = 1234, Gid = 5678 };
-            var write = await Workloads.WriteAsync(o, "/", files: 5, size: 10, keep: true, CancellationToken.None);
+            var write = await Workloads.WriteAsync(o, "/pub", files: 5, size: 10, keep: true, CancellationToken.None);
             Assert.Equal(5, write.Items);
         }
-        var dir = Assert.Single(Directory.GetDirectories(fx.Export, "nineload-*"));
+        var dir = Assert.Single(Directory.GetDirectories(Path.Combine(fx.Export, "pub"), "nineload-*"));
         Assert.Equal(5, Directory.GetFiles(dir).Length);
-        var row = fx.Row(Path.GetFileName(dir) + "/f00003")!;
+        var row = fx.Row("pub/" + Path.GetFileName(dir) + "/f00003")!;
         Assert.Equal((1234u, 5678u, 0x81a4u), (row.Uid, row.Gid, row.Mode));
     }
 

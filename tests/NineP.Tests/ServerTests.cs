@@ -119,8 +119,9 @@ public class ServerTests
         Assert.Equal(0, (int)(onDisk.UnixFileMode & (UnixFileMode.SetUser | UnixFileMode.SetGroup | UnixFileMode.OtherWrite)));
         var hard = fx.Row("srv/shared/motd.hard")!;
         Assert.Equal((motd.Dev, motd.Ino, 1234u), (hard.Dev, hard.Ino, hard.Uid));
-        Assert.Equal((0u, 42u, 0x43edu), (fx.Row("srv/shared/sub2")!.Uid, fx.Row("srv/shared/sub2")!.Gid, fx.Row("srv/shared/sub2")!.Mode));
-        Assert.Equal(7u, fx.Row("srv/shared/sub2/inner")!.Gid);
+        // a directory made in the setgid srv/shared is setgid too, and what is made in it gets its group
+        Assert.Equal((0u, 42u, 0x47edu), (fx.Row("srv/shared/sub2")!.Uid, fx.Row("srv/shared/sub2")!.Gid, fx.Row("srv/shared/sub2")!.Mode));
+        Assert.Equal(42u, fx.Row("srv/shared/sub2/inner")!.Gid);
         Assert.Null(fx.Row("srv/shared/sub/inner"));
         Assert.Equal(0xa1ffu, fx.Row("srv/shared/link")!.Mode);
         var console = fx.Row("srv/shared/console")!;
@@ -170,7 +171,7 @@ public class ServerTests
             await c.Call<Rsetattr>(new Tsetattr(4, SetAttrMask.Uid, 0, 4321, 0, 0, 0, 0, 0, 0));
         }
         Assert.Equal(4321u, fx.Row("srv/shared/f-moved")!.Uid);
-        Assert.Equal(7u, fx.Row("srv/shared/b/made-in-b")!.Gid);
+        Assert.Equal(42u, fx.Row("srv/shared/b/made-in-b")!.Gid); // b is in the setgid srv/shared, so setgid itself
         Assert.Null(fx.Row("srv/shared/b/f"));
     }
 
@@ -352,7 +353,9 @@ public class ServerTests
         await using var c = await TestClient.ConnectAsync(srv.Port);
         await c.Call<Rversion>(new Tversion(65536, "9P2000.L"));
         Assert.Equal(Errno.ENOENT, await c.Errno(new Tauth(1, "", fx.Export, 1000)));
-        await c.Call<Rattach>(new Tattach(0, P9.NoFid, "", fx.Export, 1000));
+        await c.Call<Rattach>(new Tattach(5, P9.NoFid, "root", fx.Export, P9.NoUname));
+        await c.Call<Rmkdir>(new Tmkdir(5, "pub", 0x41ff, 0)); // 0777: uid 1000 may create in it
+        await c.Call<Rattach>(new Tattach(0, P9.NoFid, "", fx.Export + "/pub", 1000));
         await c.Call<Rlcreate>(new Tlcreate(0, "by1000", 0x42, 0x1a4, 1000));
         Assert.Equal(1000u, (await c.Call<Rgetattr>(new Tgetattr(0, AttrMask.Basic))).Attr.Uid);
         Assert.Equal(Errno.EOPNOTSUPP, await c.Errno(new Rclunk())); // an R-message sent as a request

@@ -10,7 +10,6 @@ public sealed class BoardUsers(Func<string, string?> readExportFile)
 {
     private readonly object _lock = new();
     private Dictionary<uint, HashSet<uint>> _groups = new();
-    private Dictionary<uint, uint> _primary = new();
     private string _source = "";
     private long _checkedAt = -1; // never
 
@@ -19,13 +18,6 @@ public sealed class BoardUsers(Func<string, string?> readExportFile)
     {
         Refresh();
         lock (_lock) return _groups.TryGetValue(uid, out var g) && g.Contains(gid);
-    }
-
-    /// <summary>The user's primary gid from etc/passwd; the uid itself when the board does not know it.</summary>
-    public uint PrimaryGid(uint uid)
-    {
-        Refresh();
-        lock (_lock) return _primary.TryGetValue(uid, out var gid) ? gid : uid;
     }
 
     private void Refresh()
@@ -43,11 +35,11 @@ public sealed class BoardUsers(Func<string, string?> readExportFile)
         {
             if (source == _source) return;
             _source = source;
-            (_primary, _groups) = Parse(passwd, group);
+            _groups = Parse(passwd, group);
         }
     }
 
-    private static (Dictionary<uint, uint>, Dictionary<uint, HashSet<uint>>) Parse(string passwd, string group)
+    private static Dictionary<uint, HashSet<uint>> Parse(string passwd, string group)
     {
         var primary = new Dictionary<uint, uint>();
         var uidOf = new Dictionary<string, uint>(StringComparer.Ordinal);
@@ -68,7 +60,7 @@ public sealed class BoardUsers(Func<string, string?> readExportFile)
                     set.Add(gid);
                 }
         }
-        return (primary, groups);
+        return groups;
     }
 
     private static IEnumerable<string[]> Records(string text) =>

@@ -301,8 +301,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     /// <summary>
     /// Owner, group and mode of a new object in dir: the attaching user; a setgid directory's group (and for a
-    /// directory its setgid bit), else the gid the client sent when the user acts with it, else the user's
-    /// primary group. The mode is the client's, umask applied there; setgid only with the object's group.
+    /// directory its setgid bit), else the gid the client sent: the creating process's fsgid, which only the
+    /// board knows (newgrp, setgid programs). The mode is the client's, its umask applied there.
     /// </summary>
     private (uint Uid, uint Gid, uint Mode) NewOwner(Fid dfid, HostDir dir, uint gid, uint mode, bool isDir)
     {
@@ -313,9 +313,9 @@ public sealed unsafe class ExportFileSystem : IDisposable
         {
             gid = drow?.Gid ?? dst.Gid;
             if (isDir) mode |= S_ISGID;
+            // a file handed a group its creator is not in must not be setgid to it
+            if (!isDir && uid != 0 && !_users.InGroup(uid, gid)) mode &= ~S_ISGID;
         }
-        else if (uid != 0 && !_users.InGroup(uid, gid)) gid = _users.PrimaryGid(uid);
-        if (!isDir && uid != 0 && !_users.InGroup(uid, gid)) mode &= ~S_ISGID;
         return (uid, gid, mode);
     }
 
