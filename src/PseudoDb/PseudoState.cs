@@ -30,6 +30,7 @@ public sealed class PseudoState
     /// </summary>
     public int? LiveServerPid()
     {
+        if (HeldByThisProcess) return null; // F_GETLK never reports our own lock, and closing the probe would drop it
         if (!File.Exists(LockPath)) return null;
         int fd = Libc.OpenAt(Libc.AT_FDCWD, LockPath, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
         if (fd < 0) return null;
@@ -59,34 +60,62 @@ public sealed class PseudoState
         }
     }
 
+    // fcntl locks belong to the process, and closing any fd of the file drops them all: a second open-lock-close
+    // of pseudo.lock inside a process that holds it (a serve applying an update) would silently unlock the export.
+    // So this process locks each state once and counts its holders.
+    private static readonly Dictionary<string, (int Fd, int Holders)> Held = new(StringComparer.Ordinal);
+
+    /// <summary>Whether this process holds the lock (then no one else can, and the file must not be reopened here).</summary>
+    public bool HeldByThisProcess
+    {
+        get { lock (Held) return Held.ContainsKey(LockPath); }
+    }
+
     /// <summary>
     /// Takes pseudo's own lock for the lifetime of the returned object, so no pseudo server starts while we
-    /// write (pseudo refuses to start when it cannot lock). Throws if a server already holds it.
+    /// write (pseudo refuses to start when it cannot lock). Throws if a server already holds it. Within one
+    /// process it nests: the lock is released when the last holder is disposed.
     /// </summary>
     public WriterLock AcquireWriterLock()
     {
-        System.IO.Directory.CreateDirectory(Directory);
-        int fd = Libc.OpenAt(Libc.AT_FDCWD, LockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x1a4);
-        if (fd < 0) throw PosixException.Last("open", LockPath);
-        var fl = new Flock { Type = Libc.F_WRLCK, Whence = 0, Start = 0, Len = 0 };
-        if (Libc.FcntlLock(fd, Libc.F_SETLK, ref fl) != 0)
+        lock (Held)
         {
-            Libc.Close(fd);
-            EnsureNoLiveServer();
-            throw new UserFacingException($"{LockPath} is locked by another process; {StopHint}");
+            if (Held.TryGetValue(LockPath, out var held))
+            {
+                Held[LockPath] = (held.Fd, held.Holders + 1);
+                return new WriterLock(LockPath);
+            }
+            System.IO.Directory.CreateDirectory(Directory);
+            int fd = Libc.OpenAt(Libc.AT_FDCWD, LockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x1a4);
+            if (fd < 0) throw PosixException.Last("open", LockPath);
+            var fl = new Flock { Type = Libc.F_WRLCK, Whence = 0, Start = 0, Len = 0 };
+            if (Libc.FcntlLock(fd, Libc.F_SETLK, ref fl) != 0)
+            {
+                Libc.Close(fd);
+                EnsureNoLiveServer();
+                throw new UserFacingException($"{LockPath} is locked by another process; {StopHint}");
+            }
+            Held[LockPath] = (fd, 1);
+            return new WriterLock(LockPath);
         }
-        return new WriterLock(fd);
     }
 
     public sealed class WriterLock : IDisposable
     {
-        private int _fd;
-        internal WriterLock(int fd) => _fd = fd;
+        private string? _path;
+        internal WriterLock(string path) => _path = path;
 
         public void Dispose()
         {
-            int fd = Interlocked.Exchange(ref _fd, -1);
-            if (fd >= 0) Libc.Close(fd); // closing releases the fcntl lock
+            var path = Interlocked.Exchange(ref _path, null);
+            if (path is null) return;
+            lock (Held)
+            {
+                var (fd, holders) = Held[path];
+                if (holders > 1) { Held[path] = (fd, holders - 1); return; }
+                Held.Remove(path);
+                Libc.Close(fd); // closing releases the fcntl lock
+            }
         }
     }
 }
