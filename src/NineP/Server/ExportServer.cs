@@ -48,6 +48,13 @@ public sealed class ExportServer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs a change of the export made on the host by this process (a feed update, through its own files.db
+    /// connection under the lock we hold): the board's requests wait at the gate, what they wrote is committed
+    /// first, and the ownership cache is reloaded before they go on, so no request sees half of the change.
+    /// </summary>
+    public T ApplyHostChange<T>(Func<T> change) => Server.Gate.Exclusive(() => _store.Exclusive(change));
+
     /// <summary>Binds a listening socket (a stale unix socket file is replaced).</summary>
     public static Socket Bind(ListenAddress address)
     {

@@ -31,6 +31,9 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
 
     public ExportFileSystem FileSystem => fs;
 
+    /// <summary>Every request passes it; a host-side change of the export closes it for its duration.</summary>
+    public RequestGate Gate { get; } = new();
+
     /// <summary>Exceptions that were not an errno from the host or the protocol (should stay 0).</summary>
     public long UnexpectedErrors => Interlocked.Read(ref _unexpected);
 
@@ -274,6 +277,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             if (err != DecodeError.None) return new Rlerror((uint)(err == DecodeError.UnknownType ? Errno.EOPNOTSUPP : Errno.EINVAL));
             if (!_versioned) return new Rlerror(Errno.EPROTO);
             _opt.Trace?.Invoke($"9p <- {tag} {msg}");
+            server.Gate.Enter();
             try { return Handle(msg!, tag, out raw); }
             catch (PosixException e) { return new Rlerror((uint)e.Errno); }
             catch (NinePException e) { return new Rlerror((uint)e.Errno); }
@@ -282,6 +286,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 server.Unexpected(e, msg!.Type.ToString());
                 return new Rlerror(Errno.EIO);
             }
+            finally { server.Gate.Leave(); }
         }
 
         /// <summary>

@@ -17,7 +17,8 @@ public sealed class OwnershipStore : IDisposable
     // every path of an inode: a create checks for stale rows of a reused inode and a chown reaches all links,
     // without scanning every row of the export (a 10,000-entry rootfs made each create a 10,000-row scan)
     private readonly Dictionary<(long Dev, long Ino), List<string>> _byInode = new();
-    private readonly BlockingCollection<Action> _queue = new();
+    // Alone: runs between two transactions, with none of ours open (a host-side change through another connection)
+    private readonly BlockingCollection<(Action Op, bool Alone)> _queue = new();
     private readonly Thread _writer;
     private readonly Action<string>? _log;
     // Inodes we recorded with PutNew (which drops whatever xattrs a reused inode had) and set none on since:
@@ -29,7 +30,7 @@ public sealed class OwnershipStore : IDisposable
     {
         _db = db;
         _log = log;
-        foreach (var row in db.All()) if (_byPath.TryAdd(row.Path, row)) Index(row);
+        LoadRows();
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "files.db writer" };
         _writer.Start();
     }
@@ -46,17 +47,58 @@ public sealed class OwnershipStore : IDisposable
     {
         foreach (var first in _queue.GetConsumingEnumerable())
         {
+            if (first.Alone) { Run(first.Op); continue; }
+            Action? alone = null;
             _db.InTransaction(() =>
             {
-                Run(first);
+                Run(first.Op);
                 long until = Environment.TickCount64 + CommitWindowMs;
                 for (int n = 0; n < 5000; n++)
                 {
                     long left = until - Environment.TickCount64;
                     if (left <= 0 || !_queue.TryTake(out var next, (int)left)) break;
-                    Run(next);
+                    if (next.Alone) { alone = next.Op; break; } // commit first: it must see every write before it
+                    Run(next.Op);
                 }
             });
+            if (alone != null) Run(alone);
+        }
+    }
+
+    private void Enqueue(Action op) => _queue.Add((op, false));
+
+    /// <summary>
+    /// Runs a change another writer makes to files.db and the export (a feed update, under the pseudo lock this
+    /// process holds) with everything queued before it committed and nothing of ours in flight, then reloads every
+    /// row, so the cache answers with what that change wrote. The caller keeps new requests out meanwhile.
+    /// </summary>
+    public T Exclusive<T>(Func<T> change)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add((() =>
+        {
+            T result;
+            try { result = change(); }
+            catch (Exception e)
+            {
+                LoadRows(); // a failed change may have applied part of its work: the rows on disk are the truth
+                done.SetException(e);
+                return;
+            }
+            LoadRows();
+            done.SetResult(result);
+        }, true));
+        return done.Task.GetAwaiter().GetResult();
+    }
+
+    private void LoadRows()
+    {
+        lock (_lock)
+        {
+            _byPath.Clear();
+            _byInode.Clear();
+            _noXattrs.Clear();
+            foreach (var row in _db.All()) if (_byPath.TryAdd(row.Path, row)) Index(row);
         }
     }
 
@@ -70,7 +112,7 @@ public sealed class OwnershipStore : IDisposable
     private T Query<T>(Func<T> query)
     {
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _queue.Add(() =>
+        Enqueue(() =>
         {
             try { done.SetResult(query()); }
             catch (Exception e) { done.SetException(e); }
@@ -127,7 +169,7 @@ public sealed class OwnershipStore : IDisposable
             foreach (var stale in RowsOf(row.Dev, row.Ino).Where(r => r.Path != row.Path)) Remove(stale.Path);
             Set(row);
             _noXattrs.Add((row.Dev, row.Ino));
-            _queue.Add(() => _db.PutNew(row));
+            Enqueue(() => _db.PutNew(row));
         }
     }
 
@@ -137,7 +179,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             Set(row);
-            _queue.Add(() => _db.PutLink(row));
+            Enqueue(() => _db.PutLink(row));
         }
     }
 
@@ -148,7 +190,7 @@ public sealed class OwnershipStore : IDisposable
         {
             foreach (var link in RowsOf(row.Dev, row.Ino)) // same paths, same inode: the index stays as it is
                 _byPath[link.Path] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
-            _queue.Add(() => _db.UpdateOwnership(row.Dev, row.Ino, uid, gid, mode));
+            Enqueue(() => _db.UpdateOwnership(row.Dev, row.Ino, uid, gid, mode));
         }
     }
 
@@ -157,7 +199,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             Remove(path);
-            _queue.Add(() => _db.DeletePath(path));
+            Enqueue(() => _db.DeletePath(path));
         }
     }
 
@@ -166,7 +208,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             foreach (var key in KeysUnder(path)) Remove(key);
-            _queue.Add(() => _db.DeleteTree(path));
+            Enqueue(() => _db.DeleteTree(path));
         }
     }
 
@@ -182,7 +224,7 @@ public sealed class OwnershipStore : IDisposable
                 Remove(key);
                 Set(row with { Path = newPath + key[oldPath.Length..] });
             }
-            _queue.Add(() =>
+            Enqueue(() =>
             {
                 if (targetExisted) _db.DeleteTree(newPath);
                 _db.RenameTree(oldPath, newPath);
@@ -213,7 +255,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             _noXattrs.Remove((row.Dev, row.Ino));
-            _queue.Add(() => _db.SetXattr(row.Dev, row.Ino, name, value));
+            Enqueue(() => _db.SetXattr(row.Dev, row.Ino, name, value));
         }
     }
 
