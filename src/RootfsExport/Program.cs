@@ -8,6 +8,7 @@ foreach (var command in FoundationCommands.Create()
              .Concat(BootCommands.Create())
              .Concat(PayloadCommands.Create())
              .Concat(ServeCommands.Create())
+             .Concat([DevCommand.Create()])
              .Concat(UsbCommands.Create())
              .Concat(InstallCommand.Create()))
     root.Subcommands.Add(command);

@@ -84,27 +84,52 @@ public static class UnfsdServer
         return new UnfsdPlan(unfsd, pseudo, export, bind, chosen, tcpOnly, runtime);
     }
 
-    /// <summary>Runs unfsd under pseudo in the foreground until cancelled or it exits; then stops it and pseudo.</summary>
-    public static async Task<int> RunAsync(UnfsdPlan plan, TextWriter log, CancellationToken cancel)
+    /// <summary>
+    /// Runs unfsd under pseudo in the foreground until cancelled or it exits; then stops it and pseudo. A change
+    /// posted to <paramref name="changes"/> runs while neither runs: unfsd is stopped and pseudo -S writes its
+    /// database out (pseudo holds files.db and its lock while it runs, and keeps rows in memory), the change takes
+    /// the lock like any writer, then unfsd starts again on the same port. NFSv3 is stateless and its file handles
+    /// name dev/inode, so a board's hard mount retries through the gap and goes on.
+    /// </summary>
+    public static async Task<int> RunAsync(UnfsdPlan plan, TextWriter log, CancellationToken cancel, HostChanges? changes = null)
     {
         Directory.CreateDirectory(plan.RuntimeDir);
         await File.WriteAllTextAsync(plan.ExportsFile, plan.ExportsLine, CancellationToken.None);
         var env = plan.Pseudo.EnvironmentFor(plan.Export, plan.RuntimeDir + "/");
-        using var process = ChildProcess.Start(plan.Pseudo.Binary, plan.UnfsdArguments, env);
-        log.WriteLine($"unfsd (pid {process.Id}) under pseudo {plan.Pseudo.Binary}, state {PseudoState.StatePathFor(plan.Export)}");
-        try
+        try { return await RunUntilStoppedAsync(plan, env, log, cancel, changes); }
+        finally { changes?.Close(); }
+    }
+
+    private static async Task<int> RunUntilStoppedAsync(UnfsdPlan plan, Dictionary<string, string?> env, TextWriter log, CancellationToken cancel, HostChanges? changes)
+    {
+        while (true)
         {
-            await process.WaitForExitAsync(cancel);
-            log.WriteLine($"unfsd exited with status {process.ExitCode}");
-            return process.ExitCode == 0 ? 0 : 1;
-        }
-        catch (OperationCanceledException)
-        {
-            return 0;
-        }
-        finally
-        {
-            Stop(process, plan, log);
+            var process = ChildProcess.Start(plan.Pseudo.Binary, plan.UnfsdArguments, env);
+            log.WriteLine($"unfsd (pid {process.Id}) under pseudo {plan.Pseudo.Binary}, state {PseudoState.StatePathFor(plan.Export)}");
+            HostChanges.Pending? change = null;
+            try
+            {
+                var exited = process.WaitForExitAsync(cancel);
+                var next = changes?.NextAsync(cancel) ?? Task.Delay(Timeout.Infinite, cancel).ContinueWith(_ => (HostChanges.Pending?)null, TaskScheduler.Default);
+                if (await Task.WhenAny(exited, next) == exited)
+                {
+                    await exited;
+                    log.WriteLine($"unfsd exited with status {process.ExitCode}");
+                    return process.ExitCode == 0 ? 0 : 1;
+                }
+                change = await next;
+            }
+            catch (OperationCanceledException)
+            {
+                return 0;
+            }
+            finally
+            {
+                Stop(process, plan, log);
+                process.Dispose();
+            }
+            change?.Run();
+            if (cancel.IsCancellationRequested) return 0;
         }
     }
 
@@ -140,4 +165,41 @@ public static class UnfsdServer
     }
 
     private static void Signal(int pid, int signal) => Posix.Native.Signals.Kill(pid, signal);
+}
+
+/// <summary>Changes of the export to run while unfsd and pseudo are stopped (see <see cref="UnfsdServer.RunAsync"/>).</summary>
+public sealed class HostChanges
+{
+    private readonly System.Threading.Channels.Channel<Pending> _queue = System.Threading.Channels.Channel.CreateUnbounded<Pending>();
+
+    public sealed class Pending(Action change)
+    {
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Run()
+        {
+            try { change(); Done.SetResult(); }
+            catch (Exception e) { Done.SetException(e); }
+        }
+    }
+
+    /// <summary>No more changes: what is still queued fails instead of waiting for ever.</summary>
+    internal void Close()
+    {
+        _queue.Writer.TryComplete();
+        while (_queue.Reader.TryRead(out var p)) p.Done.TrySetException(new UserFacingException("the NFS server stopped before the change was made"));
+    }
+
+    internal Task<Pending?> NextAsync(CancellationToken cancel) =>
+        _queue.Reader.ReadAsync(cancel).AsTask().ContinueWith(t => (Pending?)t.Result, cancel, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+
+    /// <summary>Runs the change in the pause between two unfsd runs and returns its result (or throws its exception).</summary>
+    public T Apply<T>(Func<T> change)
+    {
+        T result = default!;
+        var pending = new Pending(() => result = change());
+        if (!_queue.Writer.TryWrite(pending)) throw new UserFacingException("the NFS server has stopped; the change was not made");
+        pending.Done.Task.GetAwaiter().GetResult();
+        return result;
+    }
 }

@@ -21,14 +21,8 @@ public static class FeedCommands
         {
             var name = parse.GetValue(image)!;
             var (layout, export) = build.Resolve(parse, name);
-            Task<bool> Refresh(CancellationToken _)
-            {
-                var tarball = layout.FindImageTarball(name);
-                ImageRefresh.Run(tarball, export);
-                var result = FeedUpdater.Update(new FeedUpdateRequest(export, layout, name, [], Console.Out));
-                FoundationCommands.BootRefresh(export);
-                return Task.FromResult(result.NotReady == 0);
-            }
+            var request = new UpdateHandover(layout, name, export, [], NoFeeds: false);
+            Task<bool> Refresh(CancellationToken _) => Task.FromResult(UpdateSteps.RunOrHandOver(request, Console.Out).NotReady == 0);
             using var stop = new StopSignal(ct);
             if (await FeedWatch.WaitForImage(layout, name, Console.Out, stop.Token)) await Refresh(stop.Token);
             await new FeedWatch(layout, name, Refresh, Console.Out).RunAsync(stop.Token);

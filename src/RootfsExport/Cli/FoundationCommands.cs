@@ -79,31 +79,22 @@ public static class FoundationCommands
             var tarball = layout.FindImageTarball(name);
             var real = new FileInfo(tarball).ResolveLinkTarget(true)?.FullName;
             Console.WriteLine($"Image: {tarball}{(real != null ? $" -> {Path.GetFileName(real)}" : "")}");
-            ImageRefresh.Run(tarball, export);
-            int rc = 0;
-            if (!parse.GetValue(noFeeds))
-            {
-                var result = FeedWatcher.FeedUpdater.Update(new FeedWatcher.FeedUpdateRequest(
-                    export, layout, name, parse.GetValue(install) ?? [], Console.Out));
-                // packages asked for by name that could not be installed make the run fail; feed notes do not
-                var requested = parse.GetValue(install) ?? [];
-                if (result.Problems.Any(p => requested.Any(r => p.StartsWith(r + ":") || p.StartsWith(r + " ")))) rc = 1;
-            }
-            BootRefresh(export);
-            return rc;
+            var request = new UpdateHandover(layout, name, export, parse.GetValue(install) ?? [], parse.GetValue(noFeeds));
+            return UpdateSteps.RunOrHandOver(request, Console.Out).ExitCode;
         });
         return cmd;
     }
 
     /// <summary>Keeps Boot Loader Spec entries written by 'bootspec' in step with the export's kernels.</summary>
-    internal static void BootRefresh(string export)
+    internal static void BootRefresh(string export, TextWriter? output = null)
     {
+        output ??= Console.Out;
         try
         {
             if (BootSpec.BootEntries.Refresh(export) is not { } result) return;
             ExportAdoption.Sync(export, "loader");
-            foreach (var f in result.Written) Console.WriteLine($"Boot entry: wrote {f}");
-            foreach (var f in result.Removed) Console.WriteLine($"Boot entry: removed {f}");
+            foreach (var f in result.Written) output.WriteLine($"Boot entry: wrote {f}");
+            foreach (var f in result.Removed) output.WriteLine($"Boot entry: removed {f}");
         }
         catch (UserFacingException e)
         {

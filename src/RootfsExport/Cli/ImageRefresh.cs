@@ -8,15 +8,16 @@ public static class ImageRefresh
 {
     public enum Outcome { Created, Replaced, UpToDate }
 
-    public static Outcome Run(string tarball, string export)
+    public static Outcome Run(string tarball, string export, TextWriter? output = null)
     {
+        output ??= Console.Out;
         var canonical = ExportPaths.Canonical(export);
         ExportCreator.RecoverInterrupted(canonical);
         var state = new PseudoState(PseudoState.StatePathFor(canonical));
         bool exists = Directory.Exists(canonical) && state.Exists;
         if (exists && ImageStamp.IsCurrent(state, tarball))
         {
-            Console.WriteLine($"Export: {canonical} (image up to date)");
+            output.WriteLine($"Export: {canonical} (image up to date)");
             return Outcome.UpToDate;
         }
         bool ours = File.Exists(Path.Combine(state.Directory, ImageStamp.FileName));
@@ -28,8 +29,8 @@ public static class ImageRefresh
         long size = new FileInfo(tarball).Length;
         var result = UnpackProgress.Run($"unpack {Path.GetFileName(tarball)}", size,
             progress => ExportCreator.Unpack(tarball, canonical, replace: exists || Directory.Exists(canonical), progress));
-        Console.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
-        Console.WriteLine($"Ownership: {result.StateDir}/files.db");
+        output.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
+        output.WriteLine($"Ownership: {result.StateDir}/files.db");
         if (settings != null) BootSpec.BootEntries.WriteSettings(canonical, settings);
         return result.Replaced ? Outcome.Replaced : Outcome.Created;
     }

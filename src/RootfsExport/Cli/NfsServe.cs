@@ -3,6 +3,7 @@ using System.Net;
 using RootfsExport.BootSpec;
 using RootfsExport.ExportTree;
 using RootfsExport.ExportTree.Nfs;
+using RootfsExport.FeedWatcher;
 
 namespace RootfsExport.Cli;
 
@@ -17,14 +18,29 @@ public sealed class NfsServe
     public Option<bool> TcpOnly { get; } = new("--tcp-only") { Description = "no UDP listener (barebox needs UDP)" };
     public Option<DirectoryInfo?> BuildDir { get; } = new("--build-dir") { Description = "OE build or PTXdist BSP to search for unfsd and pseudo (default $BUILDDIR)" };
 
+    private readonly bool _withBuildDir;
+
+    /// <param name="withBuildDir">false where the command has its own --build-dir (dev): unfsd and pseudo are then searched in that build</param>
+    public NfsServe(bool withBuildDir = true) => _withBuildDir = withBuildDir;
+
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { Nfs, Unfsd, Pseudo, Bind, Port, TcpOnly, BuildDir }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Nfs, Unfsd, Pseudo, Bind, Port, TcpOnly }) cmd.Options.Add(o);
+        if (_withBuildDir) cmd.Options.Add(BuildDir);
     }
 
     public async Task<int> RunAsync(ParseResult parse, string exportDir, CancellationToken cancel)
     {
-        var buildDir = parse.GetValue(BuildDir)?.FullName;
+        using var stop = new StopSignal(cancel);
+        return await RunAsync(parse, exportDir, parse.GetValue(BuildDir)?.FullName, null, stop.Token);
+    }
+
+    /// <summary>`dev --nfs`: the same server, and the build's feeds watched and applied in the pauses between two unfsd runs.</summary>
+    public Task<int> RunDevAsync(ParseResult parse, UpdateHandover request, CancellationToken cancel) =>
+        RunAsync(parse, request.Export, request.Layout.BuildDir, request, cancel);
+
+    private async Task<int> RunAsync(ParseResult parse, string exportDir, string? buildDir, UpdateHandover? watched, CancellationToken cancel)
+    {
         var unfsd = UnfsdServer.Locate(parse.GetValue(Unfsd)?.FullName, buildDir) ?? throw new UserFacingException(UnfsdServer.MissingUnfsdHelp);
         var pseudo = PseudoRunner.Locate(parse.GetValue(Pseudo)?.FullName, buildDir);
         if (!IPAddress.TryParse(parse.GetValue(Bind), out var bind)) throw new UserFacingException($"--bind: '{parse.GetValue(Bind)}' is not an IP address");
@@ -37,9 +53,22 @@ public sealed class NfsServe
         if (BareboxLine.For(endpoint) is { } barebox) Console.WriteLine($"barebox: {barebox}");
         Console.WriteLine($"test:    nfs-ls 'nfs://{bind}{plan.Export}/?nfsport={plan.Port}&mountport={plan.Port}'");
         Console.WriteLine("note:    unfsd under pseudo enforces no permissions; files created over NFS take the uid the client claims. Serve loopback or a private board network only.");
+
+        var changes = new HostChanges();
+        UpdateOutcome Apply(UpdateHandover request, TextWriter output) => changes.Apply(() => UpdateSteps.Run(request, output, serving: true));
+        var state = PseudoDb.PseudoState.ForExport(plan.Export);
+        Console.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({ServeControl.SocketPath(state)}); unfsd pauses while one is applied");
         Console.Out.Flush();
 
-        using var stop = new StopSignal(cancel);
-        return await UnfsdServer.RunAsync(plan, Console.Out, stop.Token);
+        int rc = 0;
+        var parts = new List<Func<CancellationToken, Task>>
+        {
+            async t => rc = await UnfsdServer.RunAsync(plan, Console.Out, t, changes),
+            t => ServeControl.RunAsync(state, Apply, t),
+        };
+        if (watched != null)
+            parts.Add(new FeedWatch(watched.Layout, watched.Image, _ => Task.FromResult(Apply(watched, Console.Out).NotReady == 0), Console.Out).RunAsync);
+        await ServeCommands.Together(cancel, parts.ToArray());
+        return rc;
     }
 }

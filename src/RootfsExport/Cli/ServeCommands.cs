@@ -52,48 +52,67 @@ public static class ServeCommands
 
     private static async Task<int> ServeNineP(string dir, ListenAddress address, bool trace, CancellationToken ct)
     {
-        var options = new ServerOptions
-        {
-            Trace = trace ? line => Console.Error.WriteLine(line) : null,
-            Log = line => Console.Error.WriteLine(line),
-        };
-        using var server = ExportServer.Open(dir, options);
-        using var listener = ExportServer.Bind(address);
-        if (listener.LocalEndPoint is IPEndPoint ep) address = address with { Port = ep.Port };
-        var exportPath = server.FileSystem.ExportPath;
-        Console.WriteLine($"serving {exportPath} over 9P2000.L on {address}");
-        foreach (var line in ClientHints(address, exportPath)) Console.WriteLine(line);
-        Console.Out.Flush();
-
+        using var server = ExportServer.Open(dir, Options(trace, line => Console.Error.WriteLine(line)));
         using var stop = new StopSignal(ct);
-        try { await server.Server.ListenAsync(listener, stop.Token); }
-        finally
-        {
-            if (address.Scheme == "unix") try { File.Delete(address.SocketPath!); } catch (IOException) { }
-        }
+        await Together(stop.Token, t => ListenNinePAsync(server, address, t), t => ControlAsync(server, t));
         Console.WriteLine("stopped; the database is consistent");
         return 0;
     }
 
     private static async Task<int> ServeUsb(string dir, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, bool trace, CancellationToken ct)
     {
-        var options = new ServerOptions
+        using var server = ExportServer.Open(dir, Options(trace, UsbCommands.Log));
+        using var stop = new StopSignal(ct);
+        await Together(stop.Token, t => ServeGadgetsAsync(server, filter, board, t), t => ControlAsync(server, t));
+        Console.WriteLine("stopped; the database is consistent");
+        return 0;
+    }
+
+    /// <summary>Runs the parts of one serving process until stopped; when one ends (a bind error, say) the others are stopped too.</summary>
+    internal static async Task Together(CancellationToken stop, params Func<CancellationToken, Task>[] parts)
+    {
+        using var all = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var tasks = parts.Select(p => Task.Run(() => p(all.Token))).ToList();
+        await Task.WhenAny(tasks);
+        all.Cancel();
+        try { await Task.WhenAll(tasks); }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+    }
+
+    internal static ServerOptions Options(bool trace, Action<string> log) => new() { Trace = trace ? log : null, Log = log };
+
+    /// <summary>Binds, prints the mount line and kernel command line, and serves 9P on the address until stopped.</summary>
+    internal static async Task ListenNinePAsync(ExportServer server, ListenAddress address, CancellationToken stop)
+    {
+        using var listener = ExportServer.Bind(address);
+        if (listener.LocalEndPoint is IPEndPoint ep) address = address with { Port = ep.Port };
+        var exportPath = server.FileSystem.ExportPath;
+        Console.WriteLine($"serving {exportPath} over 9P2000.L on {address}");
+        foreach (var line in ClientHints(address, exportPath)) Console.WriteLine(line);
+        Console.Out.Flush();
+        try { await server.Server.ListenAsync(listener, stop); }
+        finally
         {
-            Trace = trace ? UsbCommands.Log : null,
-            Log = UsbCommands.Log,
-        };
-        using var server = ExportServer.Open(dir, options);
+            if (address.Scheme == "unix") try { File.Delete(address.SocketPath!); } catch (IOException) { }
+        }
+    }
+
+    internal static async Task ServeGadgetsAsync(ExportServer server, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, CancellationToken stop)
+    {
         var exportPath = server.FileSystem.ExportPath;
         Console.WriteLine($"serving {exportPath} over 9P2000.L to usb9pfs gadgets ({filter})");
         foreach (var line in UsbCommands.BoardHints(exportPath, board.Udc, board.Buflen)) Console.WriteLine(line);
         Console.Out.Flush();
-
-        using var stop = new StopSignal(ct);
         // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot. The gadget
         // keeps one request in flight, so each is served in strict ping-pong on a thread of its own.
-        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeSerialAsync, UsbCommands.Log).RunAsync(stop.Token);
-        Console.WriteLine("stopped; the database is consistent");
-        return 0;
+        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeSerialAsync, UsbCommands.Log).RunAsync(stop);
+    }
+
+    /// <summary>The control socket: `update` and `watch` run elsewhere hand their work to this process, the export's one writer.</summary>
+    internal static Task ControlAsync(ExportServer server, CancellationToken stop)
+    {
+        Console.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({ServeControl.SocketPath(server.State)})");
+        return ServeControl.RunAsync(server.State, (request, output) => UpdateSteps.RunWhileServing(server, request, output), stop);
     }
 
     /// <summary>Mount line and kernel command line for this listener, from BootSpec's generator (one source of truth).</summary>

@@ -1,0 +1,178 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using RootfsExport.ExportTree.Build;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.Cli;
+
+/// <summary>What `update` (or `watch`) asks of the process that serves the export: the same step, done there.</summary>
+public sealed record UpdateHandover(BuildLayout Layout, string Image, string Export, IReadOnlyList<string> Install, bool NoFeeds);
+
+/// <summary>
+/// The control socket of a serving process. While `serve` (or `dev`) runs it holds pseudo's lock, so it is the one
+/// writer of files.db; a separate `update` or `watch` that finds the socket hands its work over here and prints
+/// what comes back. Line protocol: the request as "key value" lines ending with an empty line; the reply as
+/// "out TEXT" lines and a final "exit N".
+/// </summary>
+public static class ServeControl
+{
+    private const int MaxSocketPath = 107; // sun_path
+
+    /// <summary>&lt;state&gt;/rootfs-export.sock, or one named after the state directory in /tmp when that path is too long for a socket.</summary>
+    public static string SocketPath(PseudoState state)
+    {
+        var inState = Path.Combine(state.Directory, "rootfs-export.sock");
+        if (Encoding.UTF8.GetByteCount(inState) <= MaxSocketPath) return inState;
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(state.Directory)))[..16];
+        return Path.Combine(Path.GetTempPath(), $"rootfs-export-{hash}.sock");
+    }
+
+    /// <summary>Serves update requests until cancelled; one at a time (the apply step serializes with the board's requests itself).</summary>
+    public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, CancellationToken cancel)
+    {
+        var path = SocketPath(state);
+        if (File.Exists(path)) File.Delete(path); // left by a killed serve: we hold the lock, so no live one owns it
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite); // connecting needs write permission
+        listener.Listen(8);
+        try
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                Socket client;
+                try { client = await listener.AcceptAsync(cancel); }
+                catch (OperationCanceledException) { break; }
+                using (client) await AnswerAsync(client, apply, cancel);
+            }
+        }
+        finally
+        {
+            try { File.Delete(path); } catch (IOException) { }
+        }
+    }
+
+    private static async Task AnswerAsync(Socket client, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, CancellationToken cancel)
+    {
+        using var stream = new NetworkStream(client, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true, NewLine = "\n" };
+        var reply = new ReplyWriter(writer);
+        UpdateOutcome outcome;
+        try
+        {
+            var request = await ReadRequestAsync(reader, cancel);
+            outcome = await Task.Run(() => apply(request, reply), CancellationToken.None);
+        }
+        catch (UserFacingException e)
+        {
+            reply.WriteLine($"rootfs-export: error: {e.Message}");
+            outcome = new UpdateOutcome(1, 0);
+        }
+        catch (Exception e) when (e is IOException or SocketException) { return; } // the client went away; the update (if any) still completed
+        try
+        {
+            reply.Flush();
+            writer.WriteLine($"exit {outcome.ExitCode} {outcome.NotReady}");
+        }
+        catch (Exception e) when (e is IOException or SocketException) { }
+    }
+
+    private static async Task<UpdateHandover> ReadRequestAsync(StreamReader reader, CancellationToken cancel)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        var fields = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        for (int n = 0; n < 1000; n++)
+        {
+            var line = await reader.ReadLineAsync(timeout.Token) ?? throw new UserFacingException("control socket: the request ended early");
+            if (line.Length == 0) break;
+            int sp = line.IndexOf(' ');
+            var (key, value) = sp < 0 ? (line, "") : (line[..sp], line[(sp + 1)..]);
+            if (!fields.TryGetValue(key, out var list)) fields[key] = list = [];
+            list.Add(value);
+        }
+        string One(string key) => fields.TryGetValue(key, out var v) && v.Count == 1 ? v[0] : throw new UserFacingException($"control socket: the request lacks '{key}'");
+        string? Opt(string key) => fields.TryGetValue(key, out var v) && v[0].Length > 0 ? v[0] : null;
+        if (One("command") != "update") throw new UserFacingException($"control socket: unknown command '{One("command")}' (this serve knows 'update')");
+        if (!Enum.TryParse<BuildKind>(One("kind"), out var kind)) throw new UserFacingException($"control socket: unknown build kind '{One("kind")}'");
+        var layout = new BuildLayout(kind, One("build-dir"), One("machine"), Opt("deploy-dir"), Opt("platform-dir"));
+        return new UpdateHandover(layout, One("image"), One("export"), fields.GetValueOrDefault("install") ?? [], fields.ContainsKey("no-feeds"));
+    }
+
+    /// <summary>
+    /// Hands the update to the serve listening on this state's control socket and copies its output to ours.
+    /// Null when no serve listens (then the caller updates by itself, taking the lock as usual).
+    /// </summary>
+    public static UpdateOutcome? TryHandOver(PseudoState state, UpdateHandover request, TextWriter output)
+    {
+        var path = SocketPath(state);
+        if (!File.Exists(path)) return null;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
+        catch (SocketException) { return null; } // a socket file a killed serve left behind
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        using (var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true) { NewLine = "\n" })
+        {
+            foreach (var line in RequestLines(request)) writer.WriteLine(line);
+            writer.WriteLine();
+        }
+        output.WriteLine($"Export: {request.Export} is being served: the serving process applies the update");
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.StartsWith("out ", StringComparison.Ordinal)) output.WriteLine(line[4..]);
+            else if (line.Split(' ') is ["exit", var rc, var notReady] && int.TryParse(rc, out var code) && int.TryParse(notReady, out var n))
+                return new UpdateOutcome(code, n);
+        }
+        throw new UserFacingException($"the serving process closed its control socket ({path}) before the update finished; run 'rootfs-export update' again");
+    }
+
+    private static IEnumerable<string> RequestLines(UpdateHandover r)
+    {
+        foreach (var value in new[] { r.Layout.BuildDir, r.Layout.Machine, r.Layout.DeployDir, r.Layout.PlatformDir, r.Image, r.Export }.Concat(r.Install))
+            if (value != null && value.Contains('\n')) throw new UserFacingException($"'{value}' contains a newline");
+        yield return "command update";
+        yield return $"kind {r.Layout.Kind}";
+        yield return $"build-dir {r.Layout.BuildDir}";
+        yield return $"machine {r.Layout.Machine}";
+        yield return $"deploy-dir {r.Layout.DeployDir}";
+        yield return $"platform-dir {r.Layout.PlatformDir}";
+        yield return $"image {r.Image}";
+        yield return $"export {r.Export}";
+        foreach (var p in r.Install) yield return $"install {p}";
+        if (r.NoFeeds) yield return "no-feeds";
+    }
+
+    /// <summary>
+    /// Sends each line of what the update prints as "out LINE", and shows it on the serving process's console. A
+    /// client that went away (Ctrl-C on `update`) must not stop the update half-way: its lines are then dropped.
+    /// </summary>
+    private sealed class ReplyWriter(StreamWriter socket) : TextWriter
+    {
+        private readonly StringBuilder _line = new();
+        private bool _gone;
+        public override Encoding Encoding => Encoding.UTF8;
+
+        public override void Write(char value)
+        {
+            if (value != '\n')
+            {
+                _line.Append(value);
+                return;
+            }
+            var text = _line.ToString();
+            _line.Clear();
+            Console.WriteLine($"update: {text}");
+            if (_gone) return;
+            try { socket.WriteLine("out " + text); }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { _gone = true; }
+        }
+
+        public override void Flush()
+        {
+            if (_line.Length > 0) Write('\n');
+        }
+    }
+}
