@@ -97,7 +97,8 @@ public sealed class FeedWatch
             _firstEvent ??= DateTime.UtcNow;
             if (!_reasons.Contains(reason))
             {
-                if (_reasons.Count < ReasonsNamed) _reasons.Add(reason);
+                // a build-done message is always named: it is what the build (or a test) waits to see acted on
+                if (_reasons.Count < ReasonsNamed || reason.StartsWith("socket:", StringComparison.Ordinal)) _reasons.Add(reason);
                 else _moreReasons.Add(reason);
             }
         }
