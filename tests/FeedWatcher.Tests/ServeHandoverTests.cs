@@ -62,10 +62,10 @@ public sealed class ServeHandoverTests
         using var b = new FeedUpdateTests.Build();
         b.Update().ShouldSucceed();
         var serve = new BackgroundTool(["serve", b.Export, "--9p", "tcp:127.0.0.1:0"]);
+        serve.WaitFor("updates:");
         using (serve)
         using (var watch = new BackgroundTool(["watch", "reference-base-image"], b.Env, b.Dir.Path))
         {
-            serve.WaitFor("updates:");
             watch.WaitFor("listening on");
             Assert.DoesNotContain("refresh failed", watch.Output);
             b.Ipk("hello-sample", "1.3-r0", "core2-64", "/usr/bin/hello=echo hello 1.3", depends: "busybox");

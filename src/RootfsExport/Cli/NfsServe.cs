@@ -57,14 +57,14 @@ public sealed class NfsServe
         var changes = new HostChanges();
         UpdateOutcome Apply(UpdateHandover request, TextWriter output) => changes.Apply(() => UpdateSteps.Run(request, output, serving: true));
         var state = PseudoDb.PseudoState.ForExport(plan.Export);
-        Console.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({ServeControl.SocketPath(state)}); unfsd pauses while one is applied");
+        Console.WriteLine("updates: unfsd and pseudo pause while one is applied (files.db flushed, updated, unfsd started again on the same port)");
         Console.Out.Flush();
 
         int rc = 0;
         var parts = new List<Func<CancellationToken, Task>>
         {
             async t => rc = await UnfsdServer.RunAsync(plan, Console.Out, t, changes),
-            t => ServeControl.RunAsync(state, Apply, t),
+            t => ServeControl.RunAsync(state, Apply, Console.Out, t),
         };
         if (watched != null)
             parts.Add(new FeedWatch(watched.Layout, watched.Image, _ => Task.FromResult(Apply(watched, Console.Out).NotReady == 0), Console.Out).RunAsync);

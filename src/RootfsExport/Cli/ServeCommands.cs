@@ -111,8 +111,7 @@ public static class ServeCommands
     /// <summary>The control socket: `update` and `watch` run elsewhere hand their work to this process, the export's one writer.</summary>
     internal static Task ControlAsync(ExportServer server, CancellationToken stop)
     {
-        Console.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({ServeControl.SocketPath(server.State)})");
-        return ServeControl.RunAsync(server.State, (request, output) => UpdateSteps.RunWhileServing(server, request, output), stop);
+        return ServeControl.RunAsync(server.State, (request, output) => UpdateSteps.RunWhileServing(server, request, output), Console.Out, stop);
     }
 
     /// <summary>Mount line and kernel command line for this listener, from BootSpec's generator (one source of truth).</summary>

@@ -29,7 +29,7 @@ public static class ServeControl
     }
 
     /// <summary>Serves update requests until cancelled; one at a time (the apply step serializes with the board's requests itself).</summary>
-    public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, CancellationToken cancel)
+    public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, TextWriter log, CancellationToken cancel)
     {
         var path = SocketPath(state);
         if (File.Exists(path)) File.Delete(path); // left by a killed serve: we hold the lock, so no live one owns it
@@ -37,6 +37,8 @@ public static class ServeControl
         listener.Bind(new UnixDomainSocketEndPoint(path));
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite); // connecting needs write permission
         listener.Listen(8);
+        log.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({path})");
+        log.Flush();
         try
         {
             while (!cancel.IsCancellationRequested)
