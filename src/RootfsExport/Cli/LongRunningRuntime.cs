@@ -21,8 +21,10 @@ public static class LongRunningRuntime
     {
         // set by an earlier exec, or by the user (who may want tiering): either way, keep it
         if (Environment.GetEnvironmentVariable(TieringVariable) != null) return;
-        // the native (AOT) program has no JIT, so nothing to turn off
-        if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported) return;
+        // the native (AOT) program has no JIT, so nothing to turn off. RuntimeFeature.IsDynamicCodeSupported cannot
+        // tell: PublishAot sets that switch to false in the JIT build's runtimeconfig too. Only a native program has
+        // assemblies without a file.
+        if (string.IsNullOrEmpty(typeof(LongRunningRuntime).Assembly.Location)) return;
         var exe = Environment.ProcessPath;
         var args = Environment.GetCommandLineArgs(); // [0] is our .dll, also under the apphost
         if (exe is null || args.Length == 0) return;
