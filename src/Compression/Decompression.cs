@@ -1,5 +1,3 @@
-using System.IO.Compression;
-
 namespace RootfsExport.Compression;
 
 public enum CompressionKind { None, Gzip, Bzip2, Xz, Zstd }
@@ -23,7 +21,7 @@ public static class Decompression
         kind = Detect(peek.Head);
         Stream decoded = kind switch
         {
-            CompressionKind.Gzip => new GZipStream(peek, CompressionMode.Decompress),
+            CompressionKind.Gzip => new GzipDecoderStream(peek),
             CompressionKind.Bzip2 => new Bzip2DecoderStream(peek),
             CompressionKind.Xz => new XzDecoderStream(peek),
             CompressionKind.Zstd => new ZstdDecoderStream(peek),

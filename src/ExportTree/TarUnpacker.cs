@@ -58,6 +58,10 @@ public sealed class TarUnpacker
             {
                 throw Corrupt(reader.Offset, member.Name, e);
             }
+            catch (UserFacingException e) when (!e.Message.StartsWith(_archiveName + ": ", StringComparison.Ordinal))
+            {
+                throw new UserFacingException($"{_archiveName}: {e.Message}", e); // every line names the archive
+            }
             catch (PosixException e)
             {
                 throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}': {e.Operation}: {Posix.Native.Libc.Strerror(e.Errno)}", e);

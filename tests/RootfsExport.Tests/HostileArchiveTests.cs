@@ -364,4 +364,17 @@ public sealed class HostileArchiveTests
         AssertRefused(dir, dir["fifo.tar"], "is a FIFO, not a tarball");
         AssertRefused(dir, dir["dir.tar"], "is a directory, not a tarball");
     }
+
+    [Fact]
+    public void Gzip_with_trailing_garbage_is_refused_as_GNU_tar_refuses_it_and_zero_padding_is_fine()
+    {
+        using var dir = NewDir();
+        var gz = File.ReadAllBytes(MakeTar(dir, "t.tar.gz", "f('etc/a', b'hello')", "gz"));
+        File.WriteAllBytes(dir["junk.tar.gz"], [.. gz, .. "garbage\n"u8]);
+        File.WriteAllBytes(dir["zeros.tar.gz"], [.. gz, .. new byte[1024]]);
+        Run.Program("chmod", "a+r", dir["junk.tar.gz"], dir["zeros.tar.gz"]).ShouldSucceed();
+        AssertRefused(dir, dir["junk.tar.gz"], $"trailing garbage after the compressed data at byte {gz.Length} of the file");
+        Run.Tool("unpack", dir["zeros.tar.gz"], dir["export"]).ShouldSucceed();
+        Assert.Equal("hello", File.ReadAllText(dir["export/etc/a"]));
+    }
 }
