@@ -10,13 +10,20 @@ namespace RootfsExport.ExportTree;
 /// are swapped by rename, so neither can hold it). Every run that creates, replaces or recovers the export
 /// takes it before anything else, so no run removes a staging directory another run is still filling. It
 /// is an open-file-description lock: the kernel drops it when the holder dies, however it dies. The holder
-/// writes its pid and command line into the file, so a second run can say who it is waiting for.
+/// writes its pid and command line into the file, so a second run can say who it is waiting for, and
+/// removes the file before it lets go, so nothing stays beside the export; a waiter that then holds the
+/// lock of a removed file sees that and starts over on the path's current file.
 /// </summary>
 public sealed class ExportLock : IDisposable
 {
     private int _fd;
+    private readonly string _path;
 
-    private ExportLock(int fd) => _fd = fd;
+    private ExportLock(int fd, string path)
+    {
+        _fd = fd;
+        _path = path;
+    }
 
     public static string PathFor(string canonicalExport) =>
         Path.Combine(Path.GetDirectoryName(canonicalExport)!, $".{Path.GetFileName(canonicalExport)}.rfe-lock");
@@ -25,25 +32,43 @@ public sealed class ExportLock : IDisposable
     public static ExportLock Acquire(string canonicalExport, Action<string>? waiting = null)
     {
         var path = PathFor(canonicalExport);
-        int fd = Libc.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0x1a4);
-        if (fd < 0) throw PosixException.Last("open", path);
-        var held = new ExportLock(fd);
-        try
+        bool said = false;
+        while (true)
         {
-            if (!held.TryLock(Libc.F_OFD_SETLK))
+            int fd = Libc.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0x1a4);
+            if (fd < 0) throw PosixException.Last("open", path);
+            var held = new ExportLock(fd, path);
+            try
             {
-                (waiting ?? (m => Console.Error.WriteLine($"rootfs-export: {m}")))(
-                    $"waiting for {canonicalExport}: {Holder(fd)} is changing it (lock {path})");
-                while (!held.TryLock(Libc.F_OFD_SETLKW)) { }
+                if (!held.TryLock(Libc.F_OFD_SETLK))
+                {
+                    if (!said)
+                        (waiting ?? (m => Console.Error.WriteLine($"rootfs-export: {m}")))(
+                            $"waiting for {canonicalExport}: {Holder(fd)} is changing it (lock {path})");
+                    said = true;
+                    while (!held.TryLock(Libc.F_OFD_SETLKW)) { }
+                }
+                if (held.IsCurrentFile())
+                {
+                    held.WriteHolder();
+                    return held;
+                }
+                held.Release(unlink: false); // the holder removed this file as it finished: lock the new one
             }
-            held.WriteHolder();
-            return held;
+            catch
+            {
+                held.Release(unlink: false);
+                throw;
+            }
         }
-        catch
-        {
-            held.Dispose();
-            throw;
-        }
+    }
+
+    /// <summary>Whether the locked fd is still the file at the path (not one a finished holder removed).</summary>
+    private bool IsCurrentFile()
+    {
+        var mine = Posix.HostDirectory.StatFd(_fd);
+        if (Libc.StatxAt(Libc.AT_FDCWD, _path, Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out var there) != 0) return false;
+        return mine.Ino == there.Ino && mine.DevMajor == there.DevMajor && mine.DevMinor == there.DevMinor;
     }
 
     /// <summary>F_OFD_SETLK(W) for the whole file; false when another holds it (or a wait was interrupted).</summary>
@@ -78,9 +103,14 @@ public sealed class ExportLock : IDisposable
         return $"pid {text[..space]} ({command})";
     }
 
-    public void Dispose()
+    public void Dispose() => Release(unlink: true);
+
+    /// <summary>Removes the file while still holding its lock (so no one can hold it meanwhile), then closes it.</summary>
+    private void Release(bool unlink)
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Libc.Close(fd); // closing the last fd of the description releases the lock
+        if (fd < 0) return;
+        if (unlink) Libc.UnlinkAt(Libc.AT_FDCWD, _path, 0);
+        Libc.Close(fd); // closing the last fd of the description releases the lock
     }
 }

@@ -90,7 +90,7 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
     internal void Unexpected(Exception e, string what)
     {
         Interlocked.Increment(ref _unexpected);
-        _options.Log?.Invoke($"9p: unexpected error in {what}: {e}");
+        _options.Log?.Invoke($"9p: unexpected error in {what}: {e.GetType().Name}: {e.Message} ({e.StackTrace?.TrimStart().Split('\n')[0].Trim()})"); // one line, not a trace
     }
 
     private sealed class Connection(NinePServer server, INinePTransport transport)
