@@ -73,6 +73,16 @@ public sealed class BitbakeTaskTests
         Assert.Equal(0, own.GetProperty("tasks").GetArrayLength());
     }
 
+    [Fact]
+    public void A_recipe_that_deploys_an_image_without_image_bbclass_gets_the_task_only()
+    {
+        var r = RunPython(Setup("{\"ROOTFS_EXPORT_IMAGES\": \"rfe-test-image\", \"ROOTFS_EXPORT_AUTO\": \"1\", \"PN\": \"rfe-test-image\", \"__inherits\": \"\", \"do_image_complete[task]\": \"1\"}"));
+        Assert.Equal(JsonValueKind.Null, r.GetProperty("features").ValueKind);
+        Assert.Equal(1, r.GetProperty("tasks").GetArrayLength());
+        // the task reaches the tool through tmp/hosttools
+        Assert.Contains("HOSTTOOLS_NONFATAL += \"rootfs-export\"", File.ReadAllText(Path.Combine(BitbakeClassTests.Repo, "meta-dotnet-netboot/classes/rootfs-export.bbclass")));
+    }
+
     /// <summary>do_rootfs_export's datastore for the sample build, the tool reached through a wrapper on the task's PATH.</summary>
     private static string TaskVars(SampleBuildCopy build, string bin, string extra = "") => $$"""
         {"TOPDIR": "{{build.Root}}", "MACHINE": "qemux86-64", "IMAGE_BASENAME": "reference-base-image",
