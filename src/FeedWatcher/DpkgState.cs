@@ -1,4 +1,5 @@
 using System.Text;
+using RootfsExport.ExportTree;
 
 namespace RootfsExport.FeedWatcher;
 
@@ -8,9 +9,9 @@ namespace RootfsExport.FeedWatcher;
 /// in lib/dpkg/parse.c), relation fields normalised, other fields after them in their control-file order; the
 /// .list in archive order starting with "/."; every control member except control copied to info/.
 /// </summary>
-public sealed class DpkgState : PackageState
+public sealed partial class DpkgState : PackageState
 {
-    public DpkgState(string export, List<ControlStanza> status) : base(export, "var/lib/dpkg", status) { }
+    public DpkgState(TargetTree tree, string root, List<ControlStanza> status) : base(tree, root, status) { }
 
     public override PackageFormat Format => PackageFormat.Deb;
     public override string NewConffileSuffix => ".dpkg-dist";
@@ -34,7 +35,7 @@ public sealed class DpkgState : PackageState
     public static string InfoName(ControlStanza control) =>
         string.Equals(control["Multi-Arch"], "same", StringComparison.OrdinalIgnoreCase) ? $"{control.Package}:{control.Architecture}" : control.Package;
 
-    private string InfoPath(string infoName, string suffix) => $"{Root}/info/{infoName}.{suffix}";
+    private string InfoPath(string infoName, string suffix) => $"{InfoDir}/{infoName}.{suffix}";
 
     public override HashSet<string> List(string package)
     {
@@ -46,14 +47,12 @@ public sealed class DpkgState : PackageState
 
     public override IEnumerable<string> InfoFiles(string package)
     {
-        var dir = Path.Combine(Export, Root, "info");
-        if (!Directory.Exists(dir)) return [];
         var stanza = Installed(package);
         var prefix = (stanza is null ? package : InfoName(stanza)) + ".";
-        return Directory.EnumerateFiles(dir, prefix + "*")
-            .Select(Path.GetFileName)
-            .Where(n => n![prefix.Length..] is var rest && rest.Length > 0 && !rest.Contains('.') && !rest.Contains(':'))
-            .Select(n => $"{Root}/info/{n}");
+        return Tree.Entries(ExportPath.Parse(InfoDir))
+            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && n[prefix.Length..] is var rest && rest.Length > 0 && !rest.Contains('.') && !rest.Contains(':'))
+            .Order(StringComparer.Ordinal)
+            .Select(n => $"{InfoDir}/{n}");
     }
 
     /// <summary>A status stanza as dpkg writes it for this package.</summary>
@@ -119,10 +118,58 @@ public sealed class DpkgState : PackageState
         // unpacked over a configured version: dpkg remembers which version was configured
         string? configVersion = unpacked && old != null ? old["Config-Version"] ?? (old["Status"]?.EndsWith(" installed") == true ? old.Version : null) : null;
         Replace(StatusStanza(pkg.Control, unpacked ? "install ok unpacked" : "install ok installed", conffiles, configVersion));
+        ActivateTriggers(pkg, list);
         // dpkg writes its database sorted by name, then architecture
         Status.Sort((a, b) => string.CompareOrdinal(a.Package, b.Package) is var c && c != 0 ? c : string.CompareOrdinal(a.Architecture, b.Architecture));
-        files.Add(($"{Root}/status", Utf8(FormatStatus()), false));
+        files.Add((StatusFile, Utf8(FormatStatus()), false));
         return files;
+    }
+}
+
+/// <summary>dpkg's triggers as `dpkg --unpack` records them (deb-triggers(5)).</summary>
+public sealed partial class DpkgState
+{
+    /// <summary>
+    /// The package's own `activate*` directives and the file triggers (triggers/File) of the paths it ships make the
+    /// interested packages (triggers/&lt;name&gt;, triggers/File) wait with Triggers-Pending, as dpkg records it
+    /// when it unpacks; the board's `dpkg --configure -a` then runs them.
+    /// </summary>
+    private void ActivateTriggers(PackageFile pkg, IReadOnlyList<string> list)
+    {
+        var triggers = $"{Root}/triggers";
+        if (pkg.ControlMembers.TryGetValue("triggers", out var own))
+            foreach (var words in Lines(Encoding.UTF8.GetString(own)))
+                if (words is [var directive, var name, ..] && directive.StartsWith("activate", StringComparison.Ordinal) && !name.Contains('/'))
+                    foreach (var interested in Lines(Tree.ReadAllText(ExportPath.Parse($"{triggers}/{name}")) ?? ""))
+                        Pend(interested[0], name);
+        foreach (var words in Lines(Tree.ReadAllText(ExportPath.Parse($"{triggers}/File")) ?? ""))
+            if (words is [var path, var interested, ..] && list.Any(p => p == path || p.StartsWith(path.TrimEnd('/') + "/", StringComparison.Ordinal)))
+                Pend(interested, path);
+    }
+
+    private static IEnumerable<string[]> Lines(string text) =>
+        text.Split('\n').Select(l => l.Split('#')[0].Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)).Where(w => w.Length > 0);
+
+    /// <summary>A trigger is pending only for a package that is configured (or already waiting for triggers).</summary>
+    private void Pend(string interest, string trigger)
+    {
+        var name = interest.Split('/')[0].Split(':')[0];
+        var stanza = Status.FirstOrDefault(s => s.Package == name && (s["Status"] ?? "").Split(' ').LastOrDefault() is "installed" or "triggers-pending" or "triggers-awaited");
+        if (stanza is null) return;
+        var pending = (stanza["Triggers-Pending"] ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).ToList();
+        if (!pending.Contains(trigger)) pending.Add(trigger);
+        stanza["Triggers-Pending"] = string.Join(' ', pending);
+        if (!stanza["Status"]!.EndsWith(" triggers-awaited")) stanza["Status"] = "install ok triggers-pending";
+        Status[Status.IndexOf(stanza)] = InDpkgOrder(stanza);
+    }
+
+    /// <summary>dpkg writes its known fields in its own order (Triggers-Pending after Description), others after them.</summary>
+    private static ControlStanza InDpkgOrder(ControlStanza stanza)
+    {
+        var ordered = new ControlStanza();
+        foreach (var f in FieldOrder) if (stanza[f] is { } v) ordered[f] = v;
+        foreach (var (k, v) in stanza.Fields) if (ordered[k] is null) ordered[k] = v;
+        return ordered;
     }
 }
 
@@ -136,7 +183,7 @@ public sealed class RpmState : PackageState
 {
     private readonly string _recordPath;
 
-    private RpmState(string export, List<ControlStanza> status, string recordPath) : base(export, "var/lib/rpm", status) => _recordPath = recordPath;
+    private RpmState(TargetTree tree, List<ControlStanza> status, string recordPath) : base(tree, "var/lib/rpm", status) => _recordPath = recordPath;
 
     public override PackageFormat Format => PackageFormat.Rpm;
     public override string NewConffileSuffix => ".rpmnew";
@@ -147,11 +194,11 @@ public sealed class RpmState : PackageState
     /// What the image's rpmdb says is installed (read from a copy, never written), overlaid with our own record
     /// of packages applied or removed since.
     /// </summary>
-    public static RpmState Open(string export, string stateDir)
+    public static RpmState Open(TargetTree tree, string stateDir)
     {
         var path = Path.Combine(stateDir, "rootfs-export-rpm.status");
-        var state = new RpmState(export, new List<ControlStanza>(), path);
-        foreach (var h in RpmDb.Installed(export))
+        var state = new RpmState(tree, new List<ControlStanza>(), path);
+        foreach (var h in RpmDb.Installed(tree))
         {
             var name = h.String(RpmHeader.NAME);
             if (name is null || name == "gpg-pubkey") continue;

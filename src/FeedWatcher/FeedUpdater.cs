@@ -44,10 +44,13 @@ public static class FeedUpdater
         var problems = new List<string>();
 
         using var writeLock = state.AcquireWriterLock();
-        var pstate = PackageState.Load(export, state.Directory);
+        using var tree = TargetTree.Open(export);
+        var pstate = PackageState.Load(tree, state.Directory);
         if (pstate is null)
         {
-            output.WriteLine("  the export has no package database (var/lib/opkg/status, var/lib/dpkg/status, var/lib/rpm): the image was built without IMAGE_FEATURES \"package-management\"; nothing to update");
+            output.WriteLine(req.Layout.Kind == BuildKind.Ptxdist
+                ? "  the export has no opkg status (none where etc/opkg/opkg.conf's status_file says, nor in var/lib/opkg or usr/lib/opkg): the image keeps no package state; nothing to update"
+                : "  the export has no package database (var/lib/opkg/status, var/lib/dpkg/status, var/lib/rpm): the image was built without IMAGE_FEATURES \"package-management\"; nothing to update");
             return new FeedUpdateResult(0, 0, 0, problems);
         }
         var format = req.Layout.Kind == BuildKind.Ptxdist ? PackageFormat.Ipk : pstate.Format;
@@ -55,7 +58,7 @@ public static class FeedUpdater
         if (pstate is RpmState && pstate.Status.Count == 0 && manifest != null) SeedFromManifest(pstate, manifest);
 
         var recorded = LoadRecorded(state);
-        var owners = OwnerNames.FromExport(export);
+        var owners = OwnerNames.FromExport(tree);
         int installedCount = 0, upgraded = 0;
         var applied = new List<string>();
         var leftUnpacked = new List<string>();
@@ -125,7 +128,7 @@ public static class FeedUpdater
                 var pkg = PackageFile.Read(step.Package.Entry.Path);
                 var old = pstate.Installed(pkg.Name);
                 var perms = Perms(req.Layout, step.Package.Entry.Path, pkg.Name);
-                PackageApplier.Preflight(pkg, perms, export, owners);
+                PackageApplier.Preflight(pkg, perms, tree, owners);
                 var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
                 var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, files.Writer, files.Db, step.AutoInstalled, owners, perms);
                 recorded[pkg.Name] = pkg.Sha256;
@@ -264,8 +267,8 @@ public static class FeedUpdater
         var touched = journal.OldList.ToList();
         pkg.ReadData(m => touched.Add("/" + ExportPath.Parse(m.Name, "entry").Value), owners.Resolve);
         touched.AddRange(pstate.InfoFiles(pkg.Name).Select(f => "/" + f));
-        touched.Add($"/{pstate.Root}/status");
-        db.InTransaction(() => PackageApplier.RemoveStaleTemporaries(writer, pstate.Export, touched));
+        touched.Add($"/{pstate.StatusFile}");
+        db.InTransaction(() => PackageApplier.RemoveStaleTemporaries(writer, pstate.Tree, touched));
         var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, writer, db, journal.Auto, owners, Perms(layout, journal.Original, pkg.Name));
         recorded[pkg.Name] = pkg.Sha256;
         SaveRecorded(state, recorded);

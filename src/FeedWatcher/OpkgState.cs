@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using RootfsExport.ExportTree;
 
 namespace RootfsExport.FeedWatcher;
 
@@ -9,44 +10,55 @@ namespace RootfsExport.FeedWatcher;
 /// </summary>
 public abstract class PackageState
 {
-    public string Export { get; }
+    /// <summary>The export, read confined to it.</summary>
+    public TargetTree Tree { get; }
+    public string Export => Tree.Export;
     /// <summary>Relative directory of the state: var/lib/opkg, usr/lib/opkg, var/lib/dpkg, var/lib/rpm.</summary>
     public string Root { get; }
+    /// <summary>Export-relative status file and info directory (opkg.conf may put them elsewhere than Root).</summary>
+    public string StatusFile { get; init; }
+    public string InfoDir { get; init; }
     public abstract PackageFormat Format { get; }
     /// <summary>Name of the feed directory under tmp/deploy: ipk, deb, rpm.</summary>
     public string FeedKind => Format.ToString().ToLowerInvariant();
     /// <summary>What a kept user conffile's new version is called: &lt;file&gt;-opkg, .dpkg-dist, .rpmnew.</summary>
     public abstract string NewConffileSuffix { get; }
-    /// <summary>Relative paths this state keeps besides the info/ files (for the journal's roll-forward).</summary>
     public List<ControlStanza> Status { get; }
 
-    protected PackageState(string export, string root, List<ControlStanza> status)
+    protected PackageState(TargetTree tree, string root, List<ControlStanza> status)
     {
-        Export = export;
+        Tree = tree;
         Root = root;
+        StatusFile = root + "/status";
+        InfoDir = root + "/info";
         Status = status;
     }
 
-    /// <summary>Finds the state of an export: opkg first (var/lib as OE has it, legacy usr/lib, usr/share as PTXdist's
-    /// opkg.conf sets status_file), then dpkg, then rpm.</summary>
-    public static PackageState? Load(string export, string stateDir)
+    /// <summary>
+    /// Finds the state of an export: opkg where the target's opkg.conf puts it (PTXdist: usr/share/opkg), else
+    /// var/lib/opkg, then legacy usr/lib/opkg; then dpkg, then rpm. Every path is resolved inside the export.
+    /// </summary>
+    public static PackageState? Load(TargetTree tree, string stateDir)
     {
-        foreach (var root in new[] { "var/lib/opkg", "usr/lib/opkg", "usr/share/opkg" })
+        foreach (var (statusFile, infoDir) in OpkgConf.Locations(tree))
         {
-            var status = Path.Combine(export, root, "status");
-            if (File.Exists(status)) return new OpkgState(export, root, ControlStanza.ParseAll(File.ReadAllText(status), status));
+            var status = tree.Resolve(statusFile, followLast: true, "opkg status file");
+            if (tree.ReadAllText(status) is not { } text) continue;
+            var info = tree.Resolve(infoDir, followLast: true, "opkg info_dir");
+            return new OpkgState(tree, status.Parent.Value, ControlStanza.ParseAll(text, "/" + status.Value)) { StatusFile = status.Value, InfoDir = info.Value };
         }
-        var dpkg = Path.Combine(export, "var/lib/dpkg/status");
-        if (File.Exists(dpkg)) return new DpkgState(export, ControlStanza.ParseAll(File.ReadAllText(dpkg), dpkg));
-        if (Directory.Exists(Path.Combine(export, "var/lib/rpm"))) return RpmState.Open(export, stateDir);
+        var dpkg = tree.Resolve("var/lib/dpkg", followLast: true, "dpkg admin directory");
+        if (tree.ReadAllText(ExportPath.Parse(dpkg.Value + "/status")) is { } dpkgText)
+            return new DpkgState(tree, dpkg.Value, ControlStanza.ParseAll(dpkgText, "/" + dpkg.Value + "/status"));
+        if (tree.IsDirectory(tree.Resolve("var/lib/rpm", followLast: true))) return RpmState.Open(tree, stateDir);
         return null;
     }
 
-    public ControlStanza? Installed(string name) =>
-        Status.FirstOrDefault(s => s.Package == name && (s["Status"] ?? "").Split(' ').LastOrDefault() is "installed" or "unpacked" or "half-configured");
+    public ControlStanza? Installed(string name) => InstalledPackages().FirstOrDefault(s => s.Package == name);
 
+    /// <summary>Packages whose files are on the target: installed, unpacked, or waiting for triggers (dpkg).</summary>
     public IEnumerable<ControlStanza> InstalledPackages() =>
-        Status.Where(s => (s["Status"] ?? "").Split(' ').LastOrDefault() is "installed" or "unpacked" or "half-configured");
+        Status.Where(s => (s["Status"] ?? "").Split(' ').LastOrDefault() is "installed" or "unpacked" or "half-configured" or "triggers-pending" or "triggers-awaited");
 
     /// <summary>The paths a package's file list says it owns (target-absolute).</summary>
     public abstract HashSet<string> List(string package);
@@ -63,19 +75,11 @@ public abstract class PackageState
         return result;
     }
 
-    /// <summary>Does the file still have the content a recorded hash describes (md5, or "sha256:" from an rpmdb)?</summary>
-    public static bool Matches(string file, string recorded)
-    {
-        if (!recorded.StartsWith("sha256:")) return Md5(file) == recorded;
-        using var s = File.OpenRead(file);
-        return Convert.ToHexStringLower(SHA256.HashData(s)) == recorded["sha256:".Length..];
-    }
-
-    public static string Md5(string file)
-    {
-        using var s = File.OpenRead(file);
-        return Convert.ToHexStringLower(MD5.HashData(s));
-    }
+    /// <summary>Does this content have the hash recorded for it (md5, or "sha256:" from an rpmdb)?</summary>
+    public static bool Matches(byte[] content, string recorded) =>
+        recorded.StartsWith("sha256:")
+            ? Convert.ToHexStringLower(SHA256.HashData(content)) == recorded["sha256:".Length..]
+            : Convert.ToHexStringLower(MD5.HashData(content)) == recorded;
 
     /// <summary>
     /// The files (relative path → content) that record a package as applied: status and info files. The
@@ -91,7 +95,7 @@ public abstract class PackageState
     public virtual List<(string Path, byte[] Content, bool Executable)> Forget(string package)
     {
         Status.RemoveAll(s => s.Package == package);
-        return [($"{Root}/status", Utf8(FormatStatus()), false)];
+        return [(StatusFile, Utf8(FormatStatus()), false)];
     }
 
     public string FormatStatus()
@@ -108,13 +112,8 @@ public abstract class PackageState
         else Status.Add(stanza);
     }
 
-    protected HashSet<string> ReadList(string relative)
-    {
-        var path = Path.Combine(Export, relative);
-        return File.Exists(path)
-            ? File.ReadAllLines(path).Select(l => l.Split('\t')[0].TrimEnd()).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal)
-            : new HashSet<string>(StringComparer.Ordinal);
-    }
+    protected HashSet<string> ReadList(string relative) =>
+        (Tree.ReadAllText(ExportPath.Parse(relative)) ?? "").Split('\n').Select(l => l.Split('\t')[0].TrimEnd()).Where(l => l.Length > 0).ToHashSet(StringComparer.Ordinal);
 
     protected static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s);
 }
@@ -125,12 +124,12 @@ public abstract class PackageState
 /// </summary>
 public sealed class OpkgState : PackageState
 {
-    public OpkgState(string export, string root, List<ControlStanza> status) : base(export, root, status) { }
+    public OpkgState(TargetTree tree, string root, List<ControlStanza> status) : base(tree, root, status) { }
 
     public override PackageFormat Format => PackageFormat.Ipk;
     public override string NewConffileSuffix => "-opkg";
 
-    public string InfoPath(string package, string suffix) => $"{Root}/info/{package}.{suffix}";
+    public string InfoPath(string package, string suffix) => $"{InfoDir}/{package}.{suffix}";
 
     public override HashSet<string> List(string package) => ReadList(InfoPath(package, "list"));
 
@@ -170,7 +169,7 @@ public sealed class OpkgState : PackageState
         }
         bool auto = autoInstalled || old?["Auto-Installed"] == "yes";
         Replace(StatusStanza(pkg, unpacked ? "unpacked" : "installed", conffiles, now, auto));
-        files.Add(($"{Root}/status", Utf8(FormatStatus()), false));
+        files.Add((StatusFile, Utf8(FormatStatus()), false));
         return files;
     }
 }

@@ -19,13 +19,15 @@ public sealed class OwnerNames
         _groups = groups;
     }
 
-    public static OwnerNames FromExport(string export) => new(Read(Path.Combine(export, "etc/passwd")), Read(Path.Combine(export, "etc/group")));
+    /// <summary>etc/passwd and etc/group of the export, read confined to it (a symlink there is followed within the export only).</summary>
+    public static OwnerNames FromExport(TargetTree tree) => new(Read(tree, "etc/passwd"), Read(tree, "etc/group"));
 
-    private static Dictionary<string, uint> Read(string file)
+    private static Dictionary<string, uint> Read(TargetTree tree, string file)
     {
         var map = new Dictionary<string, uint>(StringComparer.Ordinal) { ["root"] = 0 };
-        if (!File.Exists(file) || new FileInfo(file).LinkTarget != null) return map;
-        foreach (var line in File.ReadLines(file))
+        var text = tree.ReadAllText(tree.Resolve(file, followLast: true, file));
+        if (text is null) return map;
+        foreach (var line in text.Split('\n'))
             if (line.Split(':') is [var name, _, var id, ..] && uint.TryParse(id, out var n)) map.TryAdd(name, n);
         return map;
     }

@@ -23,77 +23,85 @@ public static partial class PackageApplier
         FilesDb db, bool autoInstalled, OwnerNames owners, PermsFile? perms)
     {
         var where = Path.GetFileName(pkg.Path);
-        var oldConffiles = PackageState.Conffiles(old);
-        var conffiles = new HashSet<string>(pkg.Conffiles, StringComparer.Ordinal);
-        bool unpacked = pkg.HasPostinst;
+        var tree = state.Tree;
+        var conffiles = new ConffileRules(pkg, old, state, writer, db);
+        // dpkg: exactly what `dpkg --unpack` leaves (the board's dpkg --configure -a finishes every package, so none
+        // is ever configured before a dependency); opkg and rpm: configured unless a postinst must run on the board
+        bool unpacked = pkg.HasPostinst || state.Format == PackageFormat.Deb;
         var newList = new List<string>();
-        var recordedConffiles = new List<(string, string)>();
-        var notes = new List<string>();
-        var export = state.Export;
-        var rpmFlags = RpmConfigFlags(pkg);
         // dpkg writes info/<pkg>.md5sums itself when a .deb ships none
         var md5sums = state.Format == PackageFormat.Deb && !pkg.ControlMembers.ContainsKey("md5sums") ? new List<(string Path, string Md5)>() : null;
         db.InTransaction(() =>
         {
+            tree.Forget();
             pkg.ReadData(member =>
             {
                 var path = ExportPath.Parse(member.Name, $"{where}: data entry");
                 if (path.IsRoot) return;
-                var target = "/" + path.Value;
-                var meta = new EntryMeta(member.Uid, member.Gid, member.Mode, 0, member.Mtime);
-                switch (member.Type)
-                {
-                    case '5': writer.Directory(path, meta); break;
-                    case '2': writer.Symlink(path, member.LinkName, meta); break;
-                    case '1': writer.HardLink(path, ExportPath.Parse(member.LinkName, $"{where}: hard link target")); break;
-                    case '3' or '4':
-                        writer.Special(path, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice,
-                            meta with { Rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor) });
-                        break;
-                    case '6': writer.Special(path, EntryKind.Fifo, meta); break;
-                    case '0' or '7' when conffiles.Contains(target):
-                        Conffile(path, target, member.Data, meta);
-                        break;
-                    case '0' or '7' when md5sums != null:
-                        using (var hashing = new HashingStream(member.Data))
-                        {
-                            writer.RegularFile(path, hashing, meta);
-                            md5sums.Add((path.Value, hashing.Hex()));
-                        }
-                        break;
-                    case '0' or '7': writer.RegularFile(path, member.Data, meta); break;
-                    default:
-                        throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type}'");
-                }
-                newList.Add(target);
+                WriteMember(member, path, "/" + path.Value);
+                newList.Add("/" + path.Value);
             }, owners.Resolve);
             if (perms != null)
             {
                 perms.Apply(writer, where);
                 foreach (var node in perms.Nodes) if (!newList.Contains(node)) newList.Add(node);
             }
+            RemoveObsolete(pkg.Name, oldList, newList, state, writer, db);
+            WriteRecords();
+        });
+        var notes = conffiles.Notes;
+        if (unpacked && state.Format != PackageFormat.Deb) notes.Add("postinst not run on the host: left 'install ok unpacked' for run-postinsts/" + (state.Format == PackageFormat.Deb ? "dpkg --configure -a" : state.Format == PackageFormat.Rpm ? "rerun on the board" : "opkg configure"));
+        return new ApplyOutcome(unpacked, notes);
 
-            // files the old version had and the new one does not: gone, unless another package owns them
-            var keep = newList.ToHashSet(StringComparer.Ordinal);
-            var obsolete = oldList.Where(p => !keep.Contains(p) && p != "/" && p != "/.").ToList();
-            if (obsolete.Count > 0)
+        void WriteMember(TarMember member, ExportPath path, string target)
+        {
+            var meta = new EntryMeta(member.Uid, member.Gid, member.Mode, 0, member.Mtime);
+            // directories of the package land where the target's symlinks lead (merged /usr: bin -> usr/bin)
+            var real = tree.Resolve(path.Value, followLast: false, $"{where}: data entry");
+            switch (member.Type)
             {
-                var others = state.InstalledPackages().Where(s => s.Package != pkg.Name).SelectMany(s => state.List(s.Package)).ToHashSet(StringComparer.Ordinal);
-                foreach (var gone in obsolete.Where(p => !others.Contains(p)).OrderByDescending(p => p.Length))
-                {
-                    var rel = ExportPath.ParseTargetAbsolute(gone, "obsolete file");
-                    if (!writer.TryStat(rel, out var st)) { db.DeleteTree(writer.DbPath(rel)); continue; }
-                    if (!Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
-                    else if (!Directory.EnumerateFileSystemEntries(Path.Combine(export, rel.Value)).Any()) writer.Remove(rel); // dpkg/opkg leave non-empty dirs
-                }
+                case '5': Directory(path, real, meta); break;
+                case '2': writer.Symlink(real, member.LinkName, meta); tree.Forget(); break;
+                case '1': writer.HardLink(real, tree.Resolve(ExportPath.Parse(member.LinkName, $"{where}: hard link target").Value, followLast: false)); break;
+                case '3' or '4':
+                    writer.Special(real, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice,
+                        meta with { Rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor) });
+                    break;
+                case '6': writer.Special(real, EntryKind.Fifo, meta); break;
+                case '0' or '7' when conffiles.IsConffile(target):
+                    var md5 = conffiles.Apply(real, target, member.Data, meta, unpacked);
+                    md5sums?.Add((path.Value, md5));
+                    break;
+                case '0' or '7' when md5sums != null:
+                    using (var hashing = new HashingStream(member.Data))
+                    {
+                        writer.RegularFile(real, hashing, meta);
+                        md5sums.Add((path.Value, hashing.Hex()));
+                    }
+                    break;
+                case '0' or '7': writer.RegularFile(real, member.Data, meta); break;
+                default:
+                    throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type}'");
             }
+        }
 
+        // dpkg and opkg leave a directory that is already there as it is (owner, mode), a symlink to one included
+        void Directory(ExportPath path, ExportPath real, EntryMeta meta)
+        {
+            var followed = tree.Resolve(path.Value, followLast: true);
+            if (tree.IsDirectory(followed) && db.GetByPath(writer.DbPath(followed)) != null) return;
+            writer.Directory(real, meta);
+            tree.Forget();
+        }
+
+        void WriteRecords()
+        {
             var now = DateTimeOffset.UtcNow;
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: now);
             var written = new HashSet<string>(StringComparer.Ordinal);
-            var records = state.Record(pkg, old, newList, recordedConffiles, unpacked, autoInstalled, now.ToUnixTimeSeconds());
+            var records = state.Record(pkg, old, newList, conffiles.Recorded, unpacked, autoInstalled, now.ToUnixTimeSeconds());
             if (md5sums != null)
-                records.Add(($"{state.Root}/info/{DpkgState.InfoName(pkg.Control)}.md5sums", System.Text.Encoding.UTF8.GetBytes(string.Concat(md5sums.Select(m => $"{m.Md5}  {m.Path}\n"))), false));
+                records.Add(($"{state.InfoDir}/{DpkgState.InfoName(pkg.Control)}.md5sums", System.Text.Encoding.UTF8.GetBytes(string.Concat(md5sums.Select(m => $"{m.Md5}  {m.Path}\n"))), false));
             foreach (var (rel, content, executable) in records)
             {
                 writer.RegularFile(ExportPath.Parse(rel), new MemoryStream(content), root with { Permissions = executable ? 0x1edu : 0x1a4u });
@@ -102,54 +110,41 @@ public static partial class PackageApplier
             // scripts or lists of the old version the new one does not have
             foreach (var stale in state.InfoFiles(pkg.Name).Where(f => !written.Contains(f)))
                 writer.Remove(ExportPath.Parse(stale));
-        });
-        if (unpacked) notes.Add("postinst not run on the host: left 'install ok unpacked' for run-postinsts/" + (state.Format == PackageFormat.Deb ? "dpkg --configure -a" : state.Format == PackageFormat.Rpm ? "rerun on the board" : "opkg configure"));
-        return new ApplyOutcome(unpacked, notes);
+        }
+    }
 
-        void Conffile(ExportPath path, string target, Stream data, EntryMeta meta)
+    /// <summary>
+    /// Files the old version had and the new one does not: gone, unless another package owns them or they are
+    /// the same file as one of the new version under another name (merged /usr); directories only when empty.
+    /// </summary>
+    private static void RemoveObsolete(string package, IReadOnlyCollection<string> oldList, List<string> newList, PackageState state, ExportWriter writer, FilesDb db)
+    {
+        var keep = newList.ToHashSet(StringComparer.Ordinal);
+        var obsolete = oldList.Where(p => !keep.Contains(p) && p != "/" && p != "/.").ToList();
+        if (obsolete.Count == 0) return;
+        var tree = state.Tree;
+        var kept = newList.Select(p => tree.Resolve(p, followLast: false).Value).ToHashSet(StringComparer.Ordinal);
+        kept.UnionWith(OtherPackagesFiles(package, state));
+        RemovePaths(obsolete.Where(p => !keep.Contains(p)), kept, tree, writer, db);
+    }
+
+    /// <summary>Where the files of every other installed package really are.</summary>
+    private static IEnumerable<string> OtherPackagesFiles(string package, PackageState state) =>
+        state.InstalledPackages().Where(s => s.Package != package).SelectMany(s => state.List(s.Package))
+            .Distinct(StringComparer.Ordinal).Select(p => state.Tree.Resolve(p, followLast: false).Value);
+
+    /// <summary>Removes package paths (longest first) whose real location is not in <paramref name="kept"/>.</summary>
+    private static void RemovePaths(IEnumerable<string> paths, HashSet<string> kept, TargetTree tree, ExportWriter writer, FilesDb db)
+    {
+        foreach (var gone in paths.OrderByDescending(p => p.Length))
         {
-            var content = new MemoryStream();
-            data.CopyTo(content);
-            var bytes = content.ToArray();
-            string newMd5 = Convert.ToHexStringLower(MD5.HashData(bytes));
-            md5sums?.Add((path.Value, newMd5));
-            var onDisk = Path.Combine(export, path.Value);
-            bool exists = File.Exists(onDisk);
-            string? diskMd5 = exists ? PackageState.Md5(onDisk) : null;
-            bool userModified = exists && oldConffiles.TryGetValue(target, out var recorded) && recorded != "newconffile" && diskMd5 != newMd5
-                && !PackageState.Matches(onDisk, recorded);
-            if (state.Format == PackageFormat.Deb && unpacked)
-            {
-                // dpkg unpacks every conffile as .dpkg-new and decides at configure time, on the board
-                writer.RegularFile(ExportPath.Parse(path.Value + ".dpkg-new"), new MemoryStream(bytes), meta);
-                recordedConffiles.Add((target, "newconffile"));
-                return;
-            }
-            if (!userModified)
-            {
-                writer.RegularFile(path, new MemoryStream(bytes), meta);
-                recordedConffiles.Add((target, newMd5));
-                return;
-            }
-            if (state.Format == PackageFormat.Rpm && rpmFlags.TryGetValue(target, out var flags) && (flags & RpmHeader.RPMFILE_NOREPLACE) == 0)
-            {
-                // plain %config: the new file wins, the user's is saved
-                using (var mine = File.OpenRead(onDisk))
-                {
-                    var saved = ExportPath.Parse(path.Value + ".rpmsave");
-                    var row = db.GetByPath(writer.DbPath(path));
-                    writer.RegularFile(saved, mine, meta with { Uid = row?.Uid ?? meta.Uid, Gid = row?.Gid ?? meta.Gid, Permissions = (row?.Mode ?? meta.Permissions) & 0xfff });
-                }
-                writer.RegularFile(path, new MemoryStream(bytes), meta);
-                recordedConffiles.Add((target, newMd5));
-                notes.Add($"saved your {target} as {target}.rpmsave");
-                return;
-            }
-            // the user changed it on the board: keep theirs, put ours beside it
-            var suffix = state.NewConffileSuffix;
-            writer.RegularFile(ExportPath.Parse(path.Value + suffix), new MemoryStream(bytes), meta);
-            recordedConffiles.Add((target, state.Format == PackageFormat.Ipk ? oldConffiles[target] : newMd5));
-            notes.Add($"kept your {target}, new one is {target}{suffix}");
+            var rel = tree.Resolve(gone, followLast: false, "package file");
+            if (rel.IsRoot || kept.Contains(rel.Value)) continue;
+            if (!writer.TryStat(rel, out var st)) { db.DeleteTree(writer.DbPath(rel)); continue; }
+            // the target's own directory symlinks (merged /usr: lib -> usr/lib) stay, whoever listed the path
+            if (Posix.StMode.IsSymlink(st.Mode) && tree.IsDirectory(tree.Resolve(rel.Value, followLast: true))) continue;
+            // a directory goes only when empty, as dpkg/opkg rmdir it
+            if (!Posix.StMode.IsDirectory(st.Mode) || tree.Entries(rel).Count == 0) { writer.Remove(rel); tree.Forget(); }
         }
     }
 
@@ -158,7 +153,7 @@ public static partial class PackageApplier
     /// every type must be one we apply, hard links must point into the package, and PTXdist .perms records must
     /// name files the package (or the export) has. A package that fails here leaves the export untouched.
     /// </summary>
-    public static void Preflight(PackageFile pkg, PermsFile? perms, string export, OwnerNames owners)
+    public static void Preflight(PackageFile pkg, PermsFile? perms, TargetTree tree, OwnerNames owners)
     {
         var where = Path.GetFileName(pkg.Path);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -176,7 +171,7 @@ public static partial class PackageApplier
         foreach (var rec in perms.Records)
         {
             var rel = ExportPath.ParseTargetAbsolute(rec.Path, $"{Path.GetFileName(perms.Path)}: path");
-            if (rec.Kind != PseudoDb.PermsKind.Node && !seen.Contains(rel.Value) && !Path.Exists(Path.Combine(export, rel.Value)))
+            if (rec.Kind != PseudoDb.PermsKind.Node && !seen.Contains(rel.Value) && !tree.TryStat(tree.Resolve(rel.Value, followLast: false), out _))
                 throw new UserFacingException($"{where}: {Path.GetFileName(perms.Path)} lists {rec.Path}, which the package does not contain");
         }
     }
@@ -190,30 +185,15 @@ public static partial class PackageApplier
     {
         db.InTransaction(() =>
         {
-            var others = state.InstalledPackages().Where(s => s.Package != package).SelectMany(s => state.List(s.Package)).ToHashSet(StringComparer.Ordinal);
-            foreach (var path in state.List(package).Where(p => !others.Contains(p) && p != "/" && p != "/.").OrderByDescending(p => p.Length))
-            {
-                var rel = ExportPath.ParseTargetAbsolute(path, "package file");
-                if (!writer.TryStat(rel, out var st)) { db.DeleteTree(writer.DbPath(rel)); continue; }
-                if (!Posix.StMode.IsDirectory(st.Mode)) writer.Remove(rel);
-                else if (!Directory.EnumerateFileSystemEntries(Path.Combine(state.Export, rel.Value)).Any()) writer.Remove(rel);
-            }
+            state.Tree.Forget();
+            var kept = OtherPackagesFiles(package, state).ToHashSet(StringComparer.Ordinal);
+            RemovePaths(state.List(package).Where(p => p != "/" && p != "/."), kept, state.Tree, writer, db);
             var infoFiles = state.InfoFiles(package).ToList();
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow);
             foreach (var (rel, content, executable) in state.Forget(package))
                 writer.RegularFile(ExportPath.Parse(rel), new MemoryStream(content), root with { Permissions = executable ? 0x1edu : 0x1a4u });
             foreach (var f in infoFiles) if (writer.TryStat(ExportPath.Parse(f), out _)) writer.Remove(ExportPath.Parse(f));
         });
-    }
-
-    private static Dictionary<string, long> RpmConfigFlags(PackageFile pkg)
-    {
-        var result = new Dictionary<string, long>(StringComparer.Ordinal);
-        if (pkg.Rpm is not { } h) return result;
-        var paths = h.FilePaths();
-        var flags = h.Integers(RpmHeader.FILEFLAGS);
-        for (int i = 0; i < paths.Count && i < flags.Length; i++) result[paths[i]] = flags[i];
-        return result;
     }
 
     [GeneratedRegex(@"^\..+\.rfe-\d+-[0-9a-f]{8}$")]
@@ -223,18 +203,15 @@ public static partial class PackageApplier
     /// After a kill: the export writer's temporary names (written, not yet renamed over their target) in the
     /// directories a package touches. They have no files.db row; the roll-forward writes the real files again.
     /// </summary>
-    public static int RemoveStaleTemporaries(ExportWriter writer, string export, IEnumerable<string> targetPaths)
+    public static int RemoveStaleTemporaries(ExportWriter writer, TargetTree tree, IEnumerable<string> targetPaths)
     {
         int removed = 0;
         foreach (var dir in targetPaths.Select(p => Path.GetDirectoryName(p.TrimEnd('/')) ?? "/").Distinct())
         {
-            var onDisk = Path.Combine(export, dir.TrimStart('/'));
-            if (!Directory.Exists(onDisk) || new DirectoryInfo(onDisk).LinkTarget != null) continue;
-            foreach (var entry in Directory.EnumerateFileSystemEntries(onDisk))
+            var real = tree.Resolve(dir, followLast: true, "directory");
+            foreach (var name in tree.Entries(real).Where(n => WriterTempName().IsMatch(n)))
             {
-                var name = Path.GetFileName(entry);
-                if (!WriterTempName().IsMatch(name)) continue;
-                writer.Remove(ExportPath.ParseTargetAbsolute(dir.TrimEnd('/') + "/" + name, "temporary file"));
+                writer.Remove(real.Child(name));
                 removed++;
             }
         }

@@ -294,18 +294,19 @@ internal static class CpioReader
 /// <summary>The image's rpmdb (rpm ≥ 4.16: var/lib/rpm/rpmdb.sqlite, table Packages(hnum, blob)), read from a copy.</summary>
 internal static class RpmDb
 {
-    public static List<RpmHeader> Installed(string export)
+    public static List<RpmHeader> Installed(TargetTree tree)
     {
-        var db = Path.Combine(export, "var/lib/rpm/rpmdb.sqlite");
+        var dbPath = tree.Resolve("var/lib/rpm/rpmdb.sqlite", followLast: true, "rpm database");
+        var db = "/" + dbPath.Value;
         var result = new List<RpmHeader>();
-        if (!File.Exists(db) || new FileInfo(db).LinkTarget != null) return result;
-        // a copy: opening the original, even read-only, could create -shm/-wal files in the export
+        // a copy, read through the confined tree: opening the original, even read-only, could create -shm/-wal files in the export
+        if (tree.ReadAllBytes(dbPath) is not { } bytes) return result;
         var tmp = Path.Combine(Path.GetTempPath(), $"rootfs-export-rpmdb-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
         try
         {
-            File.Copy(db, Path.Combine(tmp, "rpmdb.sqlite"));
-            if (File.Exists(db + "-wal")) File.Copy(db + "-wal", Path.Combine(tmp, "rpmdb.sqlite-wal"));
+            File.WriteAllBytes(Path.Combine(tmp, "rpmdb.sqlite"), bytes);
+            if (tree.ReadAllBytes(ExportTree.ExportPath.Parse(dbPath.Value + "-wal")) is { } wal) File.WriteAllBytes(Path.Combine(tmp, "rpmdb.sqlite-wal"), wal);
             using var conn = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(tmp, "rpmdb.sqlite")};Pooling=False");
             conn.Open();
             using var cmd = conn.CreateCommand();
