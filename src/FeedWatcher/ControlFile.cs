@@ -9,6 +9,8 @@ namespace RootfsExport.FeedWatcher;
 public sealed class ControlStanza
 {
     private readonly List<KeyValuePair<string, string>> _fields = new();
+    /// <summary>The stanza's text as read, kept while no field changes: what dpkg/opkg wrote is written back byte for byte.</summary>
+    private string? _raw;
 
     public IReadOnlyList<KeyValuePair<string, string>> Fields => _fields;
 
@@ -17,6 +19,7 @@ public sealed class ControlStanza
         get => _fields.FirstOrDefault(f => f.Key.Equals(name, StringComparison.OrdinalIgnoreCase)).Value;
         set
         {
+            _raw = null;
             int i = _fields.FindIndex(f => f.Key.Equals(name, StringComparison.OrdinalIgnoreCase));
             if (value is null) { if (i >= 0) _fields.RemoveAt(i); }
             else if (i >= 0) _fields[i] = new(_fields[i].Key, value);
@@ -38,6 +41,7 @@ public sealed class ControlStanza
         {
             lineNo++;
             if (raw.Trim().Length == 0) { current = null; continue; }
+            if (current != null) current._raw += raw + "\n";
             if (raw[0] is ' ' or '\t')
             {
                 if (current is null || current._fields.Count == 0) throw new UserFacingException($"{source}:{lineNo}: continuation line without a field");
@@ -47,7 +51,7 @@ public sealed class ControlStanza
             }
             int colon = raw.IndexOf(':');
             if (colon <= 0) throw new UserFacingException($"{source}:{lineNo}: expected 'Field: value', got '{raw}'");
-            if (current is null) { current = new ControlStanza(); result.Add(current); }
+            if (current is null) { current = new ControlStanza { _raw = raw + "\n" }; result.Add(current); }
             current._fields.Add(new(raw[..colon], raw[(colon + 1)..].Trim()));
         }
         return result;
@@ -58,6 +62,7 @@ public sealed class ControlStanza
 
     public override string ToString()
     {
+        if (_raw != null) return _raw;
         var sb = new StringBuilder();
         foreach (var (k, v) in _fields) sb.Append(k).Append(v.StartsWith('\n') ? ":" : ": ").Append(v).Append('\n');
         return sb.ToString();

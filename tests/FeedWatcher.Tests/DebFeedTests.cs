@@ -3,7 +3,7 @@ using Xunit;
 
 namespace RootfsExport.FeedWatcher.Tests;
 
-/// <summary>deb feeds: packages from dpkg-deb and Debian's own busybox (epoch 1:), state compared with `dpkg --root`.</summary>
+/// <summary>deb feeds: packages from dpkg-deb and Debian's own busybox (epoch 1:), state compared with `dpkg --root --unpack`.</summary>
 public sealed class DebFeedTests
 {
     private const string DpkgRoot = """
@@ -55,7 +55,7 @@ public sealed class DebFeedTests
         var reference = Path.Combine(b.Work, "ref");
         Directory.CreateDirectory(reference);
         Run.Program("tar", "--numeric-owner", "-xzf", Path.Combine(b.ImageDir, $"{OeFeedBuild.Image}-qemux86-64.rootfs.tar.gz"), "-C", reference).ShouldSucceed();
-        Run.Program("dpkg", ["--root=" + reference, "--force-script-chrootless", "--force-not-root", "--no-triggers", "-i", .. debs],
+        Run.Program("dpkg", ["--root=" + reference, "--force-script-chrootless", "--force-not-root", "--unpack", .. debs],
             env: new Dictionary<string, string> { ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin" }).ShouldSucceed();
 
         var ours = File.ReadAllText(Path.Combine(b.Export, "var/lib/dpkg/status"));
@@ -68,49 +68,50 @@ public sealed class DebFeedTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(reference, "bin/busybox")), File.ReadAllBytes(Path.Combine(b.Export, "bin/busybox")));
     }
 
+    /// <summary>svc 1.0-1 configured in the image, its conffile edited on the board.</summary>
+    private const string SvcInstalled = DpkgRoot + """
+
+        mkdir -p usr/sbin usr/share/svc
+        echo v1 > usr/sbin/svc; echo old > usr/share/svc/old; echo 'port=2 # mine' > etc/svc.conf
+        printf 'Package: svc\nStatus: install ok installed\nMaintainer: Test <t@example.com>\nArchitecture: amd64\nVersion: 1.0-1\nConffiles:\n /etc/svc.conf 6e4d2a1c1ad5a1e0e7ad2e0e3e6d2a10\nDescription: test package svc\n\n' >> var/lib/dpkg/status
+        printf '/.\n/usr\n/usr/sbin\n/usr/sbin/svc\n/usr/share\n/usr/share/svc\n/usr/share/svc/old\n/etc\n/etc/svc.conf\n' > var/lib/dpkg/info/svc.list
+        """;
+
     [Fact]
-    public void Deb_upgrade_keeps_a_modified_conffile_as_dpkg_dist_and_epoch_orders_versions()
+    public void Deb_upgrade_is_left_as_dpkg_unpack_leaves_it_old_conffile_hashes_kept()
     {
         Run.RequirePeer("dpkg-deb");
-        using var b = new OeFeedBuild(DpkgRoot, []);
-        var v1 = b.Deb("svc", "1.0-1", "amd64", "/usr/sbin/svc=v1;/etc/svc.conf=port=1\n;/usr/share/svc/old=old", conffiles: ["/etc/svc.conf"]);
-        b.Update("--install", "svc").ShouldSucceed();
-        Assert.Contains("Package: svc\nStatus: install ok installed\n", File.ReadAllText(Path.Combine(b.Export, "var/lib/dpkg/status")));
-        File.WriteAllText(Path.Combine(b.Export, "etc/svc.conf"), "port=2 # mine\n");
-
-        // 1:0.9 is newer than 1.0-1 (epoch); it drops /usr/share/svc/old and has a postinst
-        File.Delete(v1);
-        b.Deb("svc", "1:0.9-1", "amd64", "/usr/sbin/svc=v2;/etc/svc.conf=port=3\n", conffiles: ["/etc/svc.conf"], postinst: "echo configured");
+        using var b = new OeFeedBuild(SvcInstalled, []);
+        // 1:0.9 is newer than 1.0-1 (epoch); it drops /usr/share/svc/old and adds a conffile
+        b.Deb("svc", "1:0.9-1", "amd64", "/usr/sbin/svc=v2;/etc/svc.conf=port=3\n;/etc/svc.d/extra.conf=x\n", conffiles: ["/etc/svc.conf", "/etc/svc.d/extra.conf"], postinst: "echo configured");
         var output = b.Update().ShouldSucceed().Stdout;
         Assert.Contains("svc 1.0-1 → 1:0.9-1", output);
         Assert.Contains("to finish on the board (dpkg --configure -a", output);
         Assert.Equal("v2", File.ReadAllText(Path.Combine(b.Export, "usr/sbin/svc")));
         Assert.False(File.Exists(Path.Combine(b.Export, "usr/share/svc/old")));
         Assert.False(Directory.Exists(Path.Combine(b.Export, "usr/share/svc")));
-        // unpacked, not configured: dpkg's own convention, the board's dpkg --configure -a resolves the conffile
+        // dpkg --unpack: conffiles beside the old ones as .dpkg-new, decided by the board's dpkg --configure -a
         Assert.Equal("port=2 # mine\n", File.ReadAllText(Path.Combine(b.Export, "etc/svc.conf")));
         Assert.Equal("port=3\n", File.ReadAllText(Path.Combine(b.Export, "etc/svc.conf.dpkg-new")));
         var status = File.ReadAllText(Path.Combine(b.Export, "var/lib/dpkg/status"));
         Assert.Contains("Package: svc\nStatus: install ok unpacked\n", status);
         Assert.Contains("Version: 1:0.9-1\nConfig-Version: 1.0-1\n", status);
-        Assert.Contains(" /etc/svc.conf newconffile\n", status);
+        // the upgrade keeps the hash the configured version recorded; only the conffile no package had is new
+        Assert.Contains("Conffiles:\n /etc/svc.conf 6e4d2a1c1ad5a1e0e7ad2e0e3e6d2a10\n /etc/svc.d/extra.conf newconffile\n", status);
         Assert.True(File.Exists(Path.Combine(b.Export, "var/lib/dpkg/info/svc.postinst")));
         Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
     }
 
     [Fact]
-    public void Deb_configured_upgrade_writes_dpkg_dist_beside_the_users_conffile()
+    public void Untouched_status_entries_are_kept_byte_for_byte()
     {
         Run.RequirePeer("dpkg-deb");
-        using var b = new OeFeedBuild(DpkgRoot, []);
-        var v1 = b.Deb("svc", "1.0-1", "amd64", "/etc/svc.conf=port=1\n", conffiles: ["/etc/svc.conf"]);
-        b.Update("--install", "svc").ShouldSucceed();
-        Run.Shell($"echo 'port=2 # mine' > {b.Export}/etc/svc.conf", asUnprivileged: true).ShouldSucceed();
-        File.Delete(v1);
-        b.Deb("svc", "1.1-1", "amd64", "/etc/svc.conf=port=3\n", conffiles: ["/etc/svc.conf"]);
-        Assert.Contains("kept your /etc/svc.conf, new one is /etc/svc.conf.dpkg-dist", b.Update().ShouldSucceed().Stdout);
-        Assert.Equal("port=2 # mine\n", File.ReadAllText(Path.Combine(b.Export, "etc/svc.conf")));
-        Assert.Equal("port=3\n", File.ReadAllText(Path.Combine(b.Export, "etc/svc.conf.dpkg-dist")));
-        Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
+        // a trailing space after Description: and an unusual field, as real status files have
+        using var b = new OeFeedBuild(DpkgRoot + "\nprintf 'Package: zz-old\\nStatus: install ok installed\\nArchitecture: all\\nVersion: 1\\nX-Odd:  two  spaces \\nDescription: trailing \\n line\\n\\n' >> var/lib/dpkg/status", []);
+        var before = Stanza(File.ReadAllText(Path.Combine(b.Work, "rootfs/var/lib/dpkg/status")), "zz-old");
+        b.Deb("alpha", "1.0-1", "amd64", "/usr/bin/alpha=1");
+        b.Update("--install", "alpha").ShouldSucceed();
+        Assert.Equal(before, Stanza(File.ReadAllText(Path.Combine(b.Export, "var/lib/dpkg/status")), "zz-old"));
+        Assert.Contains("Description: trailing \n", before);
     }
 }

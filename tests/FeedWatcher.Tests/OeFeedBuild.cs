@@ -38,6 +38,18 @@ internal sealed class OeFeedBuild : IDisposable
         Own();
     }
 
+    /// <summary>A build whose image is an existing rootfs tarball (a real Debian one, say), copied in under OE's name.</summary>
+    public OeFeedBuild(string imageTarball)
+    {
+        Directory.CreateDirectory(Path.Combine(Root, "conf"));
+        File.WriteAllText(Path.Combine(Root, "conf/local.conf"), "MACHINE ??= \"qemux86-64\"\n");
+        Directory.CreateDirectory(ImageDir);
+        Directory.CreateDirectory(Work);
+        var ext = imageTarball[(imageTarball.IndexOf(".tar", StringComparison.Ordinal) + 1)..];
+        File.Copy(imageTarball, Path.Combine(ImageDir, $"{Image}-qemux86-64.rootfs.{ext}"));
+        Own();
+    }
+
     public void Own()
     {
         if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", Root).ShouldSucceed();

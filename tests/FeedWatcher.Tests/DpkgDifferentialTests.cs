@@ -1,0 +1,127 @@
+using System.Security.Cryptography;
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.FeedWatcher.Tests;
+
+/// <summary>
+/// `update` against dpkg itself on real Debian packages: a bookworm minbase image (merged /usr, directories with
+/// non-root owners, libc-bin's ldconfig trigger, conffiles) gets upgrades from the security/point-release
+/// suites and new packages that ship into /bin and /lib; the reference is `dpkg --root REF --unpack` as real
+/// root on the same image. Every path's type, mode, owner, content and link target must agree, as must
+/// status and info/. Then the board's step, `dpkg --configure -a`, must succeed on a copy of our export.
+/// </summary>
+public sealed class DpkgDifferentialTests
+{
+    private static readonly string[] Upgrades = ["libpam0g", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "zlib1g", "libssl3", "apt", "libapt-pkg6.0", "tzdata"];
+    private static readonly string[] NewPackages = ["busybox", "less", "iputils-ping"];
+
+    /// <summary>State files dpkg keeps for itself (backups, locks, logs) and our own stamp: not part of the result.</summary>
+    private static bool Ignored(string path) =>
+        path is "var/lib/dpkg/status-old" or "var/lib/dpkg/lock" or "var/lib/dpkg/lock-frontend" or "var/lib/dpkg/triggers/Lock"
+            or "var/log/dpkg.log" or "etc/rootfs-export-updated" or "var/lib/dpkg/available-old" or "var/lib/dpkg/diversions-old"
+        || path.StartsWith("var/lib/dpkg/updates/", StringComparison.Ordinal);
+
+    [Fact]
+    [Trait("Category", "EndToEnd")]
+    public void Update_equals_dpkg_unpack_on_a_real_debian_image_and_dpkg_configures_the_result()
+    {
+        Run.RequirePeer("dpkg");
+        Run.RequirePeer("sqlite3");
+        Assert.True(Run.IsRoot, "the reference is dpkg --unpack as real root");
+        var image = DebianImage.MinbaseTarball();
+        var debs = Newer(image, DebianImage.Debs([.. Upgrades, .. NewPackages]));
+        Assert.Contains(debs, d => Path.GetFileName(d).StartsWith("libpam-modules_")); // upgrades with conffiles and /lib content
+        using var b = new OeFeedBuild(image);
+        foreach (var deb in debs) File.Copy(deb, Path.Combine(b.FeedDir("deb", "core2-64"), Path.GetFileName(deb)));
+        b.Own();
+
+        var output = b.Update(["--install", .. NewPackages]).ShouldSucceed().Stdout;
+        Assert.Contains(" 0 problem(s)", output);
+        foreach (var link in new[] { "bin", "lib", "sbin" })
+            Assert.Equal("usr/" + link, new FileInfo(Path.Combine(b.Export, link)).LinkTarget);
+        Assert.True(File.Exists(Path.Combine(b.Export, "usr/bin/busybox")));
+
+        var reference = Path.Combine(b.Work, "ref");
+        Directory.CreateDirectory(reference);
+        Run.Shell($"zstd -dc {image} | tar --numeric-owner --xattrs --xattrs-include='*' -xpf - -C {reference}").ShouldSucceed();
+        Run.Program("dpkg", ["--root=" + reference, "--unpack", .. debs], env: new Dictionary<string, string> { ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin" },
+            timeout: TimeSpan.FromMinutes(5)).ShouldSucceed();
+
+        var theirs = Tree.OfHost(reference);
+        var ours = Tree.OfExport(b.Export);
+        var differences = theirs.Differences(ours).Where(d => !Ignored(d.Path)).Select(d => $"{d.Path}: dpkg {d.Theirs}, ours {d.Ours}").ToList();
+        Assert.True(differences.Count == 0, $"{differences.Count} difference(s):\n" + string.Join('\n', differences.Take(60)));
+
+        // the board's part: dpkg --configure -a, here on a copy of our export with its owners made real
+        var copy = Path.Combine(b.Work, "copy");
+        Directory.CreateDirectory(copy);
+        var tar = Path.Combine(b.Dir.Path, "export.tar");
+        Run.Tool(["exec", b.Export, "--", "tar", "--numeric-owner", "-C", b.Export, "-cf", tar, "."], null, timeout: TimeSpan.FromMinutes(5)).ShouldSucceed();
+        Run.Program("tar", "--numeric-owner", "-xpf", tar, "-C", copy).ShouldSucceed();
+        Run.Program("dpkg", ["--root=" + copy, "--configure", "-a"], env: new Dictionary<string, string> { ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin", ["DEBIAN_FRONTEND"] = "noninteractive" },
+            stdin: "", timeout: TimeSpan.FromMinutes(5)).ShouldSucceed();
+        Assert.Equal("", Run.Program("dpkg", "--root=" + copy, "--audit").ShouldSucceed().Stdout);
+    }
+
+    /// <summary>The downloaded .debs that are not in the image at that version (the rest would be no-ops both ways).</summary>
+    private static List<string> Newer(string image, List<string> debs)
+    {
+        var status = Run.Shell($"zstd -dc {image} | tar -xOf - ./var/lib/dpkg/status").ShouldSucceed().Stdout;
+        var installed = status.Split("\n\n").Select(s => s.Split('\n')).Where(l => l.Any(x => x == "Status: install ok installed"))
+            .ToDictionary(l => l.First(x => x.StartsWith("Package: "))[9..], l => l.First(x => x.StartsWith("Version: "))[9..]);
+        return debs.Where(d =>
+        {
+            var fields = Run.Program("dpkg-deb", "-f", d, "Package", "Version").ShouldSucceed().Stdout.Split('\n');
+            var (name, version) = (fields[0][9..], fields[1][9..]);
+            return !installed.TryGetValue(name, out var v) || v != version;
+        }).ToList();
+    }
+
+    /// <summary>Type, permissions, owner, content hash and link target of every path of a tree.</summary>
+    private sealed record Entry(char Type, string Mode, string Owner, string? Content)
+    {
+        public override string ToString() => $"{Type} {Mode} {Owner} {Content}";
+    }
+
+    private sealed class Tree(Dictionary<string, Entry> entries)
+    {
+        /// <summary>A tree owned by real root: find's view.</summary>
+        public static Tree OfHost(string root) => new(Lines(Run.Program("find", root, "-mindepth", "1", "-printf", "%P\t%y\t%m\t%U:%G\n").ShouldSucceed().Stdout)
+            .ToDictionary(f => f[0], f => new Entry(f[1][0], f[2], f[3], Content(root, f[0], f[1][0]))));
+
+        /// <summary>Our export: types and owners from files.db (the disk only has placeholders), content from the disk.</summary>
+        public static Tree OfExport(string export)
+        {
+            var db = Path.Combine(Path.GetDirectoryName(export)!, Path.GetFileName(export) + ".pseudo_state", "files.db");
+            var rows = Run.Program("sqlite3", "-separator", "\t", db, "select path, mode, uid, gid from files").ShouldSucceed().Stdout;
+            return new(Lines(rows).Where(f => f[0].StartsWith(export + "/", StringComparison.Ordinal)).ToDictionary(f => f[0][(export.Length + 1)..], f =>
+            {
+                var mode = Convert.ToUInt32(f[1]);
+                var type = (mode & 0xf000) switch { 0x4000 => 'd', 0xa000 => 'l', 0x8000 => 'f', 0x2000 => 'c', 0x6000 => 'b', 0x1000 => 'p', _ => 's' };
+                return new Entry(type, Convert.ToString(mode & 0xfff, 8), $"{f[2]}:{f[3]}", Content(export, f[0][(export.Length + 1)..], type));
+            }));
+        }
+
+        private static IEnumerable<string[]> Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t'));
+
+        private static string? Content(string root, string rel, char type) => type switch
+        {
+            'f' => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(root, rel))))[..16],
+            'l' => "-> " + new FileInfo(Path.Combine(root, rel)).LinkTarget,
+            _ => null,
+        };
+
+        public IEnumerable<(string Path, Entry? Theirs, Entry? Ours)> Differences(Tree ours)
+        {
+            foreach (var path in entries.Keys.Union(ours.Entries.Keys).Order(StringComparer.Ordinal))
+            {
+                entries.TryGetValue(path, out var t);
+                ours.Entries.TryGetValue(path, out var o);
+                if (t != o) yield return (path, t, o);
+            }
+        }
+
+        public Dictionary<string, Entry> Entries => entries;
+    }
+}
