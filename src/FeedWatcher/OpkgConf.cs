@@ -42,7 +42,9 @@ public static class OpkgConf
         // opkg before 0.3 kept status and info/ below lists_dir; newer ones take each option as given
         status ??= lists is null ? null : lists.TrimEnd('/') + "/status";
         if (status is null) return null;
-        info ??= Path.GetDirectoryName(status.TrimEnd('/')) + "/info";
+        // without info_dir: opkg's default (var/lib/opkg/info), unless the target keeps info/ beside the status
+        var beside = Path.GetDirectoryName(status.TrimEnd('/')) + "/info";
+        info ??= tree.IsDirectory(tree.Resolve(beside, followLast: true)) ? beside : "/var/lib/opkg/info";
         return (status.TrimStart('/'), info.TrimStart('/'));
     }
 }

@@ -165,7 +165,9 @@ public sealed class OpkgState : PackageState
         foreach (var (name, content) in pkg.ControlMembers)
         {
             if (name is "debian-binary" || name.Contains('/')) continue;
-            files.Add((InfoPath(pkg.Name, name), content, name is "preinst" or "postinst" or "prerm" or "postrm"));
+            // opkg extracts the control members into info/ with the modes the control.tar gives them
+            bool executable = pkg.ControlModes.TryGetValue(name, out var mode) ? (mode & 0x49) != 0 : name is "preinst" or "postinst" or "prerm" or "postrm";
+            files.Add((InfoPath(pkg.Name, name), content, executable));
         }
         bool auto = autoInstalled || old?["Auto-Installed"] == "yes";
         Replace(StatusStanza(pkg, unpacked ? "unpacked" : "installed", conffiles, now, auto));

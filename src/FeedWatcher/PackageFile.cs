@@ -23,6 +23,8 @@ public sealed class PackageFile
     public required IReadOnlyList<string> Conffiles { get; init; }
     /// <summary>Maintainer scripts and other control members (postinst, prerm, md5sums, ...) by name.</summary>
     public required IReadOnlyDictionary<string, byte[]> ControlMembers { get; init; }
+    /// <summary>Permission bits of each control member as the control.tar has them (ipk/deb).</summary>
+    public IReadOnlyDictionary<string, uint> ControlModes { get; init; } = new Dictionary<string, uint>();
     /// <summary>sha256 of the whole file: "same version, different content" is a rebuild to apply.</summary>
     public required string Sha256 { get; init; }
     /// <summary>rpm only: the parsed header (owners by name, config flags, rdevs).</summary>
@@ -72,6 +74,7 @@ public sealed class PackageFile
     {
         ControlStanza? control = null;
         var members = new Dictionary<string, byte[]>();
+        var modes = new Dictionary<string, uint>();
         bool sawData = false;
         foreach (var (name, stream) in OuterMembers(path, where))
         {
@@ -87,6 +90,7 @@ public sealed class PackageFile
                         using var ms = new MemoryStream();
                         m.Data.CopyTo(ms);
                         members[member] = ms.ToArray();
+                        modes[member] = m.Mode & 0xfff;
                     }
                 }
                 control = members.TryGetValue("control", out var c)
@@ -104,7 +108,7 @@ public sealed class PackageFile
         var conffiles = members.TryGetValue("conffiles", out var cf)
             ? Encoding.UTF8.GetString(cf).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith('/')).ToList()
             : new List<string>();
-        return new PackageFile { Path = path, Format = format, Control = control, Conffiles = conffiles, ControlMembers = members, Sha256 = Sha256Of(path) };
+        return new PackageFile { Path = path, Format = format, Control = control, Conffiles = conffiles, ControlMembers = members, ControlModes = modes, Sha256 = Sha256Of(path) };
     }
 
     private static PackageFile ReadRpm(string path, string where)

@@ -100,22 +100,24 @@ public sealed class Planner
         }
         if (!apply) return true;
         _visiting.Add(name);
-        // dependencies first, so a package never lands without what it needs
+        // dependencies first, so a package never lands without what it needs; every one is visited, so the
+        // problems name each missing dependency, not only the first (as opkg's pkg_hash_fetch_unsatisfied_dependencies)
+        bool resolved = true;
         foreach (var group in cand.Depends())
         {
             if (group.Any(SatisfiedByInstalled) || group.Any(r => _planned.Contains(r.Name) || _visiting.Contains(r.Name))) continue;
             var pick = group.FirstOrDefault(r => _candidates.ContainsKey(r.Name))
                 ?? group.Select(r => Provider(r.Name) is { } p ? new Relation(p.Name, null, null) : null).FirstOrDefault(r => r != null)
                 ?? group[0];
-            if (!Visit(pick.Name, false, name, pick))
-            {
-                _visiting.Remove(name);
-                _failed.Add(name);
-                Problems.Add($"{name} {cand.Version}: not applied, a dependency cannot be resolved");
-                return false;
-            }
+            resolved &= Visit(pick.Name, false, name, pick);
         }
         _visiting.Remove(name);
+        if (!resolved)
+        {
+            _failed.Add(name);
+            Problems.Add($"{name} {cand.Version}: not applied, a dependency cannot be resolved");
+            return false;
+        }
         _planned.Add(name);
         Steps.Add(new PlanStep(cand, installed, !isExplicit && installed is null));
         return true;

@@ -25,6 +25,17 @@ public sealed class PlannerTests
         return p;
     }
 
+    /// <summary>opkg's pkg_hash_fetch_unsatisfied_dependencies collects every unresolved dependency, and opkg names them all.</summary>
+    [Fact]
+    public void Install_names_every_missing_dependency_not_only_the_first()
+    {
+        var p = Plan([], [Feed("app", "1.0", depends: "liba, libb (>= 2), libc"), Feed("libb", "1.0"), Feed("libc", "1.0")], null, "app");
+        Assert.Contains("liba: needed by app, not in the feed", p.Problems);
+        Assert.Contains("libb: app needs >= 2, the feed has 1.0", p.Problems);
+        Assert.Contains("app 1.0: not applied, a dependency cannot be resolved", p.Problems);
+        Assert.DoesNotContain(p.Steps, s => s.Package.Name == "app");
+    }
+
     [Fact]
     public void Higher_arch_priority_beats_a_higher_version()
     {

@@ -18,7 +18,7 @@ internal static class TestIpk
     {
         var controlEntries = new List<Entry> { new("./", null, 0x1ed), new("./control", control) };
         foreach (var (name, text) in controlMembers ?? new Dictionary<string, string>())
-            controlEntries.Add(new("./" + name, text, name.EndsWith("inst") || name.EndsWith("rm") ? 0x1ed : 0x1a4));
+            controlEntries.Add(new("./" + name, text, name.EndsWith("inst") || name.EndsWith("rm") || name.Contains("inst-") ? 0x1ed : 0x1a4));
         var dataEntries = new List<Entry> { new("./", null, 0x1ed) };
         var dirs = new HashSet<string>();
         foreach (var e in data)
