@@ -7,19 +7,19 @@ set -euo pipefail
 rounds=${1:-10}
 here=$(cd "$(dirname "$0")/.." && pwd)
 command -v diodcat >/dev/null || { echo "diodcat (Debian package diod) is needed" >&2; exit 1; }
-"$here/rootfs-export" --help >/dev/null
+"$here/rootfs-export" --help >/dev/null   # builds (ROOTFS_EXPORT_JIT=1: the quick JIT build) before timing
 work=$(mktemp -d /tmp/rfe-benchdev.XXXX); chmod 777 "$work"
 cp -a "$here/samples/oe-build" "$work/build"
-as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" "$@"; else BUILDDIR="$work/build" "$@"; fi; }
+as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" ROOTFS_EXPORT_JIT="${ROOTFS_EXPORT_JIT:-0}" "$@"; else BUILDDIR="$work/build" "$@"; fi; }
 [ "$(id -u)" -eq 0 ] && chown -R 65534:65534 "$work"
 export="$work/export"
-as_user "$here/.build/rootfs-export/rootfs-export" dev reference-base-image --export "$export" --9p tcp:127.0.0.1:0 > "$work/dev.log" 2>&1 &
+as_user "$here/rootfs-export" dev reference-base-image --export "$export" --9p tcp:127.0.0.1:0 > "$work/dev.log" 2>&1 &
 dev=$!
 trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 300); do grep -q "listening on" "$work/dev.log" && break; sleep 0.1; done
 port=$(grep -o 'on tcp:127.0.0.1:[0-9]*' "$work/dev.log" | head -1 | cut -d: -f3)
 mkipk() { # version -> hello-sample_VERSION in the feed, written beside it and renamed in
-  local d; d=$(mktemp -d); mkdir -p "$d/c" "$d/data/usr/bin"
+  local d; d=$(mktemp -d); chmod 755 "$d"; mkdir -p "$d/c" "$d/data/usr/bin"
   printf 'Package: hello-sample\nVersion: %s\nArchitecture: core2-64\nMaintainer: b\nDescription: b\nDepends: busybox\n' "$1" > "$d/c/control"
   printf '#!/bin/sh\necho hello %s\n' "$1" > "$d/data/usr/bin/hello"; chmod 755 "$d/data/usr/bin/hello"; echo 2.0 > "$d/debian-binary"
   tar --numeric-owner --owner=0 --group=0 -czf "$d/control.tar.gz" -C "$d/c" ./control
