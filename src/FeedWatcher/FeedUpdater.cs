@@ -90,9 +90,8 @@ public static class FeedUpdater
                 .Where(st => previousManifest.Contains(st.Package) && !manifestNames.Contains(st.Package) && !req.Install.Contains(st.Package))
                 .ToList();
 
-            var imageTime = ImageTime(state);
             var planner = new Planner(pstate.InstalledPackages().ToList(), entries, recorded,
-                c => new DateTime(c.Entry.MtimeTicks, DateTimeKind.Utc) > imageTime.AddSeconds(2)); // rebuilt after the image was made (a checkout writes both at once)
+                c => PackageContent.DiffersFromExport(c.Entry.Path, pstate, owners)); // no hash recorded yet: the content decides, not mtimes
             if (manifest != null)
                 foreach (var line in File.ReadLines(manifest))
                     if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) planner.Want(name, false);
@@ -275,14 +274,6 @@ public static class FeedUpdater
         EndJournal(state, journal);
         applied.Add($"{pkg.Name}={pkg.Version}");
         output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
-    }
-
-    private static DateTime ImageTime(PseudoState state)
-    {
-        var stamp = Path.Combine(state.Directory, "rootfs-export.image");
-        if (!File.Exists(stamp)) return DateTime.MaxValue.AddSeconds(-10);
-        var lines = File.ReadAllLines(stamp);
-        return lines.Length >= 3 && long.TryParse(lines[2], out var ticks) ? new DateTime(ticks, DateTimeKind.Utc) : DateTime.MaxValue.AddSeconds(-10);
     }
 
     private static Dictionary<string, string> LoadRecorded(PseudoState state)

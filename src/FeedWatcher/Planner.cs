@@ -36,7 +36,7 @@ public sealed class Planner
     private readonly IReadOnlyList<ControlStanza> _installed;
     private readonly Dictionary<string, Candidate> _candidates;
     private readonly IReadOnlyDictionary<string, string> _recordedSha;
-    private readonly Func<Candidate, bool> _builtAfterImage;
+    private readonly Func<Candidate, bool> _differsFromExport;
 
     public List<PlanStep> Steps { get; } = new();
     public List<string> Problems { get; } = new();
@@ -48,11 +48,11 @@ public sealed class Planner
     private readonly HashSet<string> _failed = new(StringComparer.Ordinal);
 
     public Planner(IReadOnlyList<ControlStanza> installed, IEnumerable<(FeedEntry Entry, int Priority)> feed,
-        IReadOnlyDictionary<string, string> recordedSha, Func<Candidate, bool> builtAfterImage)
+        IReadOnlyDictionary<string, string> recordedSha, Func<Candidate, bool> differsFromExport)
     {
         _installed = installed;
         _recordedSha = recordedSha;
-        _builtAfterImage = builtAfterImage;
+        _differsFromExport = differsFromExport;
         _candidates = feed.GroupBy(e => e.Entry.Package).ToDictionary(g => g.Key, g => g
             .OrderByDescending(e => e.Priority) // arch priority beats version (OE: --prefer-arch-to-version)
             .ThenByDescending(e => PackageVersion.Parse(e.Entry.Version))
@@ -95,7 +95,7 @@ public sealed class Planner
                 Problems.Add($"{name}: feed has {cand.Version}, older than installed {installed.Version}: downgrade refused");
                 return true;
             }
-            apply = cmp > 0 || (_recordedSha.TryGetValue(name, out var sha) ? sha != cand.Entry.Sha256 : _builtAfterImage(cand));
+            apply = cmp > 0 || (_recordedSha.TryGetValue(name, out var sha) ? sha != cand.Entry.Sha256 : _differsFromExport(cand));
             if (!apply) Confirmed[name] = cand.Entry.Sha256;
         }
         if (!apply) return true;

@@ -98,6 +98,28 @@ public sealed class FeedUpdateTests
         Assert.Contains("up to date", again.Split("Update from package feeds")[1]);
     }
 
+    /// <summary>
+    /// With no hash recorded (the first update after an image) a same-version package is a rebuild only when its
+    /// files differ from the export: a package restored from sstate has an older mtime than the image.
+    /// </summary>
+    [Fact]
+    public void Same_version_of_an_image_package_is_decided_by_content_not_mtime()
+    {
+        using var b = new Build();
+        b.Update("--no-feeds").ShouldSucceed();
+        var busybox = Path.Combine(b.Feed, "busybox_1.36.1-r0_core2-64.ipk");
+        File.SetLastWriteTimeUtc(busybox, DateTime.UtcNow.AddMinutes(1)); // newer than the image, same content
+        Assert.DoesNotContain("busybox 1.36.1-r0 → 1.36.1-r0", b.Update().ShouldSucceed().Stdout);
+
+        using var c = new Build();
+        c.Update("--no-feeds").ShouldSucceed();
+        File.Delete(Path.Combine(c.Feed, "busybox_1.36.1-r0_core2-64.ipk"));
+        c.Ipk("busybox", "1.36.1-r0", "core2-64", "/bin/busybox=rebuilt");
+        File.SetLastWriteTimeUtc(Path.Combine(c.Feed, "busybox_1.36.1-r0_core2-64.ipk"), new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc)); // from sstate
+        Assert.Contains("busybox 1.36.1-r0 → 1.36.1-r0", c.Update().ShouldSucceed().Stdout);
+        Assert.Equal("rebuilt", File.ReadAllText(Path.Combine(c.Export, "bin/busybox")));
+    }
+
     [Fact]
     public void Install_with_dependency_removed_file_rebuild_and_downgrade()
     {
