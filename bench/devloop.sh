@@ -13,7 +13,11 @@ cp -a "$here/samples/oe-build" "$work/build"
 as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" ROOTFS_EXPORT_JIT="${ROOTFS_EXPORT_JIT:-0}" "$@"; else BUILDDIR="$work/build" "$@"; fi; }
 [ "$(id -u)" -eq 0 ] && chown -R 65534:65534 "$work"
 export="$work/export"
-as_user "$here/rootfs-export" dev reference-base-image --export "$export" --9p tcp:127.0.0.1:0 > "$work/dev.log" 2>&1 &
+# started directly (not through the as_user function, whose subshell would get the pid) so that $! is the
+# tool itself: setpriv, env and the launcher all exec
+user=(env BUILDDIR="$work/build" ROOTFS_EXPORT_JIT="${ROOTFS_EXPORT_JIT:-0}")
+[ "$(id -u)" -eq 0 ] && user=(setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" ROOTFS_EXPORT_JIT="${ROOTFS_EXPORT_JIT:-0}")
+"${user[@]}" "$here/rootfs-export" dev reference-base-image --export "$export" --9p tcp:127.0.0.1:0 > "$work/dev.log" 2>&1 &
 dev=$!
 trap 'kill -TERM $dev 2>/dev/null; wait $dev 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 300); do grep -q "listening on" "$work/dev.log" && break; sleep 0.1; done
