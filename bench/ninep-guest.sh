@@ -91,7 +91,7 @@ boot() { # server, port [only]: one guest run against the server listening on 12
   opts=$("$tool/rootfs-export" cmdline "$export_dir" --transport tcp --server 10.0.2.100 --port "$port" --msize $msize |
     tr ' ' '\n' | sed -n 's/^rootflags=//p')
   timeout 900 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -no-reboot \
-    -kernel "$kernel/vmlinux" -initrd "$work/initrd.gz" -append "console=ttyS0 quiet panic=-1 bench.opts=$opts bench.only=$only" \
+    -kernel "$kernel/vmlinux" -initrd "$work/initrd.gz" -append "console=ttyS0 quiet panic=-1 no_timer_check bench.opts=$opts bench.only=$only" \
     -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$port-cmd:socat STDIO TCP:127.0.0.1:$port" \
     -device virtio-net-pci,netdev=n0 </dev/null | tr -d '\r' > "$work/guest-$server.log" || true
   grep -q '^@@DONE' "$work/guest-$server.log" && ! grep -q '^@@FAIL' "$work/guest-$server.log" ||

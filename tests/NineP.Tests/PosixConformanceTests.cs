@@ -22,9 +22,7 @@ public class PosixConformanceTests(ITestOutputHelper output)
     [Trait("Category", "EndToEnd")]
     public async Task Posix_checks_through_the_linux_client_pass_wherever_diod_passes_and_owners_match_a_local_disk()
     {
-        foreach (var p in new[] { "qemu-system-x86_64", "socat", "cpio", "gzip", "timeout", "gcc", "diod" }) Run.RequirePeer(p);
-        var busybox = File.Exists("/bin/busybox") ? "/bin/busybox" : Run.RequirePeer("busybox");
-        var kernel = GuestKernel.Directory;
+        foreach (var p in new[] { "gcc", "diod" }) Run.RequirePeer(p);
         using var fx = new ExportFixture();
         var work = fx.Scratch["guest"];
         Directory.CreateDirectory(work);
@@ -45,12 +43,8 @@ public class PosixConformanceTests(ITestOutputHelper output)
             var ours = new RootfsExport.BootSpec.NinePTcpEndpoint(IPAddress.Parse("10.0.2.100"), fx.Export, srv.Port).MountOptions;
             var theirs = new RootfsExport.BootSpec.NinePTcpEndpoint(IPAddress.Parse("10.0.2.101"), diodExport, diodPort).MountOptions;
             output.WriteLine($"ours: {ours}\ndiod: {theirs}");
-            var init = $$"""
-                #!/bin/sh
-                mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-                for m in {{string.Join(' ', GuestKernel.Modules)}}; do insmod /modules/$m.ko || echo "@@FAIL insmod $m"; done
-                ip link set lo up; ip link set eth0 up
-                ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+            var init = TcpGuest.Prelude + $$"""
+
                 mkdir -p /mnt/ours /mnt/diod /mnt/local
                 mount -t 9p -o {{ours}} 10.0.2.100 /mnt/ours || echo "@@FAIL mount ours"
                 mount -t 9p -o {{theirs}} 10.0.2.101 /mnt/diod || echo "@@FAIL mount diod"
@@ -60,30 +54,7 @@ public class PosixConformanceTests(ITestOutputHelper output)
                 echo "@@DONE"
                 poweroff -f
                 """;
-            var build = $$"""
-                set -euo pipefail
-                cd '{{work}}'
-                mkdir -p root/bin root/sbin root/proc root/sys root/dev root/modules root/mnt root/etc
-                cp '{{busybox}}' root/bin/busybox
-                for a in $(root/bin/busybox --list); do [ -e root/bin/$a ] || ln -s busybox root/bin/$a; done
-                cp '{{kernel}}'/modules/*.ko root/modules/
-                cp posixcheck root/posixcheck
-                cat > root/init <<'INIT'
-                {{init}}
-                INIT
-                chmod +x root/init
-                (cd root && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
-                """;
-            Run.Shell(build, timeout: TimeSpan.FromMinutes(2)).ShouldSucceed();
-            var qemu = Run.Program("timeout", [
-                "300", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic", "-no-reboot",
-                "-kernel", Path.Combine(kernel, "vmlinux"), "-initrd", Path.Combine(work, "initrd.gz"),
-                "-append", "console=ttyS0 quiet panic=-1",
-                "-netdev", $"user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:{srv.Port}-cmd:socat STDIO TCP:127.0.0.1:{srv.Port}," +
-                           $"guestfwd=tcp:10.0.2.101:{diodPort}-cmd:socat STDIO TCP:127.0.0.1:{diodPort}",
-                "-device", "virtio-net-pci,netdev=n0",
-            ], timeout: TimeSpan.FromMinutes(6));
-            log = qemu.Stdout.Replace("\r", "");
+            log = TcpGuest.Boot(work, init, [srv.Port, diodPort], [Path.Combine(work, "posixcheck")], seconds: 300);
             output.WriteLine(log);
         }
         try

@@ -15,9 +15,7 @@ public class QemuGuestTests(ITestOutputHelper output)
     [Trait("Category", "EndToEnd")]
     public async Task Linux_guest_sees_database_owners_and_its_changes_land_in_files_db()
     {
-        foreach (var p in new[] { "qemu-system-x86_64", "socat", "cpio", "gzip", "timeout", "pseudo" }) Run.RequirePeer(p);
-        var busybox = File.Exists("/bin/busybox") ? "/bin/busybox" : Run.RequirePeer("busybox");
-        var kernel = GuestKernel.Directory;
+        Run.RequirePeer("pseudo");
         using var fx = new ExportFixture();
         var work = fx.Scratch["guest"];
         Directory.CreateDirectory(work);
@@ -27,12 +25,8 @@ public class QemuGuestTests(ITestOutputHelper output)
         {
             // the options a board boots with (rootflags=), from the boot issue's generator: one source of truth
             var opts = new RootfsExport.BootSpec.NinePTcpEndpoint(System.Net.IPAddress.Parse("10.0.2.100"), fx.Export, srv.Port).MountOptions;
-            var init = $$"""
-                #!/bin/sh
-                mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-                for m in {{string.Join(' ', GuestKernel.Modules)}}; do insmod /modules/$m.ko || echo "@@FAIL insmod $m"; done
-                ip link set lo up; ip link set eth0 up
-                ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+            var init = TcpGuest.Prelude + $$"""
+
                 mkdir -p /mnt
                 if mount -t 9p -o {{opts}} 10.0.2.100 /mnt; then
                   echo "@@LS-BEGIN"; ls -ln /mnt/etc/hostname /mnt/dev/null /mnt/bin/tool; ls -lnd /mnt/srv/shared; echo "@@LS-END"
@@ -54,30 +48,8 @@ public class QemuGuestTests(ITestOutputHelper output)
                 echo "@@DONE"
                 poweroff -f
                 """;
-            var build = $$"""
-                set -euo pipefail
-                cd '{{work}}'
-                mkdir -p root/bin root/sbin root/proc root/sys root/dev root/modules root/mnt root/etc
-                cp '{{busybox}}' root/bin/busybox
-                for a in $(root/bin/busybox --list); do [ -e root/bin/$a ] || ln -s busybox root/bin/$a; done
-                cp '{{kernel}}'/modules/*.ko root/modules/
-                cat > root/init <<'INIT'
-                {{init}}
-                INIT
-                chmod +x root/init
-                (cd root && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
-                """;
-            Run.Shell(build, timeout: TimeSpan.FromMinutes(2)).ShouldSucceed();
-            var qemu = Run.Program("timeout", [
-                "180", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic", "-no-reboot",
-                "-kernel", Path.Combine(kernel, "vmlinux"), "-initrd", Path.Combine(work, "initrd.gz"),
-                "-append", "console=ttyS0 quiet panic=-1",
-                "-netdev", $"user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:{srv.Port}-cmd:socat STDIO TCP:127.0.0.1:{srv.Port}",
-                "-device", "virtio-net-pci,netdev=n0",
-            ], timeout: TimeSpan.FromMinutes(4));
-            guestLog = qemu.Stdout.Replace("\r", "");
+            guestLog = TcpGuest.Boot(work, init, [srv.Port]);
             output.WriteLine(guestLog);
-            output.WriteLine(qemu.Stderr);
         }
 
         Assert.Contains("@@DONE", guestLog);

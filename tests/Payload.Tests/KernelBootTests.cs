@@ -57,7 +57,7 @@ public sealed class KernelBootTests
         var qemu = Run.Program("timeout", [
             "180", "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic", "-no-reboot",
             "-kernel", Path.Combine(kernel, "vmlinux"), "-initrd", dir["initrd.cpio.gz"],
-            "-append", "console=ttyS0 quiet panic=-1", "-nic", "none",
+            "-append", TcpGuest.KernelArgs, "-nic", "none",
         ], timeout: TimeSpan.FromMinutes(4));
         var log = qemu.Stdout.Replace("\r", "");
         Assert.Contains($"@@MODPROBE-OK {release}", log);

@@ -99,6 +99,6 @@ INIT
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$tmp/initrd.gz"
 timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 1 -nographic -no-reboot -nic none \
-  -kernel "$rig/vmlinux" -initrd "$tmp/initrd.gz" -append "console=ttyS0 quiet panic=-1" \
+  -kernel "$rig/vmlinux" -initrd "$tmp/initrd.gz" -append "console=ttyS0 quiet panic=-1 no_timer_check" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$work,mount_tag=work,security_model=none" </dev/null
