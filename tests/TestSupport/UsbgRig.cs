@@ -38,13 +38,17 @@ public static class UsbgRig
     /// an oops, BUG or hang it logged, or (6.12.118's trans_usbg) a gadget whose endpoints stay disabled while it
     /// stays enumerated, so the server's transfers fail at once and the board's mounts fail with EIO.
     /// </summary>
-    public static void ShouldHaveRun(string console)
+    public static void ShouldHaveRun(string console) => ShouldHaveRun(console, KernelRelease);
+
+    /// <summary><see cref="ShouldHaveRun(string)"/> for a guest that ran the given kernel release.</summary>
+    public static void ShouldHaveRun(string console, string release)
     {
         var fails = console.Split('\n').Where(l => l.Contains("@@FAIL", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
         bool done = console.Contains("@@DONE", StringComparison.Ordinal);
         if (done && fails.Count == 0) return;
-        var release = KernelRelease;
-        var what = (fails.Count > 0 ? string.Join("; ", fails) : "no @@FAIL line") + (done ? "" : "; the guest never reached @@DONE (hung, or the time limit)");
+        var tail = string.Join(" | ", console.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).TakeLast(3));
+        var what = (fails.Count > 0 ? string.Join("; ", fails) : "no @@FAIL line")
+            + (done ? "" : $"; the guest never reached @@DONE (it hung, hit the time limit or did not start; the console ends: {tail})");
         var oops = Regex.Match(console,
             @"^.*(BUG:|Oops|general protection fault|blocked for more than \d+ seconds|WARNING:).*$", RegexOptions.Multiline);
         // the server re-opening a gadget whose transfers fail before any request: the same device, still enumerated
