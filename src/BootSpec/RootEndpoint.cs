@@ -32,8 +32,13 @@ public static class TransportDefaults
     /// </summary>
     public const int UsbgBuflen = 16384;
 
-    /// <summary>cache=loose: the board is the only user of its export while it runs, and it is much faster.</summary>
-    public const string NinePCache = "loose";
+    /// <summary>
+    /// cache=mmap: page cache for file data (and writable shared mmap), but no cached dentries or attributes,
+    /// so every lookup asks the server. The export changes under a running board (update/watch/dev); with
+    /// cache=loose the Linux client never revalidates what it has cached, and a replaced, new or removed file
+    /// stays as it was on the board until remount (docs/DEVLOOP.md).
+    /// </summary>
+    public const string NinePCache = "mmap";
 
     /// <summary>
     /// access=user: the client attaches once per board uid (Tattach n_uname), so a file a daemon creates after
@@ -172,7 +177,7 @@ public sealed record UsbgEndpoint(
         }
     }
 
-    /// <summary><c>trans=usbg,cache=loose,uname=root,access=any,dfltuid=0,dfltgid=0,aname=PATH[,msize=N]</c>.</summary>
+    /// <summary><c>trans=usbg,cache=mmap,uname=root,access=any,dfltuid=0,dfltgid=0,aname=PATH[,msize=N]</c>.</summary>
     public string MountOptions
     {
         get

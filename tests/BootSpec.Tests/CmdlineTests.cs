@@ -18,7 +18,7 @@ public class CmdlineTests
     public void NineP_tcp_mount_options_are_shared_by_rootflags_and_mount()
     {
         var t = new NinePTcpEndpoint(IPAddress.Parse("10.0.2.100"), "/srv/export");
-        const string options = "trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=loose,uname=root,access=user,dfltuid=0,dfltgid=0,aname=/srv/export";
+        const string options = "trans=tcp,port=5640,version=9p2000.L,msize=524288,cache=mmap,uname=root,access=user,dfltuid=0,dfltgid=0,aname=/srv/export";
         Assert.Equal(options, t.MountOptions);
         Assert.Equal($"mount -t 9p -o {options} 10.0.2.100 /mnt/t0", t.MountCommand("/mnt/t0"));
         Assert.Equal($"root=10.0.2.100 rootfstype=9p rootflags={options} ip=dhcp rw", KernelCmdline.For(t));
@@ -28,7 +28,7 @@ public class CmdlineTests
     public void Usbg_line_follows_the_kernel_docs_and_only_names_msize_when_asked()
     {
         var u = new UsbgEndpoint("ci_hdrc.0", "/srv/export");
-        Assert.Equal("root=ci_hdrc.0 rootfstype=9p rootflags=trans=usbg,cache=loose,uname=root,access=user,dfltuid=0,dfltgid=0,aname=/srv/export rw", KernelCmdline.For(u));
+        Assert.Equal("root=ci_hdrc.0 rootfstype=9p rootflags=trans=usbg,cache=mmap,uname=root,access=user,dfltuid=0,dfltgid=0,aname=/srv/export rw", KernelCmdline.For(u));
         Assert.EndsWith(",aname=/srv/export,msize=8192", (u with { Msize = 8192 }).MountOptions);
         // a raised buflen is used as msize and written by the gadget set-up before binding
         var big = u with { Buflen = 65536 };
@@ -40,7 +40,7 @@ public class CmdlineTests
     [Fact]
     public void Virtio_line_needs_no_network()
     {
-        Assert.Equal("root=rootfs rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=loose rw", KernelCmdline.For(new VirtioEndpoint()));
+        Assert.Equal("root=rootfs rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=mmap rw", KernelCmdline.For(new VirtioEndpoint()));
     }
 
     [Fact]

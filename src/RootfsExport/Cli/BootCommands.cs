@@ -24,7 +24,7 @@ public static class BootCommands
         public readonly Option<string?> Ip = new("--ip") { Description = "ip= value (default dhcp for nfs and tcp)" };
         public readonly Option<int?> Msize = new("--msize") { Description = $"9P msize (tcp, virtio: default {TransportDefaults.NinePMsize}; usbg: at most the gadget buflen)" };
         public readonly Option<int?> Buflen = new("--buflen") { Description = $"usbg: gadget buflen the initramfs sets (default {TransportDefaults.UsbgBuflen})" };
-        public readonly Option<string?> Cache = new("--cache") { Description = "9P cache= mode (default loose)" };
+        public readonly Option<string?> Cache = new("--cache") { Description = "9P cache= mode (default mmap: the board sees what update changes; loose caches lookups and never sees them)" };
         public readonly Option<string?> Access = new("--access") { Description = "9P access= mode (default user)" };
         public readonly Option<string?> Append = new("--append") { Description = "Further kernel arguments, appended at the end" };
 

@@ -14,4 +14,4 @@ mkdir functions/usb9pfs.ci_hdrc.0
 ln -s functions/usb9pfs.ci_hdrc.0 configs/c.1/usb9pfs.ci_hdrc.0
 echo ci_hdrc.0 > UDC
 sleep 1
-mount -t 9p -o trans=usbg,cache=loose,uname=root,access=user,dfltuid=0,dfltgid=0,aname=@EXPORT@ ci_hdrc.0 /newroot
+mount -t 9p -o trans=usbg,cache=mmap,uname=root,access=user,dfltuid=0,dfltgid=0,aname=@EXPORT@ ci_hdrc.0 /newroot
