@@ -63,7 +63,13 @@ public sealed class BackgroundTool : IDisposable
         _p.WaitForExit();
     }
 
-    public bool WaitForExit(int milliseconds) => _p.WaitForExit(milliseconds);
+    /// <summary>Waits (bounded) for the exit, then for the output's last lines (a timed wait does not drain them).</summary>
+    public bool WaitForExit(int milliseconds)
+    {
+        if (!_p.WaitForExit(milliseconds)) return false;
+        _p.WaitForExit();
+        return true;
+    }
 
     public void Dispose()
     {

@@ -47,7 +47,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 hostroot /host || e
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none work "/host\$WORK" || echo "@@FAIL work share"
 mount -o bind "/host\$WORK" "\$WORK"   # the same path outside the chroot too
 mount -o bind /dev /host/dev; mount -o bind /proc /host/proc; mount -o rbind /sys /host/sys
-HOSTENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=\$WORK TMPDIR=\$WORK DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1"
+# a local runtime directory for the user's sockets (serve's control socket): QEMU's virtio-9p passthrough share
+# refuses to create sockets and then declares the client compromised, so none may go into \$WORK
+mount -t tmpfs -o mode=0755 rfe-run /host/run && mkdir -m 0700 /host/run/rfe && chown 65534:65534 /host/run/rfe
+HOSTENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=\$WORK TMPDIR=\$WORK XDG_RUNTIME_DIR=/run/rfe DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1"
 host() { chroot /host /usr/bin/env -i \$HOSTENV "\$@"; }
 host_user() { chroot /host /usr/bin/env -i \$HOSTENV /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups "\$@"; }
 # in the background, with \$! the program's own pid (so kill reaches it, not a subshell)

@@ -19,13 +19,27 @@ public static class ServeControl
 {
     private const int MaxSocketPath = 107; // sun_path
 
-    /// <summary>&lt;state&gt;/rootfs-export.sock, or one named after the state directory in /tmp when that path is too long for a socket.</summary>
-    public static string SocketPath(PseudoState state)
+    /// <summary>Where serve listens: the first of <see cref="SocketPaths"/>.</summary>
+    public static string SocketPath(PseudoState state) => SocketPaths(state).First();
+
+    /// <summary>
+    /// The places a serve's control socket may be, in the order serve picks them: the user's runtime directory
+    /// ($XDG_RUNTIME_DIR, a local tmpfs, when this user may write it: the state directory may be on a share that
+    /// refuses sockets, as QEMU's virtio-9p passthrough does), then &lt;state&gt;/rootfs-export.sock, then /tmp
+    /// when that path is too long for a socket. `update` and `watch` look in all of them.
+    /// </summary>
+    public static IEnumerable<string> SocketPaths(PseudoState state)
     {
-        var inState = Path.Combine(state.Directory, "rootfs-export.sock");
-        if (Encoding.UTF8.GetByteCount(inState) <= MaxSocketPath) return inState;
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(state.Directory)))[..16];
-        return Path.Combine(Path.GetTempPath(), $"rootfs-export-{hash}.sock");
+        var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        if (!string.IsNullOrEmpty(runtime) && Path.IsPathRooted(runtime) && Posix.Native.Libc.Access(runtime, 2 | 1))
+        {
+            var inRuntime = Path.Combine(runtime, $"rootfs-export-{hash}.sock");
+            if (Encoding.UTF8.GetByteCount(inRuntime) <= MaxSocketPath) yield return inRuntime;
+        }
+        var inState = Path.Combine(state.Directory, "rootfs-export.sock");
+        if (Encoding.UTF8.GetByteCount(inState) <= MaxSocketPath) yield return inState;
+        yield return Path.Combine(Path.GetTempPath(), $"rootfs-export-{hash}.sock");
     }
 
     /// <summary>Serves update requests until cancelled; one at a time (the apply step serializes with the board's requests itself).</summary>
@@ -35,7 +49,11 @@ public static class ServeControl
         if (File.Exists(path)) File.Delete(path); // left by a killed serve: we hold the lock, so no live one owns it
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite); // connecting needs write permission
+        // connecting needs write permission: take it from group and other unless the umask already did. Only then,
+        // because a chmod of a socket on a QEMU virtio-9p share makes QEMU declare the client compromised and
+        // stop serving the whole share (it opens the node to chmod it, and refuses special files).
+        if ((File.GetUnixFileMode(path) & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         listener.Listen(8);
         log.WriteLine($"updates: 'rootfs-export update' and 'watch' hand their work to this process ({path})");
         log.Flush();
@@ -109,11 +127,8 @@ public static class ServeControl
     /// </summary>
     public static UpdateOutcome? TryHandOver(PseudoState state, UpdateHandover request, TextWriter output)
     {
-        var path = SocketPath(state);
-        if (!File.Exists(path)) return null;
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { socket.Connect(new UnixDomainSocketEndPoint(path)); }
-        catch (SocketException) { return null; } // a socket file a killed serve left behind
+        using var socket = ConnectToServe(state);
+        if (socket == null) return null;
         using var stream = new NetworkStream(socket, ownsSocket: false);
         using (var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true) { NewLine = "\n" })
         {
@@ -128,7 +143,19 @@ public static class ServeControl
             else if (line.Split(' ') is ["exit", var rc, var notReady] && int.TryParse(rc, out var code) && int.TryParse(notReady, out var n))
                 return new UpdateOutcome(code, n);
         }
-        throw new UserFacingException($"the serving process closed its control socket ({path}) before the update finished; run 'rootfs-export update' again");
+        throw new UserFacingException($"the serving process closed its control socket ({socket.RemoteEndPoint}) before the update finished; run 'rootfs-export update' again");
+    }
+
+    /// <summary>A connection to the serve listening at one of this state's socket paths; null when none listens.</summary>
+    private static Socket? ConnectToServe(PseudoState state)
+    {
+        foreach (var path in SocketPaths(state).Where(File.Exists))
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try { socket.Connect(new UnixDomainSocketEndPoint(path)); return socket; }
+            catch (SocketException) { socket.Dispose(); } // a socket file a killed serve left behind
+        }
+        return null;
     }
 
     private static IEnumerable<string> RequestLines(UpdateHandover r)
