@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usb9pfs benchmark on the kernel-gadget rig (tests/rigs, test-rigs.md §7-8): a QEMU guest (TCG, one vCPU)
+# usb9pfs benchmark on the kernel-gadget rig (tests/rigs, docs/TEST-RIGS.md): a QEMU guest (TCG, one vCPU)
 # whose trans_usbg board side mounts over dummy_hcd from the guest's own USB host side, where the server runs.
 # Chains, measured alternately in the same guest on the same export:
 #   ours      rootfs-export serve --usb (our 9P server on the bulk endpoints, in process)

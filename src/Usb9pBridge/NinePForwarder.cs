@@ -73,7 +73,7 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
             if (n == 0) throw new IOException("the 9P server closed the connection");
             ushort got = BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(5));
             if (got == tag) return n;
-            // an unknown tag would wedge the gadget until it is re-bound (9p-and-usb9pfs.md §9.2)
+            // an unknown tag would wedge the gadget until it is re-bound (docs/USB9PFS.md, protocol rules)
             log($"forward: dropped a reply with tag {got} while waiting for tag {tag}");
         }
     }

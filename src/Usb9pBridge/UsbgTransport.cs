@@ -5,7 +5,7 @@ using RootfsExport.Usb9pBridge.Native;
 namespace RootfsExport.Usb9pBridge;
 
 /// <summary>
-/// 9P frames over the usb9pfs bulk endpoints (9p-and-usb9pfs.md §9.2, test-rigs.md §8):
+/// 9P frames over the usb9pfs bulk endpoints (docs/USB9PFS.md, protocol rules):
 /// one T-message is one IN transfer, followed by a zero-length packet when its size is a multiple of the IN
 /// wMaxPacketSize, and that ZLP must be taken before the reply is written (the gadget queues its OUT request
 /// only once the IN request completed); one R-message is one OUT transfer, ended by a ZLP under the same rule.

@@ -1,7 +1,7 @@
 namespace RootfsExport.TestSupport;
 
 /// <summary>
-/// Debian's 6.12 kernel for a TCG guest (test-rigs.md §4): the newest linux-image-6.12.*+deb12-amd64-unsigned
+/// Debian's 6.12 kernel for a TCG guest (docs/TEST-RIGS.md): the newest linux-image-6.12.*+deb12-amd64-unsigned
 /// apt knows, downloaded once into /var/cache/rootfs-export-tests, with the uncompressed vmlinux and the
 /// 9P-over-TCP and virtio-net modules extracted beside it. Nothing of it goes into the repository.
 /// </summary>

@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 namespace RootfsExport.TestSupport;
 
 /// <summary>
-/// The usb9pfs guest rig (test-rigs.md §7–8): GuestKernel's Debian kernel plus, built at test time by
+/// The usb9pfs guest rig (docs/TEST-RIGS.md): GuestKernel's Debian kernel plus, built at test time by
 /// tests/rigs/usbg-modules.sh from Debian's linux-source and headers of the same version, trans_usbg as
 /// 9pnet_usbg.ko and dummy_hcd.ko with its FIFO shortcut switchable off. Cached in GuestKernel.CacheRoot;
 /// nothing of it goes into the repository. <see cref="Boot"/> runs a script in a guest that is the board

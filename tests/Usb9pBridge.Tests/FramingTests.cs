@@ -6,7 +6,7 @@ using Xunit;
 namespace RootfsExport.Usb9pBridge.Tests;
 
 /// <summary>
-/// usb9pfs framing (9p-and-usb9pfs.md §9.2): one T per IN transfer, its ZLP taken before the reply when the
+/// usb9pfs framing (docs/USB9PFS.md, protocol rules): one T per IN transfer, its ZLP taken before the reply when the
 /// size is a multiple of wMaxPacketSize; one R per OUT transfer, ended by a ZLP under the same rule.
 /// </summary>
 public class FramingTests

@@ -4,7 +4,7 @@ using RootfsExport.Usb9pBridge.Native;
 namespace RootfsExport.Usb9pBridge.Tests;
 
 /// <summary>
-/// The board's end of a usb9pfs link as net/9p/trans_usbg.c drives it (9p-and-usb9pfs.md §9.2–9.3), seen
+/// The board's end of a usb9pfs link as net/9p/trans_usbg.c drives it (docs/USB9PFS.md), seen
 /// through USB bulk transfer rules: a T-message goes out as packets of wMaxPacketSize, a short packet or a
 /// zero-length packet ends the transfer; the IN request completes only when its ZLP was taken; only then is
 /// the OUT request for the reply queued; a reply ends on a short packet or a ZLP; a reply with a tag that is

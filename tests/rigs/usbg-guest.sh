@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boots the usb9pfs rig (test-rigs.md §7): Debian's kernel under QEMU (TCG, one vCPU) with dummy_hcd, so the
+# Boots the usb9pfs rig (docs/TEST-RIGS.md): Debian's kernel under QEMU (TCG, one vCPU) with dummy_hcd, so the
 # guest is both the board (usb9pfs gadget, trans=usbg mounts) and the USB host, where host programs run from
 # the machine's own / (shared read-only with virtio-9p, entered with chroot).
 #   usbg-guest.sh <rigdir> <workdir> <script> [timeout-seconds]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the usb9pfs guest rig's kernel side (test-rigs.md §7, §8) from Debian's packages, at test time:
+# Builds the usb9pfs guest rig's kernel side (docs/TEST-RIGS.md) from Debian's packages, at test time:
 #   usbg-modules.sh <linux-image-…-unsigned.deb> <outdir>
 # outdir gets vmlinux, modules/*.ko with modules/order (insmod order and parameters), p9_fwd.py (the
 # reference forwarder, for the benchmark) and 'ready'. Debian leaves CONFIG_NET_9P_USBG off, so
@@ -51,7 +51,7 @@ make -s -C "$hdr" M="$PWD/build" CONFIG_DEBUG_INFO_BTF_MODULES= modules >build.l
   { cat build.log >&2; echo "usbg-modules: building trans_usbg/dummy_hcd against $abi failed" >&2; exit 1; }
 cp build/9pnet_usbg.ko build/dummy_hcd.ko modules/
 
-# the stock modules, decompressed, and the vmlinux the guest boots (test-rigs.md §4)
+# the stock modules, decompressed, and the vmlinux the guest boots (docs/TEST-RIGS.md)
 dpkg -x "$deb" img
 kdir=img/lib/modules/$abi/kernel
 order="usb-common usbcore configfs udc-core libcomposite dummy_hcd netfs 9pnet 9pnet_virtio 9p 9pnet_usbg"
