@@ -40,8 +40,12 @@ public sealed record BootSpecRequest
     public string? Access { get; init; }
     /// <summary>Extra kernel arguments.</summary>
     public string? Append { get; init; }
+    /// <summary>nbd: the export name the board asks for (its board name with serve --nbd).</summary>
+    public string? NbdName { get; init; }
+    /// <summary>nbd: the image served; its record's root hash goes on the line when it has a verity tree.</summary>
+    public string? Image { get; init; }
 
-    public static readonly string[] Transports = ["nfs", "tcp", "usbg", "virtio"];
+    public static readonly string[] Transports = ["nfs", "tcp", "usbg", "virtio", "nbd"];
 
     /// <summary>Builds and validates the endpoint for an export at the given absolute path.</summary>
     public RootEndpoint Endpoint(string exportPath)
@@ -62,6 +66,10 @@ public sealed record BootSpecRequest
             case "virtio":
                 RequireNone(("--server", Server), ("--port", Port), ("--udc", Udc), ("--buflen", Buflen), ("--access", Access));
                 return Validated(new VirtioEndpoint(Tag ?? TransportDefaults.VirtioTag, Msize ?? TransportDefaults.NinePMsize, Cache ?? TransportDefaults.NinePCache));
+            case "nbd":
+                RequireNone(("--tag", Tag), ("--udc", Udc), ("--msize", Msize), ("--buflen", Buflen), ("--cache", Cache), ("--access", Access));
+                return Validated(new NbdEndpoint(ServerAddress(), NbdName ?? "default", Port ?? TransportDefaults.NbdPort,
+                    Image is null ? null : VerityRoot.FromImageRecord(Image)));
             default:
                 throw new BootSpecException("transport", $"'{Transport}' is not one of {string.Join(", ", Transports)}");
         }

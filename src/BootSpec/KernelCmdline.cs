@@ -63,18 +63,20 @@ public static class KernelCmdline
             NinePTcpEndpoint t => [$"root={t.Host}", "rootfstype=9p", $"rootflags={t.MountOptions}"],
             UsbgEndpoint u => [$"root={u.Udc}", "rootfstype=9p", $"rootflags={u.MountOptions}"],
             VirtioEndpoint v => [$"root={v.Tag}", "rootfstype=9p", $"rootflags={v.MountOptions}"],
+            NbdEndpoint b => b.RootArguments(),
             _ => throw new ArgumentException($"unknown endpoint {endpoint.GetType().Name}", nameof(endpoint)),
         };
     }
 
     /// <summary>True when the root needs the network, so ip= defaults to dhcp.</summary>
-    public static bool NeedsNetwork(RootEndpoint endpoint) => endpoint is NfsEndpoint or NinePTcpEndpoint;
+    public static bool NeedsNetwork(RootEndpoint endpoint) => endpoint is NfsEndpoint or NinePTcpEndpoint or NbdEndpoint;
 
     private static string Finish(List<string> args, RootEndpoint endpoint, CmdlineOptions options)
     {
         var ip = options.Ip ?? (NeedsNetwork(endpoint) ? "dhcp" : null);
         if (ip is not null) args.Add($"ip={ip}");
-        if (options.ReadWrite) args.Add("rw");
+        if (endpoint is NbdEndpoint { Verity: not null }) args.Add("ro"); // dm-verity is read-only
+        else if (options.ReadWrite) args.Add("rw");
         if (!string.IsNullOrWhiteSpace(options.Append)) args.Add(options.Append.Trim());
         return string.Join(' ', args);
     }

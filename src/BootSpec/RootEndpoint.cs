@@ -51,6 +51,9 @@ public static class TransportDefaults
     /// <summary>The attach name; the server maps it (and files' owners) through the pseudo database.</summary>
     public const string NinePUname = "root";
 
+    /// <summary>NBD: 10809, the IANA port (unprivileged); a board of its own on each port from there (docs/NBD.md).</summary>
+    public const int NbdPort = 10809;
+
     /// <summary>virtio mount_tag used when none is given (must match QEMU's <c>mount_tag=</c>).</summary>
     public const string VirtioTag = "rootfs";
 

@@ -10,7 +10,8 @@ foreach (var command in FoundationCommands.Create()
              .Concat(ServeCommands.Create())
              .Concat([DevCommand.Create()])
              .Concat(UsbCommands.Create())
-             .Concat(InstallCommand.Create()))
+             .Concat(InstallCommand.Create())
+             .Concat(BlockCommands.Create()))
     root.Subcommands.Add(command);
 
 return await CliRunner.RunAsync(root, args);

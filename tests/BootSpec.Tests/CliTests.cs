@@ -16,7 +16,7 @@ public class CliTests
     [InlineData("msize", "--transport", "usbg", "--udc", "ci_hdrc.0", "--msize", "65536")]
     [InlineData("console", "--transport", "virtio", "--console", "tty S0")]
     [InlineData("ip", "--transport", "nfs", "--server", "192.168.7.1", "--ip", "192.168.7.2:x")]
-    [InlineData("transport", "--transport", "nbd")]
+    [InlineData("transport", "--transport", "iscsi")]
     public void Cmdline_errors_name_the_field(string field, params string[] options)
     {
         using var s = new ScratchDir();

@@ -125,6 +125,6 @@ public class CmdlineTests
         Assert.Equal("tag", Assert.Throws<BootSpecException>(() => new BootSpecRequest { Transport = "nfs", Server = "1.2.3.4", Tag = "x" }.Endpoint("/e")).Field);
         Assert.Equal("server", Assert.Throws<BootSpecException>(() => new BootSpecRequest { Transport = "tcp" }.Endpoint("/e")).Field);
         Assert.Equal("udc", Assert.Throws<BootSpecException>(() => new BootSpecRequest { Transport = "usbg" }.Endpoint("/e")).Field);
-        Assert.Equal("transport", Assert.Throws<BootSpecException>(() => new BootSpecRequest { Transport = "nbd" }.Endpoint("/e")).Field);
+        Assert.Equal("transport", Assert.Throws<BootSpecException>(() => new BootSpecRequest { Transport = "iscsi" }.Endpoint("/e")).Field);
     }
 }

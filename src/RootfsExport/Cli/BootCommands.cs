@@ -13,11 +13,11 @@ public static class BootCommands
         public readonly Argument<string> Export = new("export") { Description = "The export directory" };
         public readonly Option<string> Transport = new("--transport")
         {
-            Description = "How the board reaches its root: nfs, tcp (9P over TCP), usbg (9P over the usb9pfs gadget) or virtio (9P in QEMU)",
+            Description = "How the board reaches its root: nfs, tcp (9P over TCP), usbg (9P over the usb9pfs gadget), virtio (9P in QEMU) or nbd (the export's ext4 image)",
             Required = true,
         };
         public readonly Option<string?> Server = new("--server") { Description = "IPv4 address the board connects to (nfs, tcp)" };
-        public readonly Option<int?> Port = new("--port") { Description = $"Server port (nfs: NFS and MOUNT, default {TransportDefaults.NfsPort}; tcp: default {TransportDefaults.NinePTcpPort})" };
+        public readonly Option<int?> Port = new("--port") { Description = $"Server port (nfs: NFS and MOUNT, default {TransportDefaults.NfsPort}; tcp: default {TransportDefaults.NinePTcpPort}; nbd: default {TransportDefaults.NbdPort})" };
         public readonly Option<string?> Tag = new("--tag") { Description = $"virtio mount tag, as QEMU's mount_tag= (default {TransportDefaults.VirtioTag})" };
         public readonly Option<string?> Udc = new("--udc") { Description = "usbg: the board's UDC name, e.g. ci_hdrc.0" };
         public readonly Option<string?> Console = new("--console") { Description = "console= value, e.g. ttyAMA0,115200 (default: the serial getty the export starts; 'none' for no console=)" };
@@ -27,11 +27,13 @@ public static class BootCommands
         public readonly Option<string?> Cache = new("--cache") { Description = "9P cache= mode (default mmap: the board sees what update changes; loose caches lookups and never sees them)" };
         public readonly Option<string?> Access = new("--access") { Description = "9P access= mode (default user)" };
         public readonly Option<string?> Append = new("--append") { Description = "Further kernel arguments, appended at the end" };
+        public readonly Option<string?> NbdName = new("--name") { Description = "nbd: the export name the board asks for (its board name with serve --nbd; default 'default')" };
+        public readonly Option<string?> Image = new("--image") { Description = "nbd: the image served; with a dm-verity tree (image --verity) its root hash goes on the line" };
 
         public void AddTo(Command c)
         {
             c.Arguments.Add(Export);
-            foreach (var o in new Option[] { Transport, Server, Port, Tag, Udc, Console, Ip, Msize, Buflen, Cache, Access, Append })
+            foreach (var o in new Option[] { Transport, Server, Port, Tag, Udc, Console, Ip, Msize, Buflen, Cache, Access, Append, NbdName, Image })
                 c.Options.Add(o);
         }
 
@@ -49,6 +51,8 @@ public static class BootCommands
             Cache = p.GetValue(Cache),
             Access = p.GetValue(Access),
             Append = p.GetValue(Append),
+            NbdName = p.GetValue(NbdName),
+            Image = p.GetValue(Image) is { } image ? Path.GetFullPath(image) : null,
         };
     }
 

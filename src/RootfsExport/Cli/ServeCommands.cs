@@ -19,6 +19,7 @@ public static class ServeCommands
         var buflen = new Option<int>("--buflen") { Description = $"--usb: the buflen the board's gadget uses (default {TransportDefaults.UsbgBuflen}), for the printed mount line", DefaultValueFactory = _ => TransportDefaults.UsbgBuflen };
         var gadgets = new GadgetOptions();
         var nfs = new NfsServe();
+        var nbd = new NbdServe(nfs.Bind);
         var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (TCP/unix socket by default, or usb9pfs) or NFS, with the ownership from the pseudo database");
         cmd.Arguments.Add(export);
         cmd.Options.Add(ninep);
@@ -28,10 +29,16 @@ public static class ServeCommands
         cmd.Options.Add(buflen);
         cmd.Options.Add(trace);
         nfs.AddTo(cmd);
+        nbd.AddTo(cmd);
         cmd.SetAction(async (parseResult, ct) =>
         {
             LongRunningRuntime.Enter();
             var dir = parseResult.GetValue(export)!;
+            if (parseResult.GetValue(nbd.Nbd))
+            {
+                if (parseResult.GetValue(ninep) != null || parseResult.GetValue(usb) || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb, --nfs or --nbd");
+                return await nbd.RunAsync(parseResult, dir, ct);
+            }
             if (parseResult.GetValue(usb))
             {
                 if (parseResult.GetValue(ninep) != null || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb or --nfs");

@@ -51,6 +51,7 @@ public static class UpdateSteps
             if (result.Problems.Any(p => request.Install.Any(r => p.StartsWith(r + ":") || p.StartsWith(r + " ")))) rc = 1;
         }
         FoundationCommands.BootRefresh(request.Export, output);
+        BlockExport.ImageUpdates.Refresh(request.Export, output);
         output.Flush();
         return new UpdateOutcome(rc, notReady);
     }

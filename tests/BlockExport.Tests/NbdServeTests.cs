@@ -1,0 +1,102 @@
+using System.Text.RegularExpressions;
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.BlockExport.Tests;
+
+/// <summary>serve --nbd: Debian's nbdkit, a copy-on-write overlay per board, read back with libnbd's nbdinfo and nbdcopy.</summary>
+public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFixture>
+{
+    private static int FreeBase()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    [Fact]
+    public void Each_board_writes_its_own_overlay_and_the_image_is_read_back_unchanged()
+    {
+        using var dir = new ScratchDir();
+        var export = fixture.NewExport(dir);
+        var image = dir["rootfs.ext4"];
+        Run.Tool("image", export, "-o", image).ShouldSucceed();
+        var before = File.ReadAllBytes(image);
+        int port = FreeBase();
+        using var serve = new BackgroundTool(["serve", export, "--nbd", "--port", port.ToString(), "--board", "a", "--board", "b"]);
+        serve.WaitFor("test:", 60);
+        Assert.Contains($"board a: cmdline: root=/dev/nbd0 nbdroot=127.0.0.1:{port}/a ip=dhcp rw", serve.Output);
+        Assert.Contains($"board b: cmdline: root=/dev/nbd0 nbdroot=127.0.0.1:{port + 1}/b ip=dhcp rw", serve.Output);
+        string a = $"nbd://127.0.0.1:{port}/a", b = $"nbd://127.0.0.1:{port + 1}/b";
+        WaitServed(a);
+        WaitServed(b);
+
+        Assert.Contains($"export-size: {before.Length}", Run.Program("nbdinfo", a).ShouldSucceed().Stdout);
+        Run.Program("nbdcopy", a, dir["back-a"]).ShouldSucceed();
+        Assert.Equal(before, File.ReadAllBytes(dir["back-a"]));
+
+        // a's writes stay in a's overlay: b and the image do not see them
+        File.WriteAllBytes(dir["patch"], Enumerable.Repeat((byte)0xAB, 4096).ToArray());
+        Run.Program("nbdcopy", dir["patch"], a).ShouldSucceed();
+        Run.Program("nbdcopy", a, dir["back-a2"]).ShouldSucceed();
+        Assert.Equal(0xAB, File.ReadAllBytes(dir["back-a2"])[100]);
+        Run.Program("nbdcopy", b, dir["back-b"]).ShouldSucceed();
+        Assert.Equal(before, File.ReadAllBytes(dir["back-b"]));
+        Assert.Equal(before, File.ReadAllBytes(image));
+
+        // a board asking another board's port for its own name is refused
+        Assert.NotEqual(0, Run.Program("nbdinfo", $"nbd://127.0.0.1:{port}/b").ExitCode);
+
+        // --reset a: a's overlay is dropped on the running serve
+        Assert.Contains("overlay dropped", Run.Tool("serve", export, "--nbd", "--reset", "a").ShouldSucceed().Stdout);
+        serve.WaitFor("board a: nbdkit ended", 30);
+        WaitServed(a);
+        Run.Program("nbdcopy", a, dir["back-a3"]).ShouldSucceed();
+        Assert.Equal(before, File.ReadAllBytes(dir["back-a3"]));
+
+        Assert.Equal(0, serve.Stop());
+        Assert.Contains("stopped: every nbdkit ended", serve.Output);
+        Assert.NotEqual(0, Run.Program("nbdinfo", "--size", a).ExitCode); // nothing serves any more
+        Assert.Equal(before, File.ReadAllBytes(image));
+    }
+
+    [Fact]
+    public void Read_only_serves_one_export_to_every_board_and_refuses_writes()
+    {
+        using var dir = new ScratchDir();
+        var export = fixture.NewExport(dir);
+        var image = dir["rootfs.ext4"];
+        Run.Tool("image", export, "-o", image).ShouldSucceed();
+        int port = FreeBase();
+        using var serve = new BackgroundTool(["serve", export, "--nbd", "--port", port.ToString(), "--read-only"]);
+        serve.WaitFor("test:", 60);
+        var uri = $"nbd://127.0.0.1:{port}/default";
+        WaitServed(uri);
+        Assert.Contains("is_read_only: true", Run.Program("nbdinfo", uri).ShouldSucceed().Stdout);
+        File.WriteAllBytes(dir["patch"], new byte[4096]);
+        Assert.NotEqual(0, Run.Program("nbdcopy", dir["patch"], uri).ExitCode);
+        Assert.Equal(0, serve.Stop());
+    }
+
+    [Fact]
+    public void Without_an_image_serve_says_how_to_build_one()
+    {
+        using var dir = new ScratchDir();
+        var export = fixture.NewExport(dir);
+        var r = Run.Tool("serve", export, "--nbd");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("rootfs-export image", r.Stderr);
+    }
+
+    private static void WaitServed(string uri)
+    {
+        for (int i = 0; i < 100; i++)
+        {
+            if (Run.Program("nbdinfo", "--size", uri).ExitCode == 0) return;
+            Thread.Sleep(100);
+        }
+        Run.Program("nbdinfo", "--size", uri).ShouldSucceed();
+    }
+}
