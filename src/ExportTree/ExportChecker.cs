@@ -20,6 +20,8 @@ public enum ProblemKind
     Moved,
     /// <summary>xattr rows of an inode no path refers to.</summary>
     OrphanXattr,
+    /// <summary>A name that is not UTF-8 (made over 9P or NFS): reported, never recorded under a merged name.</summary>
+    UnencodableName,
 }
 
 public sealed record Problem(ProblemKind Kind, string Path, string Detail);
@@ -42,9 +44,8 @@ public static class ExportChecker
         if (!repair) state.EnsureNoLiveServer();
         using var db = FilesDb.Open(state, create: false);
 
-        var disk = ScanDisk(export);
         var problems = new List<Problem>();
-
+        var disk = ScanDisk(export, problems);
         // A moved export: the row with the root's dev/ino has another path.
         var rootSt = disk[""];
         var rootRows = db.GetByDevIno(rootSt.Dev(), rootSt.InoSigned());
@@ -56,61 +57,67 @@ public static class ExportChecker
         }
 
         var rows = db.Under(export);
-        var byPath = new Dictionary<string, FileRow>(StringComparer.Ordinal);
-        foreach (var r in rows) byPath.TryAdd(r.Path, r);
         var actions = new List<Action>();
-
-        foreach (var (rel, st) in disk)
-        {
-            var dbPath = ExportPaths.Join(export, rel);
-            if (!byPath.TryGetValue(dbPath, out var row))
-            {
-                problems.Add(new Problem(ProblemKind.MissingRow, dbPath, "no ownership record"));
-                var copy = st;
-                actions.Add(() => db.PutLink(new FileRow(dbPath, copy.Dev(), copy.InoSigned(), 0, 0, GuessMode(copy), 0)));
-                continue;
-            }
-            if (!TypesAgree(row.Mode, st.Mode))
-            {
-                problems.Add(new Problem(ProblemKind.TypeMismatch, dbPath, $"db mode {Convert.ToString(row.Mode, 8)}, disk mode {Convert.ToString(st.Mode, 8)}"));
-                var copy = st;
-                actions.Add(() => db.PutLink(row with { Dev = copy.Dev(), Ino = copy.InoSigned(), Mode = (copy.Mode & Libc.S_IFMT) | row.Permissions, Rdev = 0 }));
-            }
-            else if (row.Dev != st.Dev() || row.Ino != st.InoSigned())
-            {
-                problems.Add(new Problem(ProblemKind.InodeMismatch, dbPath, $"db {row.Dev}:{row.Ino}, disk {st.Dev()}:{st.InoSigned()}"));
-                var copy = st;
-                actions.Add(() => db.PutLink(row with { Dev = copy.Dev(), Ino = copy.InoSigned() }));
-            }
-        }
-        foreach (var row in rows)
-        {
-            var rel = row.Path == export ? "" : row.Path[(export.Length + 1)..];
-            if (!disk.ContainsKey(rel))
-            {
-                problems.Add(new Problem(ProblemKind.StaleRow, row.Path, "recorded but not on disk"));
-                actions.Add(() => db.DeletePath(row.Path));
-            }
-        }
-        // Rows sharing an inode must be real hard links.
-        foreach (var group in rows.GroupBy(r => (r.Dev, r.Ino)).Where(g => g.Count() > 1))
-        {
-            foreach (var row in group)
-            {
-                var rel = row.Path == export ? "" : row.Path[(export.Length + 1)..];
-                if (disk.TryGetValue(rel, out var st) && (st.Dev() != row.Dev || st.InoSigned() != row.Ino))
-                    continue; // reported above as an inode mismatch
-                if (disk.TryGetValue(rel, out st) && st.Nlink < 2 && group.Count(r => disk.ContainsKey(r.Path == export ? "" : r.Path[(export.Length + 1)..])) > 1)
-                    problems.Add(new Problem(ProblemKind.SharedInode, row.Path, $"shares {row.Dev}:{row.Ino} with {string.Join(", ", group.Where(g => g != row).Select(g => g.Path))} but has one link"));
-            }
-        }
+        CompareDiskWithRows(db, export, disk, rows, problems, actions);
+        CheckSharedInodes(export, disk, rows, problems);
         var orphan = db.AllXattrs().Where(x => db.GetByDevIno(x.Dev, x.Ino).Count == 0).ToList();
         foreach (var x in orphan) problems.Add(new Problem(ProblemKind.OrphanXattr, $"{x.Dev}:{x.Ino}", x.Name));
         if (orphan.Count > 0) actions.Add(db.ClearUnusedXattrs);
 
         if (repair && actions.Count > 0) db.InTransaction(() => { foreach (var a in actions) a(); });
-        return new CheckReport(disk.Count, rows.Count, problems, repair);
+        bool unrepairable = problems.Any(p => p.Kind == ProblemKind.UnencodableName);
+        return new CheckReport(disk.Count, rows.Count, problems, repair && !unrepairable);
     }
+
+    private static void CompareDiskWithRows(FilesDb db, string export, Dictionary<string, Statx> disk, List<FileRow> rows, List<Problem> problems, List<Action> actions)
+    {
+        var byPath = new Dictionary<string, FileRow>(StringComparer.Ordinal);
+        foreach (var r in rows) byPath.TryAdd(r.Path, r);
+        foreach (var (rel, st) in disk)
+        {
+            var dbPath = ExportPaths.Join(export, rel);
+            var copy = st;
+            if (!byPath.TryGetValue(dbPath, out var row))
+            {
+                problems.Add(new Problem(ProblemKind.MissingRow, dbPath, "no ownership record"));
+                actions.Add(() => db.PutLink(new FileRow(dbPath, copy.Dev(), copy.InoSigned(), 0, 0, copy.Mode, 0))); // made behind our back: root's, disk mode
+            }
+            else if (!TypesAgree(row.Mode, st.Mode))
+            {
+                problems.Add(new Problem(ProblemKind.TypeMismatch, dbPath, $"db mode {Convert.ToString(row.Mode, 8)}, disk mode {Convert.ToString(st.Mode, 8)}"));
+                actions.Add(() => db.PutLink(row with { Dev = copy.Dev(), Ino = copy.InoSigned(), Mode = (copy.Mode & Libc.S_IFMT) | row.Permissions, Rdev = 0 }));
+            }
+            else if (row.Dev != st.Dev() || row.Ino != st.InoSigned())
+            {
+                problems.Add(new Problem(ProblemKind.InodeMismatch, dbPath, $"db {row.Dev}:{row.Ino}, disk {st.Dev()}:{st.InoSigned()}"));
+                actions.Add(() => db.PutLink(row with { Dev = copy.Dev(), Ino = copy.InoSigned() }));
+            }
+        }
+        foreach (var row in rows)
+        {
+            if (disk.ContainsKey(Relative(export, row.Path))) continue;
+            problems.Add(new Problem(ProblemKind.StaleRow, row.Path, "recorded but not on disk"));
+            actions.Add(() => db.DeletePath(row.Path));
+        }
+    }
+
+    /// <summary>Rows sharing an inode must be real hard links.</summary>
+    private static void CheckSharedInodes(string export, Dictionary<string, Statx> disk, List<FileRow> rows, List<Problem> problems)
+    {
+        foreach (var group in rows.GroupBy(r => (r.Dev, r.Ino)).Where(g => g.Count() > 1))
+        {
+            int present = group.Count(r => disk.ContainsKey(Relative(export, r.Path)));
+            if (present < 2) continue;
+            foreach (var row in group)
+            {
+                // an inode mismatch is reported above; a lone link sharing a row's inode is pseudo's "path mismatch"
+                if (disk.TryGetValue(Relative(export, row.Path), out var st) && st.Dev() == row.Dev && st.InoSigned() == row.Ino && st.Nlink < 2)
+                    problems.Add(new Problem(ProblemKind.SharedInode, row.Path, $"shares {row.Dev}:{row.Ino} with {string.Join(", ", group.Where(g => g != row).Select(g => g.Path))} but has one link"));
+            }
+        }
+    }
+
+    private static string Relative(string export, string dbPath) => dbPath == export ? "" : dbPath[(export.Length + 1)..];
 
     /// <summary>Device rows sit on placeholder files, socket rows too; otherwise dir/symlink/fifo/file must agree.</summary>
     private static bool TypesAgree(uint dbMode, uint diskMode)
@@ -120,31 +127,28 @@ public static class ExportChecker
         return disk == Libc.S_IFREG && db is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK;
     }
 
-    private static uint GuessMode(in Statx st) => st.Mode; // objects made behind our back: root-owned, disk mode
-
-    /// <summary>Every object below the export, keyed by relative path ("" = root), symlinks not followed.</summary>
-    public static Dictionary<string, Statx> ScanDisk(string export)
+    /// <summary>
+    /// Every object below the export, keyed by relative path ("" = root), symlinks not followed, in one linear
+    /// walk. A name that is not UTF-8 (a board can make one over 9P) is reported and left out with what is
+    /// below it: files.db keys rows by text, and decoding would merge 'a\xff' and 'a\xfe' into one row.
+    /// </summary>
+    public static Dictionary<string, Statx> ScanDisk(string export, List<Problem>? problems = null)
     {
         var result = new Dictionary<string, Statx>(StringComparer.Ordinal);
         using var root = HostDirectory.Open(export);
         result[""] = root.StatSelf();
-        Walk(root, "", result);
-        return result;
-    }
-
-    private static void Walk(HostDirectory dir, string rel, Dictionary<string, Statx> into)
-    {
-        foreach (var e in dir.ReadEntries())
+        root.Walk((rel, st) =>
         {
-            var childRel = rel.Length == 0 ? e.Name : rel + "/" + e.Name;
-            if (!dir.TryStat(e.Name, out var st)) continue;
-            into[childRel] = st;
-            if (StMode.IsDirectory(st.Mode))
+            if (FileName.IsRaw(rel))
             {
-                using var sub = dir.OpenDirectory(e.Name);
-                Walk(sub, childRel, into);
+                problems?.Add(new Problem(ProblemKind.UnencodableName, ExportPaths.Join(export, FileName.Shown(rel)),
+                    "name is not UTF-8; files.db cannot record it apart from similar names: rename it on the board"));
+                return false;
             }
-        }
+            result[rel] = st;
+            return true;
+        });
+        return result;
     }
 }
 

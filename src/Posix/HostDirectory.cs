@@ -122,7 +122,7 @@ public sealed unsafe class HostDirectory : IDisposable
         {
             nint n = Libc.ReadlinkAt(Fd, CheckName(name), p, (nuint)buf.Length);
             if (n < 0) throw PosixException.Last("readlink", name);
-            return Encoding.UTF8.GetString(buf, 0, (int)n);
+            return FileName.Decode(buf.AsSpan(0, (int)n));
         }
     }
 
@@ -184,7 +184,7 @@ public sealed unsafe class HostDirectory : IDisposable
                 ulong ino = *(ulong*)ent;
                 long off = *(long*)(ent + 8);
                 byte type = ent[18];
-                var name = Marshal.PtrToStringUTF8((nint)(ent + 19))!;
+                var name = FileName.Decode(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(ent + 19)); // bytes kept: see FileName
                 if (name is "." or "..") continue;
                 result.Add(new DirectoryEntry(name, ino, type, off));
             }
@@ -287,6 +287,69 @@ public sealed unsafe class HostDirectory : IDisposable
             current.Dispose();
         }
         Unlink(name, directory: true);
+    }
+
+    private sealed record WalkLevel(string Path, ulong Dev, ulong Ino, Queue<string> Subdirectories);
+
+    /// <summary>
+    /// Every object below this directory, parents before children, symlinks not followed: visit gets the path
+    /// relative to here and the object's stat, and says whether to descend into a directory. Holds one
+    /// directory fd however deep the tree is (back up with "..", checked against the inode it came from), and
+    /// builds each path once from its parent's, so the walk is linear in the paths it reports.
+    /// </summary>
+    public void Walk(Func<string, Statx, bool> visit)
+    {
+        var levels = new List<WalkLevel>();
+        var current = Duplicate();
+        try
+        {
+            EnterForWalk(current, "", StatSelf(), visit, levels);
+            while (levels.Count > 0)
+            {
+                var top = levels[^1];
+                if (top.Subdirectories.TryDequeue(out var sub))
+                {
+                    if (current.TryOpenDirectory(sub) is not { } child) continue; // gone or replaced meanwhile
+                    current.Dispose();
+                    current = child;
+                    EnterForWalk(current, top.Path.Length == 0 ? sub : top.Path + "/" + sub, current.StatSelf(), visit, levels);
+                    continue;
+                }
+                levels.RemoveAt(levels.Count - 1);
+                if (levels.Count == 0) break;
+                var up = current.OpenUp();
+                current.Dispose();
+                current = up;
+                var upSt = current.StatSelf();
+                if (upSt.Ino != levels[^1].Ino || (ulong)upSt.Dev() != levels[^1].Dev)
+                    throw new PosixException(Errno.EBUSY, "walk (a directory was moved while it was being read)", top.Path);
+            }
+        }
+        finally
+        {
+            current.Dispose();
+        }
+    }
+
+    private static void EnterForWalk(HostDirectory dir, string path, in Statx self, Func<string, Statx, bool> visit, List<WalkLevel> levels)
+    {
+        var subdirectories = new Queue<string>();
+        foreach (var e in dir.ReadEntries())
+        {
+            if (!dir.TryStat(e.Name, out var st)) continue;
+            if (visit(path.Length == 0 ? e.Name : path + "/" + e.Name, st) && StMode.IsDirectory(st.Mode)) subdirectories.Enqueue(e.Name);
+        }
+        levels.Add(new WalkLevel(path, (ulong)self.Dev(), self.Ino, subdirectories));
+    }
+
+    /// <summary>OpenDirectory, or null when the name is gone or is no longer a directory (a symlink now, say).</summary>
+    public HostDirectory? TryOpenDirectory(string name)
+    {
+        int fd = Libc.OpenAt(Fd, CheckName(name), Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd >= 0) return new HostDirectory(fd);
+        int e = Marshal.GetLastPInvokeError();
+        if (e is Errno.ENOENT or Errno.ENOTDIR or Errno.ELOOP) return null;
+        throw new PosixException(e, "open directory", name);
     }
 
     /// <summary>Opens a directory to empty it (making it ours to search and change first), unlinks its non-directories.</summary>

@@ -382,7 +382,7 @@ public sealed class HostileArchiveTests
     }
 
     [Fact]
-    public void Five_thousand_levels_unpack_in_linear_time()
+    public void Five_thousand_levels_unpack_and_check_in_linear_time()
     {
         using var dir = NewDir();
         // 5,000 nested directories (31 MB of PAX names): quadratic walks took over 120 s; linear is ~4 s of CPU
@@ -392,5 +392,8 @@ public sealed class HostileArchiveTests
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(100), $"took {clock.Elapsed}");
         var rows = Run.Program("sqlite3", dir["export.pseudo_state/files.db"], "select count(*) from files").ShouldSucceed().Stdout.Trim();
         Assert.Equal("5002", rows);
+        // check walks the same tree in one pass, one directory fd at a time
+        Assert.Contains("clean: 5002 objects", Run.Tool(["check", dir["export"]], null, timeout: TimeSpan.FromSeconds(100)).ShouldSucceed().Stdout);
+        Run.Tool(["check", "--repair", dir["export"]], null, timeout: TimeSpan.FromSeconds(100)).ShouldSucceed();
     }
 }

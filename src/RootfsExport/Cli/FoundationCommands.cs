@@ -168,7 +168,7 @@ public static class FoundationCommands
             if (report.Problems.Count == 0)
                 Console.WriteLine($"clean: {report.Objects} objects, {report.Rows} rows");
             else
-                Console.WriteLine($"{report.Problems.Count} problem(s) ({string.Join(", ", summary)}){(report.Repaired ? ", repaired" : "; run with --repair to fix")}");
+                Console.WriteLine($"{report.Problems.Count} problem(s) ({string.Join(", ", summary)}){(report.Repaired ? ", repaired" : parse.GetValue(repair) ? ", not all can be repaired" : "; run with --repair to fix")}");
             return report.Problems.Count == 0 || report.Repaired ? 0 : 1;
         });
         return cmd;
