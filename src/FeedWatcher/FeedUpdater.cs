@@ -45,7 +45,7 @@ public static class FeedUpdater
 
         using var writeLock = state.AcquireWriterLock();
         using var tree = TargetTree.Open(export);
-        var pstate = PackageState.Load(tree, state.Directory);
+        var pstate = PackageState.Load(tree, state.Directory, () => RpmDatabase.Tool(req.Layout.BuildDir));
         if (pstate is null)
         {
             output.WriteLine(req.Layout.Kind == BuildKind.Ptxdist
@@ -55,7 +55,11 @@ public static class FeedUpdater
         }
         var format = req.Layout.Kind == BuildKind.Ptxdist ? PackageFormat.Ipk : pstate.Format;
         var manifest = req.Layout.FindManifest(req.Image);
-        if (pstate is RpmState && pstate.Status.Count == 0 && manifest != null) SeedFromManifest(pstate, manifest);
+        if (pstate is RpmState rpmState && pstate.Status.Count == 0 && manifest != null)
+        {
+            SeedFromManifest(pstate, manifest);
+            if (pstate.Status.Count > 0) rpmState.SeededFromManifest();
+        }
 
         var recorded = LoadRecorded(state);
         var owners = OwnerNames.FromExport(tree);
@@ -158,8 +162,8 @@ public static class FeedUpdater
             foreach (var u in owners.Unknown) output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
             if (leftUnpacked.Count > 0)
                 output.WriteLine($"  to finish on the board ({(pstate.Format == PackageFormat.Deb ? "dpkg --configure -a" : "opkg configure")}, run by run-postinsts at boot): {string.Join(' ', leftUnpacked)}");
-            if (pstate is RpmState && applied.Count > 0)
-                output.WriteLine("  note: the target's rpmdb (var/lib/rpm) is not updated: 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
+            if (pstate is RpmState { NotWritten: { } why } && applied.Count > 0)
+                output.WriteLine($"  note: the target's rpmdb (var/lib/rpm) is not updated ({why}): 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
             output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, {removals.Count} removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
                 (applied.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
             return new FeedUpdateResult(installedCount, upgraded, removals.Count, problems, notReady.Count);

@@ -38,7 +38,8 @@ public abstract class PackageState
     /// Finds the state of an export: opkg where the target's opkg.conf puts it (PTXdist: usr/share/opkg), else
     /// var/lib/opkg, then legacy usr/lib/opkg; then dpkg, then rpm. Every path is resolved inside the export.
     /// </summary>
-    public static PackageState? Load(TargetTree tree, string stateDir)
+    /// <param name="rpmTool">finds the rpm program that writes an rpmdb (asked only for rpm targets)</param>
+    public static PackageState? Load(TargetTree tree, string stateDir, Func<string?>? rpmTool = null)
     {
         foreach (var (statusFile, infoDir) in OpkgConf.Locations(tree))
         {
@@ -50,7 +51,11 @@ public abstract class PackageState
         var dpkg = tree.Resolve("var/lib/dpkg", followLast: true, "dpkg admin directory");
         if (tree.ReadAllText(ExportPath.Parse(dpkg.Value + "/status")) is { } dpkgText)
             return new DpkgState(tree, dpkg.Value, ControlStanza.ParseAll(dpkgText, "/" + dpkg.Value + "/status"));
-        if (tree.IsDirectory(tree.Resolve("var/lib/rpm", followLast: true))) return RpmState.Open(tree, stateDir);
+        var rpmdb = tree.Resolve("var/lib/rpm", followLast: true, "rpm database directory");
+        if (tree.IsDirectory(rpmdb)) return RpmState.Open(tree, rpmdb, stateDir, rpmTool?.Invoke());
+        // a symlink the board planted that leads nowhere inside the export: not "no database", and never followed out
+        if (tree.TryStat(tree.Resolve("var/lib/rpm", followLast: false), out var st) && Posix.StMode.IsSymlink(st.Mode))
+            throw new UserFacingException("/var/lib/rpm is a symlink that leads to no directory inside the export (its target is read with the export as /): refusing to guess where the rpm database is");
         return null;
     }
 

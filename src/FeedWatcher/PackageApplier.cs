@@ -55,7 +55,10 @@ public static partial class PackageApplier
 
         void WriteMember(TarMember member, ExportPath path, string target)
         {
-            var meta = new EntryMeta(member.Uid, member.Gid, member.Mode, 0, member.Mtime);
+            // xattrs (file capabilities, ACLs) go into files.db as the image unpacker records them
+            uint perms = member.Mode;
+            var xattrs = MemberXattrs.Of(member, $"{where}: data entry '{member.Name}'", ref perms);
+            var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
             // directories of the package land where the target's symlinks lead (merged /usr: bin -> usr/bin)
             var real = tree.Resolve(path.Value, followLast: false, $"{where}: data entry");
             switch (member.Type)

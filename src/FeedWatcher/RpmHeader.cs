@@ -17,7 +17,7 @@ public sealed class RpmHeader
     public const int FILEUSERNAME = 1039, FILEGROUPNAME = 1040, PROVIDENAME = 1047, REQUIREFLAGS = 1048, REQUIRENAME = 1049, REQUIREVERSION = 1050;
     public const int PREINPROG = 1085, POSTINPROG = 1086, PREUNPROG = 1087, POSTUNPROG = 1088;
     public const int PROVIDEFLAGS = 1112, PROVIDEVERSION = 1113, DIRINDEXES = 1116, BASENAMES = 1117, DIRNAMES = 1118;
-    public const int PAYLOADFORMAT = 1124, PAYLOADCOMPRESSOR = 1125, SUMMARY = 1004, FILEDIGESTS = 1035, FILEDIGESTALGO = 5011;
+    public const int PAYLOADFORMAT = 1124, PAYLOADCOMPRESSOR = 1125, SUMMARY = 1004, FILEDIGESTS = 1035, FILECAPS = 5010, FILEDIGESTALGO = 5011;
     public const int RPMFILE_CONFIG = 1 << 0, RPMFILE_NOREPLACE = 1 << 4, RPMFILE_GHOST = 1 << 6;
     private const int SENSE_LESS = 2, SENSE_GREATER = 4, SENSE_EQUAL = 8, SENSE_RPMLIB = 1 << 24;
 
@@ -217,6 +217,7 @@ internal static class CpioReader
         var groups = header.Strings(RpmHeader.FILEGROUPNAME);
         var rdevs = header.Integers(RpmHeader.FILERDEVS);
         var links = header.Strings(RpmHeader.FILELINKTOS);
+        var caps = header.Strings(RpmHeader.FILECAPS);
         var pendingLinks = new Dictionary<long, List<string>>();
         var fields = new byte[110];
         long offset = 0;
@@ -266,7 +267,7 @@ internal static class CpioReader
             {
                 Name = "." + target, LinkName = linkName, Type = tarType, Mode = mode & 0xfff, Uid = uid, Gid = gid, Size = size,
                 Mtime = DateTimeOffset.FromUnixTimeSeconds(mtime), DevMajor = (uint)((rdev >> 8) & 0xfff), DevMinor = (uint)(rdev & 0xff),
-                Pax = new Dictionary<string, byte[]>(), Data = data,
+                Pax = Capability(caps, idx, target, where), Data = data,
             };
             yield return member;
             data.CopyTo(Stream.Null);
@@ -282,6 +283,15 @@ internal static class CpioReader
         }
     }
 
+    /// <summary>%caps of a file as the PAX xattr record a data.tar would carry (rpm sets it with cap_set_file).</summary>
+    private static Dictionary<string, byte[]> Capability(IReadOnlyList<string> caps, int idx, string target, string where)
+    {
+        var pax = new Dictionary<string, byte[]>();
+        if (idx < caps.Count && caps[idx].Length > 0 && FileCapabilities.FromText(caps[idx], $"{where}: {target}: %caps") is { } value)
+            pax["SCHILY.xattr." + MemberXattrs.CapabilityXattr] = value;
+        return pax;
+    }
+
     private static int Pad(long n) => (int)((4 - n % 4) % 4);
 
     private static void Skip(Stream s, int n)
@@ -294,9 +304,8 @@ internal static class CpioReader
 /// <summary>The image's rpmdb (rpm ≥ 4.16: var/lib/rpm/rpmdb.sqlite, table Packages(hnum, blob)), read from a copy.</summary>
 internal static class RpmDb
 {
-    public static List<RpmHeader> Installed(TargetTree tree)
+    public static List<RpmHeader> Installed(TargetTree tree, ExportTree.ExportPath dbPath)
     {
-        var dbPath = tree.Resolve("var/lib/rpm/rpmdb.sqlite", followLast: true, "rpm database");
         var db = "/" + dbPath.Value;
         var result = new List<RpmHeader>();
         // a copy, read through the confined tree: opening the original, even read-only, could create -shm/-wal files in the export

@@ -90,6 +90,31 @@ public sealed class TargetSymlinkTests
         Assert.Equal(before, Snapshot(canary.Path));
     }
 
+    /// <summary>
+    /// rpm: the database directory or the database planted as a symlink out of the export is refused with a
+    /// message naming it; the rpm program never sees the export (it works on a copy), nothing outside changes.
+    /// </summary>
+    [Fact]
+    public void An_rpm_database_planted_as_a_symlink_out_of_the_export_is_refused()
+    {
+        Run.RequirePeer("rpmbuild");
+        using var canary = new ScratchDir("rfe-canary");
+        File.WriteAllText(canary["rpmdb.sqlite"], "not a database\n");
+        var before = Snapshot(canary.Path);
+        using var b = new OeFeedBuild("mkdir -p var/lib/rpm", []);
+        b.Update("--no-feeds").ShouldSucceed();
+        Run.Shell($"cd {b.Export} && rm -rf var/lib/rpm && ln -s {canary.Path} var/lib/rpm", asUnprivileged: true).ShouldSucceed();
+        var refused = b.Update();
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("/var/lib/rpm is a symlink that leads to no directory inside the export", refused.All);
+
+        Run.Shell($"cd {b.Export} && rm var/lib/rpm && mkdir var/lib/rpm && ln -s {canary["rpmdb.sqlite"]} var/lib/rpm/rpmdb.sqlite", asUnprivileged: true).ShouldSucceed();
+        refused = b.Update();
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("/var/lib/rpm/rpmdb.sqlite is a symlink: refusing", refused.All);
+        Assert.Equal(before, Snapshot(canary.Path));
+    }
+
     /// <summary>Every file below a directory with its bytes' hash.</summary>
     private static string Snapshot(string dir) => string.Join('\n', Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
         .Select(p => $"{p} {(File.Exists(p) ? Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(p))) : "dir")}"));
