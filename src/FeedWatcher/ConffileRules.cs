@@ -38,6 +38,7 @@ internal sealed class ConffileRules(PackageFile pkg, ControlStanza? old, Package
             return newMd5;
         }
         var disk = state.Tree.ReadAllBytes(state.Tree.Resolve(real.Value, followLast: true, "conffile"));
+        if (state.Format == PackageFormat.Ipk) return ApplyOpkg(real, target, bytes, newMd5, oldHash, disk, meta);
         bool userModified = disk != null && oldHash is not null and not "newconffile" && !PackageState.Matches(disk, oldHash)
             && Convert.ToHexStringLower(MD5.HashData(disk)) != newMd5;
         if (!userModified)
@@ -54,9 +55,28 @@ internal sealed class ConffileRules(PackageFile pkg, ControlStanza? old, Package
             // the user changed it on the board: keep theirs, put ours beside it
             var suffix = state.NewConffileSuffix;
             writer.RegularFile(Beside(real, suffix), new MemoryStream(bytes), meta);
-            Recorded.Add((target, state.Format == PackageFormat.Ipk ? oldHash! : newMd5));
+            Recorded.Add((target, newMd5));
             Notes.Add($"kept your {target}, new one is {target}{suffix}");
         }
+        return newMd5;
+    }
+
+    /// <summary>
+    /// opkg (opkg_install.c): backup_modified_conffiles saves the file on the target when it differs from the hash
+    /// the old version recorded, or when the path was not a conffile of the old version at all; the new file is
+    /// unpacked; resolve_conffiles then moves it to &lt;file&gt;-opkg and puts the saved one back whenever the two
+    /// differ — also when the package did not change the file. The status records the new file's hash.
+    /// </summary>
+    private string ApplyOpkg(ExportPath real, string target, byte[] bytes, string newMd5, string? oldHash, byte[]? disk, EntryMeta meta)
+    {
+        bool backedUp = disk != null && (oldHash is null || !PackageState.Matches(disk, oldHash));
+        if (backedUp && Convert.ToHexStringLower(MD5.HashData(disk!)) != newMd5)
+        {
+            writer.RegularFile(Beside(real, state.NewConffileSuffix), new MemoryStream(bytes), meta);
+            Notes.Add($"kept your {target}, new one is {target}{state.NewConffileSuffix}");
+        }
+        else writer.RegularFile(real, new MemoryStream(bytes), meta);
+        Recorded.Add((target, newMd5));
         return newMd5;
     }
 

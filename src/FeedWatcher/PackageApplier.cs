@@ -29,6 +29,7 @@ public static partial class PackageApplier
         // is ever configured before a dependency); opkg and rpm: configured unless a postinst must run on the board
         bool unpacked = pkg.HasPostinst || state.Format == PackageFormat.Deb;
         var newList = new List<string>();
+        var directories = new HashSet<string>(StringComparer.Ordinal);
         // dpkg writes info/<pkg>.md5sums itself when a .deb ships none
         var md5sums = state.Format == PackageFormat.Deb && !pkg.ControlMembers.ContainsKey("md5sums") ? new List<(string Path, string Md5)>() : null;
         db.InTransaction(() =>
@@ -40,13 +41,14 @@ public static partial class PackageApplier
                 if (path.IsRoot) return;
                 WriteMember(member, path, "/" + path.Value);
                 newList.Add("/" + path.Value);
+                if (member.Type == '5') directories.Add("/" + path.Value);
             }, owners.Resolve);
             if (perms != null)
             {
                 perms.Apply(writer, where);
                 foreach (var node in perms.Nodes) if (!newList.Contains(node)) newList.Add(node);
             }
-            RemoveObsolete(pkg.Name, oldList, newList, state, writer, db);
+            RemoveObsolete(pkg.Name, oldList, newList, state, writer, db, keepDirectories: state.Format == PackageFormat.Ipk);
             WriteRecords();
         });
         var notes = conffiles.Notes;
@@ -102,7 +104,10 @@ public static partial class PackageApplier
             var now = DateTimeOffset.UtcNow;
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: now);
             var written = new HashSet<string>(StringComparer.Ordinal);
-            var records = state.Record(pkg, old, newList, conffiles.Recorded, unpacked, autoInstalled, now.ToUnixTimeSeconds());
+            // opkg's file_hash_set_file_owner skips the data.tar's directory entries (names ending in '/'), so its
+            // info/<pkg>.list names no directory; dpkg's lists them
+            var listed = state.Format == PackageFormat.Ipk ? newList.Where(p => !directories.Contains(p)).ToList() : newList;
+            var records = state.Record(pkg, old, listed, conffiles.Recorded, unpacked, autoInstalled, now.ToUnixTimeSeconds());
             if (md5sums != null)
                 records.Add(($"{state.InfoDir}/{DpkgState.InfoName(pkg.Control)}.md5sums", System.Text.Encoding.UTF8.GetBytes(string.Concat(md5sums.Select(m => $"{m.Md5}  {m.Path}\n"))), false));
             foreach (var (rel, content, executable) in records)
@@ -120,7 +125,9 @@ public static partial class PackageApplier
     /// Files the old version had and the new one does not: gone, unless another package owns them or they are
     /// the same file as one of the new version under another name (merged /usr); directories only when empty.
     /// </summary>
-    private static void RemoveObsolete(string package, IReadOnlyCollection<string> oldList, List<string> newList, PackageState state, ExportWriter writer, FilesDb db)
+    /// <param name="keepDirectories">opkg's remove_obsolesced_files skips directories; dpkg removes empty ones</param>
+    private static void RemoveObsolete(string package, IReadOnlyCollection<string> oldList, List<string> newList, PackageState state, ExportWriter writer, FilesDb db,
+        bool keepDirectories)
     {
         var keep = newList.ToHashSet(StringComparer.Ordinal);
         var obsolete = oldList.Where(p => !keep.Contains(p) && p != "/" && p != "/.").ToList();
@@ -128,7 +135,7 @@ public static partial class PackageApplier
         var tree = state.Tree;
         var kept = newList.Select(p => tree.Resolve(p, followLast: false).Value).ToHashSet(StringComparer.Ordinal);
         kept.UnionWith(OtherPackagesFiles(package, state));
-        RemovePaths(obsolete.Where(p => !keep.Contains(p)), kept, tree, writer, db);
+        RemovePaths(obsolete.Where(p => !keep.Contains(p)), kept, tree, writer, db, keepDirectories);
     }
 
     /// <summary>Where the files of every other installed package really are.</summary>
@@ -137,7 +144,7 @@ public static partial class PackageApplier
             .Distinct(StringComparer.Ordinal).Select(p => state.Tree.Resolve(p, followLast: false).Value);
 
     /// <summary>Removes package paths (longest first) whose real location is not in <paramref name="kept"/>.</summary>
-    private static void RemovePaths(IEnumerable<string> paths, HashSet<string> kept, TargetTree tree, ExportWriter writer, FilesDb db)
+    private static void RemovePaths(IEnumerable<string> paths, HashSet<string> kept, TargetTree tree, ExportWriter writer, FilesDb db, bool keepDirectories = false)
     {
         foreach (var gone in paths.OrderByDescending(p => p.Length))
         {
@@ -147,7 +154,9 @@ public static partial class PackageApplier
             // the target's own directory symlinks (merged /usr: lib -> usr/lib) stay, whoever listed the path
             if (Posix.StMode.IsSymlink(st.Mode) && tree.IsDirectory(tree.Resolve(rel.Value, followLast: true))) continue;
             // a directory goes only when empty, as dpkg/opkg rmdir it
-            if (!Posix.StMode.IsDirectory(st.Mode) || tree.Entries(rel).Count == 0) { writer.Remove(rel); tree.Forget(); }
+            if (Posix.StMode.IsDirectory(st.Mode) && (keepDirectories || tree.Entries(rel).Count > 0)) continue;
+            writer.Remove(rel);
+            tree.Forget();
         }
     }
 
