@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using RootfsExport.TestSupport;
 using Xunit;
 
@@ -8,7 +7,7 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// `update` against dpkg itself on real Debian packages: a bookworm minbase image (merged /usr, directories with
 /// non-root owners, libc-bin's ldconfig trigger, conffiles) gets upgrades from the security/point-release
 /// suites and new packages that ship into /bin and /lib; the reference is `dpkg --root REF --unpack` as real
-/// root on the same image. Every path's type, mode, owner, content and link target must agree, as must
+/// root on the same image. Every path's type, mode, owner, content, link target and xattrs must agree, as must
 /// status and info/. Then the board's step, `dpkg --configure -a`, must succeed on a copy of our export.
 /// </summary>
 public sealed class DpkgDifferentialTests
@@ -30,6 +29,7 @@ public sealed class DpkgDifferentialTests
     {
         Run.RequirePeer("dpkg");
         Run.RequirePeer("sqlite3");
+        Run.RequirePeer("getfattr");
         Assert.True(Run.IsRoot, "the reference is dpkg --unpack as real root");
         var image = DebianImage.MinbaseTarball();
         var debs = Newer(image, DebianImage.Debs([.. Upgrades, .. NewPackages]));
@@ -57,9 +57,8 @@ public sealed class DpkgDifferentialTests
             timeout: TimeSpan.FromMinutes(5)).ShouldSucceed();
 
         Assert.Equal(File.ReadAllText(Path.Combine(reference, "var/lib/dpkg/status")), File.ReadAllText(Path.Combine(b.Export, "var/lib/dpkg/status")));
-        var theirs = Tree.OfHost(reference);
-        var ours = Tree.OfExport(b.Export);
-        var differences = theirs.Differences(ours).Where(d => !Ignored(d.Path)).Select(d => $"{d.Path}: dpkg {d.Theirs}, ours {d.Ours}").ToList();
+        // type, mode, owner, content, link target and xattrs of every path
+        var differences = TreeSnapshot.Differences(TreeSnapshot.OfHost(reference), TreeSnapshot.OfExport(b.Export), Ignored, "dpkg");
         Assert.True(differences.Count == 0, $"{differences.Count} difference(s):\n" + string.Join('\n', differences.Take(60)));
 
         // the board's part: dpkg --configure -a, here on a copy of our export with its owners made real
@@ -90,52 +89,5 @@ public sealed class DpkgDifferentialTests
             var (name, version) = (fields[0][9..], fields[1][9..]);
             return !installed.TryGetValue(name, out var v) || v != version;
         }).ToList();
-    }
-
-    /// <summary>Type, permissions, owner, content hash and link target of every path of a tree.</summary>
-    private sealed record Entry(char Type, string Mode, string Owner, string? Content)
-    {
-        public override string ToString() => $"{Type} {Mode} {Owner} {Content}";
-    }
-
-    private sealed class Tree(Dictionary<string, Entry> entries)
-    {
-        /// <summary>A tree owned by real root: find's view.</summary>
-        public static Tree OfHost(string root) => new(Lines(Run.Program("find", root, "-mindepth", "1", "-printf", "%P\t%y\t%m\t%U:%G\n").ShouldSucceed().Stdout)
-            .ToDictionary(f => f[0], f => new Entry(f[1][0], f[2], f[3], Content(root, f[0], f[1][0]))));
-
-        /// <summary>Our export: types and owners from files.db (the disk only has placeholders), content from the disk.</summary>
-        public static Tree OfExport(string export)
-        {
-            var db = Path.Combine(Path.GetDirectoryName(export)!, Path.GetFileName(export) + ".pseudo_state", "files.db");
-            var rows = Run.Program("sqlite3", "-separator", "\t", db, "select path, mode, uid, gid from files").ShouldSucceed().Stdout;
-            return new(Lines(rows).Where(f => f[0].StartsWith(export + "/", StringComparison.Ordinal)).ToDictionary(f => f[0][(export.Length + 1)..], f =>
-            {
-                var mode = Convert.ToUInt32(f[1]);
-                var type = (mode & 0xf000) switch { 0x4000 => 'd', 0xa000 => 'l', 0x8000 => 'f', 0x2000 => 'c', 0x6000 => 'b', 0x1000 => 'p', _ => 's' };
-                return new Entry(type, Convert.ToString(mode & 0xfff, 8), $"{f[2]}:{f[3]}", Content(export, f[0][(export.Length + 1)..], type));
-            }));
-        }
-
-        private static IEnumerable<string[]> Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t'));
-
-        private static string? Content(string root, string rel, char type) => type switch
-        {
-            'f' => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(root, rel))))[..16],
-            'l' => "-> " + new FileInfo(Path.Combine(root, rel)).LinkTarget,
-            _ => null,
-        };
-
-        public IEnumerable<(string Path, Entry? Theirs, Entry? Ours)> Differences(Tree ours)
-        {
-            foreach (var path in entries.Keys.Union(ours.Entries.Keys).Order(StringComparer.Ordinal))
-            {
-                entries.TryGetValue(path, out var t);
-                ours.Entries.TryGetValue(path, out var o);
-                if (t != o) yield return (path, t, o);
-            }
-        }
-
-        public Dictionary<string, Entry> Entries => entries;
     }
 }
