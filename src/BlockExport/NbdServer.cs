@@ -74,34 +74,63 @@ public static class NbdServer
     }
 
     /// <summary>nbdkit's arguments for one board (or, read-only, for all: any export name is answered).</summary>
-    public static IReadOnlyList<string> Arguments(NbdPlan plan, string board, int port)
+    /// <param name="image">the path nbdkit opens: serve's own open descriptor of the image (see <see cref="RunAsync"/>)</param>
+    public static IReadOnlyList<string> Arguments(NbdPlan plan, string board, int port, string image)
     {
         var args = new List<string> { "--foreground", "--exit-with-parent", "-i", plan.Bind.ToString(), "-p", port.ToString(CultureInfo.InvariantCulture),
             "-P", plan.PidFile(board), "-e", board };
-        if (plan.ReadOnly) args.AddRange(["-r", "file", $"file={plan.Image}"]);
-        else args.AddRange(["--filter=exportname", "--filter=cow", "file", $"file={plan.Image}", $"exportname={board}", "exportname-strict=true"]);
+        if (plan.ReadOnly) args.AddRange(["-r", "file", $"file={image}"]);
+        else args.AddRange(["--filter=exportname", "--filter=cow", "file", $"file={image}", $"exportname={board}", "exportname-strict=true"]);
         return args;
     }
 
-    /// <summary>Runs every board's nbdkit until stopped; one that ends (a reset) is started again with an empty overlay.</summary>
+    /// <summary>
+    /// Runs every board's nbdkit until stopped; one that ends (a reset) is started again with an empty overlay.
+    /// nbdkit's file plugin opens the file again for each connection (by its real path), and update renames a
+    /// rebuilt image over the old one: a board reconnecting after that would read new blocks under its old
+    /// overlay. So nbdkit is given a hard link of its own to the image (beside it, removed when serve stops):
+    /// every board reads the image serve started with.
+    /// </summary>
     public static async Task RunAsync(NbdPlan plan, TextWriter log, CancellationToken stop)
     {
         Directory.CreateDirectory(plan.RunDir);
         var nbdkit = HostPrograms.Require("nbdkit", "nbdkit");
-        using var all = CancellationTokenSource.CreateLinkedTokenSource(stop);
-        var boards = plan.Boards.Select(b => Task.Run(() => SuperviseAsync(nbdkit, plan, b.Board, b.Port, log, all.Token))).ToList();
-        var first = await Task.WhenAny(boards);
-        all.Cancel();
-        await Task.WhenAll(boards.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        if (first.IsFaulted) throw first.Exception!.InnerException!;
+        var image = PinImage(plan.Image);
+        try
+        {
+            using var all = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            var boards = plan.Boards.Select(b => Task.Run(() => SuperviseAsync(nbdkit, plan, b.Board, b.Port, image, log, all.Token))).ToList();
+            var first = await Task.WhenAny(boards);
+            all.Cancel();
+            await Task.WhenAll(boards.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+            if (first.IsFaulted) throw first.Exception!.InnerException!;
+        }
+        finally
+        {
+            File.Delete(image);
+        }
     }
 
-    private static async Task SuperviseAsync(string nbdkit, NbdPlan plan, string board, int port, TextWriter log, CancellationToken stop)
+    /// <summary>.NAME.served-PID beside the image, a hard link; links of serves that are gone are removed first.</summary>
+    private static string PinImage(string image)
+    {
+        var dir = Path.GetDirectoryName(image)!;
+        var name = Path.GetFileName(image);
+        foreach (var stale in Directory.EnumerateFiles(dir, $".{name}.served-*"))
+            if (int.TryParse(stale[(stale.LastIndexOf('-') + 1)..], out var pid) && !Directory.Exists($"/proc/{pid}")) File.Delete(stale);
+        var pinned = $".{name}.served-{Environment.ProcessId}";
+        using var handle = HostDirectory.Open(dir);
+        if (handle.TryStat(pinned, out _)) handle.Unlink(pinned);
+        HostDirectory.Link(handle, name, handle, pinned);
+        return Path.Combine(dir, pinned);
+    }
+
+    private static async Task SuperviseAsync(string nbdkit, NbdPlan plan, string board, int port, string image, TextWriter log, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
             var started = Stopwatch.StartNew();
-            using var process = ChildProcess.Start(nbdkit, Arguments(plan, board, port));
+            using var process = ChildProcess.Start(nbdkit, Arguments(plan, board, port, image));
             try { await process.WaitForExitAsync(stop); }
             catch (OperationCanceledException) { Stop(process); break; }
             finally { File.Delete(plan.PidFile(board)); }

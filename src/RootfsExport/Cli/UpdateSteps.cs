@@ -50,8 +50,8 @@ public static class UpdateSteps
             // packages asked for by name that could not be installed make the run fail; feed notes do not
             if (result.Problems.Any(p => request.Install.Any(r => p.StartsWith(r + ":") || p.StartsWith(r + " ")))) rc = 1;
         }
+        BlockExport.ImageUpdates.Refresh(request.Export, output); // before the entries: a rebuilt verity image has a new root hash
         FoundationCommands.BootRefresh(request.Export, output);
-        BlockExport.ImageUpdates.Refresh(request.Export, output);
         output.Flush();
         return new UpdateOutcome(rc, notReady);
     }
