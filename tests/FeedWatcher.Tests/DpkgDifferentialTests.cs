@@ -12,8 +12,8 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// </summary>
 public sealed class DpkgDifferentialTests
 {
-    private static readonly string[] Upgrades = ["libpam0g", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "zlib1g", "libssl3", "apt", "libapt-pkg6.0", "tzdata"];
-    private static readonly string[] NewPackages = ["busybox", "less", "iputils-ping", "libcap2-bin"];
+    internal static readonly string[] Upgrades = ["libpam0g", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "zlib1g", "libssl3", "apt", "libapt-pkg6.0", "tzdata"];
+    internal static readonly string[] NewPackages = ["busybox", "less", "iputils-ping", "libcap2-bin"];
 
     /// <summary>State files dpkg keeps for itself (backups, locks, logs) and our own stamp: not part of the result.</summary>
     private static bool Ignored(string path) =>
@@ -72,7 +72,7 @@ public sealed class DpkgDifferentialTests
         Assert.Equal("", Run.Program("dpkg", "--root=" + copy, "--audit").ShouldSucceed().Stdout);
     }
 
-    private static Dictionary<string, string> ImageVersions(string image)
+    internal static Dictionary<string, string> ImageVersions(string image)
     {
         var status = Run.Shell($"zstd -dc {image} | tar -xOf - ./var/lib/dpkg/status").ShouldSucceed().Stdout;
         return status.Split("\n\n").Select(s => s.Split('\n')).Where(l => l.Any(x => x == "Status: install ok installed"))
@@ -80,7 +80,7 @@ public sealed class DpkgDifferentialTests
     }
 
     /// <summary>The downloaded .debs that are not in the image at that version (the rest would be no-ops both ways).</summary>
-    private static List<string> Newer(string image, List<string> debs)
+    internal static List<string> Newer(string image, List<string> debs)
     {
         var installed = ImageVersions(image);
         return debs.Where(d =>
