@@ -110,16 +110,42 @@ public sealed class FilesDb : IDisposable
     /// <summary>Runs the action in one transaction (nested calls join the outer one).</summary>
     public void InTransaction(Action action)
     {
-        if (_depth++ == 0) Exec("BEGIN IMMEDIATE");
-        bool ok = false;
-        try
+        using var tx = BeginTransaction();
+        action();
+        tx.Commit();
+    }
+
+    /// <summary>
+    /// Opens a transaction (or joins the one open): <see cref="Transaction.Commit"/> ends it, disposing it
+    /// uncommitted rolls the outermost one back.
+    /// </summary>
+    public Transaction BeginTransaction()
+    {
+        if (_depth++ == 0)
         {
-            action();
-            ok = true;
+            try { Exec("BEGIN IMMEDIATE"); }
+            catch { _depth--; throw; }
         }
-        finally
+        return new Transaction(this);
+    }
+
+    public sealed class Transaction : IDisposable
+    {
+        private FilesDb? _db;
+        private bool _ok;
+
+        internal Transaction(FilesDb db) => _db = db;
+
+        public void Commit()
         {
-            if (--_depth == 0) Exec(ok ? "COMMIT" : "ROLLBACK");
+            _ok = true;
+            Dispose();
+        }
+
+        public void Dispose()
+        {
+            var db = Interlocked.Exchange(ref _db, null);
+            if (db != null && --db._depth == 0) db.Exec(_ok ? "COMMIT" : "ROLLBACK");
         }
     }
 
@@ -237,28 +263,6 @@ public sealed class FilesDb : IDisposable
         using var cmd = Command("UPDATE files SET path = $new || substr(path, length($p) + 1), deleting = 0 WHERE path = $p OR (path > $lo AND path < $hi)");
         AddTreeParameters(cmd, oldPath);
         cmd.Parameters.AddWithValue("$new", newPath);
-        cmd.ExecuteNonQuery();
-    }
-
-    /// <summary>Moves the device number of every row (the export moved to another filesystem; pseudo -i).</summary>
-    public void RenumberDevice(long oldDev, long newDev)
-    {
-        using var cmd = Command("UPDATE files SET dev = $n WHERE dev = $o; UPDATE xattrs SET dev = $n WHERE dev = $o;");
-        cmd.Parameters.AddWithValue("$n", newDev);
-        cmd.Parameters.AddWithValue("$o", oldDev);
-        cmd.ExecuteNonQuery();
-    }
-
-    /// <summary>Re-keys one inode (the object was replaced on disk by an equal one with a new inode).</summary>
-    public void Rekey(string path, long dev, long ino)
-    {
-        var row = GetByPath(path) ?? throw new InvalidOperationException($"no row for {path}");
-        using var cmd = Command("UPDATE files SET dev = $d, ino = $i WHERE path = $p; UPDATE xattrs SET dev = $d, ino = $i WHERE dev = $od AND ino = $oi AND NOT EXISTS (SELECT 1 FROM files WHERE dev = $od AND ino = $oi);");
-        cmd.Parameters.AddWithValue("$d", dev);
-        cmd.Parameters.AddWithValue("$i", ino);
-        cmd.Parameters.AddWithValue("$p", path);
-        cmd.Parameters.AddWithValue("$od", row.Dev);
-        cmd.Parameters.AddWithValue("$oi", row.Ino);
         cmd.ExecuteNonQuery();
     }
 

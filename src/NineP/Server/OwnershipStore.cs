@@ -9,9 +9,11 @@ namespace RootfsExport.NineP.Server;
 /// database writes run in order on one writer thread that groups them into transactions (one commit per
 /// burst instead of one fsync per file). <see cref="Dispose"/> commits what is queued.
 /// </summary>
-public sealed class OwnershipStore : IDisposable
+public sealed class OwnershipStore : IOwnershipStore, IDisposable
 {
     private readonly FilesDb _db;
+    // the writer thread's view of files.db: the same row semantics, one transaction per burst
+    private readonly FilesDbStore _sql;
     private readonly object _lock = new();
     private readonly Dictionary<string, FileRow> _byPath = new(StringComparer.Ordinal);
     // every path of an inode: a create checks for stale rows of a reused inode and a chown reaches all links,
@@ -29,6 +31,7 @@ public sealed class OwnershipStore : IDisposable
     public OwnershipStore(FilesDb db, Action<string>? log = null)
     {
         _db = db;
+        _sql = new FilesDbStore(db);
         _log = log;
         LoadRows();
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "files.db writer" };
@@ -49,18 +52,16 @@ public sealed class OwnershipStore : IDisposable
         {
             if (first.Alone) { Run(first.Op); continue; }
             Action? alone = null;
-            _db.InTransaction(() =>
+            Run(first.Op);
+            long until = Environment.TickCount64 + CommitWindowMs;
+            for (int n = 0; n < 5000; n++)
             {
-                Run(first.Op);
-                long until = Environment.TickCount64 + CommitWindowMs;
-                for (int n = 0; n < 5000; n++)
-                {
-                    long left = until - Environment.TickCount64;
-                    if (left <= 0 || !_queue.TryTake(out var next, (int)left)) break;
-                    if (next.Alone) { alone = next.Op; break; } // commit first: it must see every write before it
-                    Run(next.Op);
-                }
-            });
+                long left = until - Environment.TickCount64;
+                if (left <= 0 || !_queue.TryTake(out var next, (int)left)) break;
+                if (next.Alone) { alone = next.Op; break; } // commit first: it must see every write before it
+                Run(next.Op);
+            }
+            _sql.Commit();
             if (alone != null) Run(alone);
         }
     }
@@ -169,7 +170,7 @@ public sealed class OwnershipStore : IDisposable
             foreach (var stale in RowsOf(row.Dev, row.Ino).Where(r => r.Path != row.Path)) Remove(stale.Path);
             Set(row);
             _noXattrs.Add((row.Dev, row.Ino));
-            Enqueue(() => _db.PutNew(row));
+            Enqueue(() => _sql.PutNew(row));
         }
     }
 
@@ -179,7 +180,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             Set(row);
-            Enqueue(() => _db.PutLink(row));
+            Enqueue(() => _sql.PutLink(row));
         }
     }
 
@@ -190,7 +191,7 @@ public sealed class OwnershipStore : IDisposable
         {
             foreach (var link in RowsOf(row.Dev, row.Ino)) // same paths, same inode: the index stays as it is
                 _byPath[link.Path] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
-            Enqueue(() => _db.UpdateOwnership(row.Dev, row.Ino, uid, gid, mode));
+            Enqueue(() => _sql.UpdateOwnership(row, uid, gid, mode));
         }
     }
 
@@ -199,7 +200,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             Remove(path);
-            Enqueue(() => _db.DeletePath(path));
+            Enqueue(() => _sql.DeletePath(path));
         }
     }
 
@@ -208,7 +209,7 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock)
         {
             foreach (var key in KeysUnder(path)) Remove(key);
-            Enqueue(() => _db.DeleteTree(path));
+            Enqueue(() => _sql.DeleteTree(path));
         }
     }
 
@@ -224,11 +225,7 @@ public sealed class OwnershipStore : IDisposable
                 Remove(key);
                 Set(row with { Path = newPath + key[oldPath.Length..] });
             }
-            Enqueue(() =>
-            {
-                if (targetExisted) _db.DeleteTree(newPath);
-                _db.RenameTree(oldPath, newPath);
-            });
+            Enqueue(() => _sql.Rename(oldPath, newPath, targetExisted));
         }
     }
 
@@ -245,21 +242,29 @@ public sealed class OwnershipStore : IDisposable
         lock (_lock) return _noXattrs.Contains((row.Dev, row.Ino));
     }
 
-    public byte[]? GetXattr(FileRow row, string name) => HasNoXattrs(row) ? null : Query(() => _db.GetXattr(row.Dev, row.Ino, name));
+    public byte[]? GetXattr(FileRow row, string name) => HasNoXattrs(row) ? null : Query(() => _sql.GetXattr(row, name));
 
     public List<string> ListXattrs(FileRow row) =>
-        HasNoXattrs(row) ? [] : Query(() => _db.GetXattrs(row.Dev, row.Ino).Select(x => x.Name).ToList());
+        HasNoXattrs(row) ? [] : Query(() => _sql.ListXattrs(row));
 
     public void SetXattr(FileRow row, string name, byte[] value)
     {
         lock (_lock)
         {
             _noXattrs.Remove((row.Dev, row.Ino));
-            Enqueue(() => _db.SetXattr(row.Dev, row.Ino, name, value));
+            Enqueue(() => _sql.SetXattr(row, name, value));
         }
     }
 
-    public bool RemoveXattr(FileRow row, string name) => !HasNoXattrs(row) && Query(() => _db.RemoveXattr(row.Dev, row.Ino, name));
+    public bool RemoveXattr(FileRow row, string name) => !HasNoXattrs(row) && Query(() => _sql.RemoveXattr(row, name));
+
+    /// <summary>Returns once everything queued before it is committed to files.db.</summary>
+    public void Commit()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add((() => done.SetResult(), true));
+        done.Task.GetAwaiter().GetResult();
+    }
 
     /// <summary>Commits everything queued and closes the database.</summary>
     public void Dispose()
@@ -267,6 +272,7 @@ public sealed class OwnershipStore : IDisposable
         if (_queue.IsAddingCompleted) return;
         _queue.CompleteAdding();
         _writer.Join();
+        _sql.Dispose();
         _db.Dispose();
         _queue.Dispose();
     }
