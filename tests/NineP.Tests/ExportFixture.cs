@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using RootfsExport.NineP.Protocol;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 using Xunit;

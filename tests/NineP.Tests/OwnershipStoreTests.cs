@@ -1,3 +1,4 @@
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.PseudoDb;
 using RootfsExport.TestSupport;

@@ -1,3 +1,4 @@
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Protocol;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
@@ -366,7 +367,7 @@ public class ServerTests
     {
         using var scratch = new ScratchDir("rfe-9p");
         Directory.CreateDirectory(scratch["bare"]);
-        var e = Assert.Throws<UserFacingException>(() => Server.ExportServer.Open(scratch["bare"]));
+        var e = Assert.Throws<UserFacingException>(() => ExportServer.Open(scratch["bare"]));
         Assert.Contains("unpack", e.Message);
 
         using var fx = new ExportFixture();
@@ -379,7 +380,7 @@ public class ServerTests
         try
         {
             Assert.NotNull(fx.State.LiveServerPid());
-            var live = Assert.Throws<UserFacingException>(() => Server.ExportServer.Open(fx.Export));
+            var live = Assert.Throws<UserFacingException>(() => ExportServer.Open(fx.Export));
             Assert.Contains("pseudo", live.Message);
         }
         finally

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using RootfsExport.NineP.Protocol;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 using RootfsExport.Posix;

@@ -24,12 +24,12 @@ public sealed record ServerOptions
 /// concurrently (bounded), one reply per request, in any order; Tflush is answered after the flushed
 /// request's reply. Fids and their host fds go with a clunk, a Tversion reset or the disconnect.
 /// </summary>
-public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = null)
+public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? options = null) where TFid : NinePFid
 {
     private readonly ServerOptions _options = options ?? new ServerOptions();
     private long _unexpected;
 
-    public ExportFileSystem FileSystem => fs;
+    public INinePFileSystem<TFid> FileSystem => fs;
 
     /// <summary>Every request passes it; a host-side change of the export closes it for its duration.</summary>
     public RequestGate Gate { get; } = new();
@@ -93,11 +93,11 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
         _options.Log?.Invoke($"9p: unexpected error in {what}: {e.GetType().Name}: {e.Message} ({e.StackTrace?.TrimStart().Split('\n')[0].Trim()})"); // one line, not a trace
     }
 
-    private sealed class Connection(NinePServer server, INinePTransport transport)
+    private sealed class Connection(NinePServer<TFid> server, INinePTransport transport)
     {
-        private readonly ExportFileSystem _fs = server.FileSystem;
+        private readonly INinePFileSystem<TFid> _fs = server.FileSystem;
         private readonly ServerOptions _opt = server._options;
-        private readonly Dictionary<uint, Fid> _fids = new();
+        private readonly Dictionary<uint, TFid> _fids = new();
         private readonly Dictionary<ushort, Task> _inFlight = new();
         private readonly SemaphoreSlim _writeGate = new(1, 1);
         private readonly SemaphoreSlim _slots = new(server._options.MaxConcurrentRequests);
@@ -181,9 +181,9 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
 
         private void ClunkAll()
         {
-            List<Fid> all;
+            List<TFid> all;
             lock (_fids) { all = _fids.Values.ToList(); _fids.Clear(); }
-            foreach (var f in all) { _fs.Untrack(f); f.Release(); }
+            foreach (var f in all) Drop(f);
         }
 
         /// <summary>Starts serving one frame (owns buffer and one slot).</summary>
@@ -388,38 +388,45 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
 
         // ---------------- fid table ----------------
 
-        private Fid Acquire(uint id)
+        private TFid Acquire(uint id)
         {
             lock (_fids)
                 if (_fids.TryGetValue(id, out var f) && f.TryAddRef()) return f;
             throw new NinePException(Errno.EBADF, $"unknown fid {id}");
         }
 
-        private void AddFid(uint id, Fid fid)
+        private void AddFid(uint id, TFid fid)
         {
             lock (_fids)
             {
-                if (_fids.ContainsKey(id)) { fid.Release(); throw new NinePException(Errno.EBADF, $"fid {id} in use"); }
-                _fids[id] = fid;
+                if (!_fids.ContainsKey(id)) { _fids[id] = fid; return; }
             }
-            _fs.Track(fid);
+            Drop(fid);
+            throw new NinePException(Errno.EBADF, $"fid {id} in use");
         }
 
         /// <summary>Replaces (or adds) a fid: walk with newfid == fid.</summary>
-        private void ReplaceFid(uint id, Fid fid)
+        private void ReplaceFid(uint id, TFid fid)
         {
-            Fid? old;
+            TFid? old;
             lock (_fids) { _fids.TryGetValue(id, out old); _fids[id] = fid; }
-            _fs.Track(fid);
-            if (old != null) { _fs.Untrack(old); old.Release(); }
+            if (old != null) Drop(old);
         }
 
-        private Fid? RemoveFid(uint id)
+        /// <summary>Takes a fid out of the table; the caller releases its reference.</summary>
+        private TFid RemoveFid(uint id)
         {
-            Fid? f;
-            lock (_fids) if (!_fids.Remove(id, out f)) return null;
-            _fs.Untrack(f);
+            TFid? f;
+            lock (_fids) if (!_fids.Remove(id, out f)) throw new NinePException(Errno.EBADF, "unknown fid");
+            _fs.Clunk(f);
             return f;
+        }
+
+        /// <summary>A fid leaves the table for good: the file system forgets it, its state goes with its last reference.</summary>
+        private void Drop(TFid fid)
+        {
+            _fs.Clunk(fid);
+            fid.Release();
         }
 
         // ---------------- handlers ----------------
@@ -432,116 +439,228 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
                 case Tauth:
                     // "No authentication required": ENOENT is what diod's libnpclient (diodls, diodcat) takes as such.
                     throw new NinePException(Errno.ENOENT, "no authentication required");
-                case Tattach a:
-                {
-                    if (a.Afid != P9.NoFid) throw new NinePException(Errno.EINVAL, "no authentication: afid must be NOFID");
-                    var (rel, qid) = _fs.Attach(a.Aname);
-                    AddFid(a.Fid, new Fid(rel, AttachUid(a)));
-                    return new Rattach(qid);
-                }
-                case Twalk w:
-                {
-                    var fid = Acquire(w.Fid);
-                    try
-                    {
-                        if (w.NewFid != w.Fid) lock (_fids) if (_fids.ContainsKey(w.NewFid)) throw new NinePException(Errno.EBADF, "newfid in use");
-                        var walked = _fs.Walk(fid, w.Names);
-                        if (walked.NewRel != null)
-                        {
-                            var nf = new Fid(walked.NewRel, fid.Uid);
-                            if (walked.Holder != null) nf.AdoptParent(walked.Holder);
-                            if (w.NewFid == w.Fid) ReplaceFid(w.NewFid, nf); else AddFid(w.NewFid, nf);
-                        }
-                        return new Rwalk(walked.Qids);
-                    }
-                    finally { fid.Release(); }
-                }
-                case Tclunk c:
-                {
-                    var fid = RemoveFid(c.Fid) ?? throw new NinePException(Errno.EBADF, "unknown fid");
-                    try
-                    {
-                        if (fid.XattrWrite is { } x) { fid.XattrWrite = null; _fs.XattrCommit(fid, x); }
-                    }
-                    finally { fid.Release(); }
-                    return new Rclunk();
-                }
-                case Tremove r:
-                {
-                    var fid = RemoveFid(r.Fid) ?? throw new NinePException(Errno.EBADF, "unknown fid");
-                    try { _fs.Remove(fid); }
-                    finally { fid.Release(); }
-                    return new Rremove();
-                }
-                case Tgetattr g: return WithFid(g.Fid, f => new Rgetattr(_fs.GetAttr(f)));
-                case Tsetattr s: return WithFid(s.Fid, f => { _fs.SetAttr(f, s); return new Rsetattr(); });
-                case Tstatfs s: return WithFid(s.Fid, _ => _fs.StatFs());
-                case Tlopen o: return WithFid(o.Fid, f => { var q = _fs.Open(f, o.Flags); return new Rlopen(q, q.Type == QidType.Dir ? DirectoryIounit : 0); });
-                case Tlcreate c: return WithFid(c.Fid, f => new Rlcreate(_fs.Create(f, c.Name, c.Flags, c.Mode, c.Gid), 0));
-                case Tmkdir d: return WithFid(d.Dfid, f => new Rmkdir(_fs.Mkdir(f, d.Name, d.Mode, d.Gid)));
-                case Tsymlink s: return WithFid(s.Dfid, f => new Rsymlink(_fs.Symlink(f, s.Name, s.Target, s.Gid)));
-                case Tmknod n: return WithFid(n.Dfid, f => new Rmknod(_fs.Mknod(f, n.Name, n.Mode, n.Major, n.Minor, n.Gid)));
-                case Treadlink r: return WithFid(r.Fid, f => new Rreadlink(_fs.ReadLink(f)));
-                case Tfsync s: return WithFid(s.Fid, f => { _fs.Fsync(f, s.Datasync != 0); return new Rfsync(); });
-                case Tlock l: return WithFid(l.Fid, _ => new Rlock(LockValues.Success));
-                case Tgetlock g: return WithFid(g.Fid, _ => new Rgetlock(LockValues.Unlock, g.Start, g.Length, g.ProcId, g.ClientId));
-                case Tlink l: return WithFid(l.Dfid, d => WithFid(l.Fid, f => { _fs.Link(d, f, l.Name); return new Rlink(); }));
-                case Trename r: return WithFid(r.Fid, f => WithFid(r.Dfid, d => { _fs.Rename(f, d, r.Name); return new Rrename(); }));
-                case Trenameat r:
-                    return WithFid(r.OldDirFid, od => WithFid(r.NewDirFid, nd =>
-                    {
-                        _fs.RenameAt(od, r.OldName, nd, r.NewName);
-                        return new Rrenameat();
-                    }));
-                case Tunlinkat u: return WithFid(u.DirFid, d => { _fs.UnlinkAt(d, u.Name, u.Flags); return new Runlinkat(); });
-                case Txattrwalk x:
-                    return WithFid(x.Fid, f =>
-                    {
-                        var value = _fs.XattrGet(f, x.Name);
-                        var nf = new Fid(f.Path, f.Uid) { XattrValue = value };
-                        if (x.NewFid == x.Fid) ReplaceFid(x.NewFid, nf); else AddFid(x.NewFid, nf);
-                        return new Rxattrwalk((ulong)value.Length);
-                    });
-                case Txattrcreate x: return WithFid(x.Fid, f => { _fs.XattrPrepare(f, x.Name, x.AttrSize, x.Flags); return new Rxattrcreate(); });
-                case Tread r:
-                {
-                    var fid = Acquire(r.Fid);
-                    try
-                    {
-                        int count = (int)Math.Min(r.Count, (uint)(_msize - P9.ReadReplyHeaderSize));
-                        raw = ArrayPool<byte>.Shared.Rent(P9.ReadReplyHeaderSize + count);
-                        try
-                        {
-                            int n = _fs.Read(fid, r.Offset, raw.AsSpan(P9.ReadReplyHeaderSize, count));
-                            WriteCountHeader(raw, MessageType.Rread, tag, n);
-                        }
-                        catch { ArrayPool<byte>.Shared.Return(raw); raw = null; throw; }
-                        return null!;
-                    }
-                    finally { fid.Release(); }
-                }
-                case Treaddir r:
-                {
-                    var fid = Acquire(r.Fid);
-                    try
-                    {
-                        int count = (int)Math.Min(r.Count, (uint)(_msize - P9.ReadReplyHeaderSize));
-                        raw = ArrayPool<byte>.Shared.Rent(P9.ReadReplyHeaderSize + count);
-                        try
-                        {
-                            int n = _fs.ReadDir(fid, r.Offset, raw.AsSpan(P9.ReadReplyHeaderSize, count));
-                            WriteCountHeader(raw, MessageType.Rreaddir, tag, n);
-                        }
-                        catch { ArrayPool<byte>.Shared.Return(raw); raw = null; throw; }
-                        return null!;
-                    }
-                    finally { fid.Release(); }
-                }
-                case Twrite w: return WithFid(w.Fid, f => new Rwrite(_fs.Write(f, w.Offset, w.Data.Span)));
+                case Tattach a: return Attach(a);
+                case Twalk w: return Walk(w);
+                case Tclunk c: return Clunk(c);
+                case Tremove r: return Remove(r);
+                case Tgetattr g: { using var f = Lease(g.Fid); return new Rgetattr(_fs.GetAttr(f.Fid, g.RequestMask)); }
+                case Tsetattr s: { using var f = Lease(s.Fid); _fs.SetAttr(f.Fid, s.Valid, Values(s)); return new Rsetattr(); }
+                case Tstatfs s: { using var f = Lease(s.Fid); return StatFs(_fs.StatFs(f.Fid)); }
+                case Tlopen o: { using var f = Lease(o.Fid); return Open(f.Fid, o); }
+                case Tlcreate c: { using var f = Lease(c.Fid); return Create(f.Fid, c); }
+                case Tmkdir d: { using var f = Lease(d.Dfid); return new Rmkdir(_fs.Mkdir(f.Fid, NinePNames.Check(d.Name), d.Mode, d.Gid)); }
+                case Tsymlink s: { using var f = Lease(s.Dfid); return new Rsymlink(_fs.Symlink(f.Fid, NinePNames.Check(s.Name), s.Target, s.Gid)); }
+                case Tmknod n: { using var f = Lease(n.Dfid); return new Rmknod(_fs.Mknod(f.Fid, NinePNames.Check(n.Name), n.Mode, n.Major, n.Minor, n.Gid)); }
+                case Treadlink r: { using var f = Lease(r.Fid); return new Rreadlink(_fs.ReadLink(f.Fid)); }
+                case Tfsync s: { using var f = Lease(s.Fid); _fs.Fsync(f.Fid, s.Datasync != 0); return new Rfsync(); }
+                case Tlock l: { using var f = Lease(l.Fid); return new Rlock(_fs.Lock(f.Fid, new LockRange(l.LockType, l.Start, l.Length, l.ProcId, l.ClientId), l.Flags)); }
+                case Tgetlock g: { using var f = Lease(g.Fid); return GetLock(_fs.GetLock(f.Fid, new LockRange(g.LockType, g.Start, g.Length, g.ProcId, g.ClientId))); }
+                case Tlink l: { using var d = Lease(l.Dfid); using var f = Lease(l.Fid); _fs.Link(d.Fid, f.Fid, NinePNames.Check(l.Name)); return new Rlink(); }
+                case Trename r: { using var f = Lease(r.Fid); using var d = Lease(r.Dfid); _fs.Rename(f.Fid, d.Fid, NinePNames.Check(r.Name)); return new Rrename(); }
+                case Trenameat r: return RenameAt(r);
+                case Tunlinkat u: { using var d = Lease(u.DirFid); _fs.UnlinkAt(d.Fid, NinePNames.Check(u.Name), u.Flags); return new Runlinkat(); }
+                case Txattrwalk x: { using var f = Lease(x.Fid); return XattrWalk(f.Fid, x); }
+                case Txattrcreate x: { using var f = Lease(x.Fid); return XattrCreate(f.Fid, x); }
+                case Tread r: { using var f = Lease(r.Fid); return Read(f.Fid, r, tag, out raw); }
+                case Treaddir r: { using var f = Lease(r.Fid); return ReadDir(f.Fid, r, tag, out raw); }
+                case Twrite w: { using var f = Lease(w.Fid); return new Rwrite(Write(f.Fid, w)); }
                 default:
                     // R-messages, Tlerror and anything else a client has no business sending.
                     throw new NinePException(Errno.EOPNOTSUPP, $"unexpected {m.Type}");
             }
+        }
+
+        private Rattach Attach(Tattach a)
+        {
+            if (a.Afid != P9.NoFid) throw new NinePException(Errno.EINVAL, "no authentication: afid must be NOFID");
+            var fid = _fs.Attach(a.Aname, AttachUid(a), out var qid);
+            AddFid(a.Fid, fid);
+            return new Rattach(qid);
+        }
+
+        /// <summary>
+        /// Twalk: a bad name after the first ends the walk there (a partial walk: the qids so far, no new fid);
+        /// a bad first name is an error.
+        /// </summary>
+        private Rwalk Walk(Twalk w)
+        {
+            var fid = Acquire(w.Fid);
+            try
+            {
+                if (w.NewFid != w.Fid) lock (_fids) if (_fids.ContainsKey(w.NewFid)) throw new NinePException(Errno.EBADF, "newfid in use");
+                int walkable = NinePNames.WalkablePrefix(w.Names);
+                if (walkable == 0 && w.Names.Count > 0) NinePNames.Check(w.Names[0]);
+                var names = walkable == w.Names.Count ? w.Names : w.Names.Take(walkable).ToArray();
+                var qids = _fs.Walk(fid, names, out var walked);
+                if (walked != null && walkable < w.Names.Count) { Drop(walked); walked = null; }
+                if (walked != null)
+                {
+                    if (w.NewFid == w.Fid) ReplaceFid(w.NewFid, walked); else AddFid(w.NewFid, walked);
+                }
+                return new Rwalk(qids);
+            }
+            finally { fid.Release(); }
+        }
+
+        private Rclunk Clunk(Tclunk c)
+        {
+            var fid = RemoveFid(c.Fid);
+            try
+            {
+                if (fid.XattrWrite is { } x)
+                {
+                    fid.XattrWrite = null;
+                    if ((ulong)x.Data.Length != x.Size) throw new NinePException(Errno.EINVAL, "xattr size mismatch");
+                    _fs.XattrSet(fid, x.Name, x.Data.ToArray(), x.Flags);
+                }
+            }
+            finally { fid.Release(); }
+            return new Rclunk();
+        }
+
+        private Rremove Remove(Tremove r)
+        {
+            var fid = RemoveFid(r.Fid);
+            try { _fs.Remove(fid); }
+            finally { fid.Release(); }
+            return new Rremove();
+        }
+
+        private Rrenameat RenameAt(Trenameat r)
+        {
+            using var from = Lease(r.OldDirFid);
+            using var to = Lease(r.NewDirFid);
+            _fs.RenameAt(from.Fid, NinePNames.Check(r.OldName), to.Fid, NinePNames.Check(r.NewName));
+            return new Rrenameat();
+        }
+
+        private static SetAttrValues Values(Tsetattr s) => new(s.Mode, s.Uid, s.Gid, s.Size, s.AtimeSec, s.AtimeNsec, s.MtimeSec, s.MtimeNsec);
+
+        private static Rstatfs StatFs(in FsStats s) =>
+            new(s.Type, s.BlockSize, s.Blocks, s.BlocksFree, s.BlocksAvailable, s.Files, s.FilesFree, s.Fsid, s.NameLength);
+
+        private static Rgetlock GetLock(in LockRange l) => new(l.Type, l.Start, l.Length, l.ProcId, l.ClientId);
+
+        // ---------------- open state ----------------
+
+        private Rlopen Open(TFid fid, Tlopen o)
+        {
+            lock (fid.Gate)
+            {
+                if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+                var qid = _fs.Open(fid, o.Flags);
+                bool dir = qid.Type == QidType.Dir;
+                fid.OpenState = dir ? FidOpenState.Directory : FidOpenState.File;
+                fid.OpenForWriting = !dir && (o.Flags & 3) != 0;
+                return new Rlopen(qid, dir ? DirectoryIounit : 0);
+            }
+        }
+
+        private Rlcreate Create(TFid fid, Tlcreate c)
+        {
+            NinePNames.Check(c.Name);
+            lock (fid.Gate)
+            {
+                if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+                var qid = _fs.Create(fid, c.Name, c.Flags, c.Mode, c.Gid);
+                fid.OpenState = FidOpenState.File;
+                fid.OpenForWriting = (c.Flags & 3) != 0;
+                return new Rlcreate(qid, 0);
+            }
+        }
+
+        private Rxattrwalk XattrWalk(TFid fid, Txattrwalk x)
+        {
+            var value = _fs.XattrWalk(fid, x.Name, out var nf);
+            nf.XattrValue = value;
+            if (x.NewFid == x.Fid) ReplaceFid(x.NewFid, nf); else AddFid(x.NewFid, nf);
+            return new Rxattrwalk((ulong)value.Length);
+        }
+
+        /// <summary>Linux's XATTR_SIZE_MAX: no larger value is accepted.</summary>
+        private const int XattrSizeMax = 65536;
+
+        private Rxattrcreate XattrCreate(TFid fid, Txattrcreate x)
+        {
+            if (x.Name.Length == 0 || x.Name.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad xattr name");
+            if (x.AttrSize > XattrSizeMax) throw new NinePException(Errno.E2BIG, "xattr too large");
+            if ((x.Flags & ~3u) != 0 || x.Flags == 3) throw new NinePException(Errno.EINVAL, "bad xattr flags");
+            lock (fid.Gate)
+            {
+                if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
+                _fs.XattrCreate(fid, x.Name, x.AttrSize, x.Flags);
+                fid.XattrWrite = new PendingXattr(x.Name, x.AttrSize, x.Flags);
+            }
+            return new Rxattrcreate();
+        }
+
+        // ---------------- data ----------------
+
+        /// <summary>Tread: the pending xattr value, or file data straight into a pooled reply frame (raw).</summary>
+        private Message Read(TFid fid, Tread r, ushort tag, out byte[]? raw)
+        {
+            int count = (int)Math.Min(r.Count, (uint)(_msize - P9.ReadReplyHeaderSize));
+            raw = ArrayPool<byte>.Shared.Rent(P9.ReadReplyHeaderSize + count);
+            try
+            {
+                var dest = raw.AsSpan(P9.ReadReplyHeaderSize, count);
+                int n;
+                if (fid.XattrValue is { } value) n = CopyFrom(value, r.Offset, dest);
+                else if (fid.OpenState == FidOpenState.Directory) throw new NinePException(Errno.EISDIR, "read a directory");
+                else if (fid.OpenState != FidOpenState.File) throw new NinePException(Errno.EBADF, "fid not open");
+                else n = _fs.Read(fid, r.Offset, dest);
+                WriteCountHeader(raw, MessageType.Rread, tag, n);
+            }
+            catch { ArrayPool<byte>.Shared.Return(raw); raw = null; throw; }
+            return null!;
+        }
+
+        private static int CopyFrom(byte[] value, ulong offset, Span<byte> dest)
+        {
+            if (offset >= (ulong)value.Length) return 0;
+            int n = Math.Min(dest.Length, value.Length - (int)offset);
+            value.AsSpan((int)offset, n).CopyTo(dest);
+            return n;
+        }
+
+        private uint Write(TFid fid, Twrite w)
+        {
+            if (fid.XattrWrite is { } x)
+                lock (fid.Gate)
+                {
+                    if (w.Offset != (ulong)x.Data.Length || (ulong)x.Data.Length + (ulong)w.Data.Length > x.Size)
+                        throw new NinePException(Errno.EINVAL, "xattr write out of order or beyond its size");
+                    x.Data.Write(w.Data.Span);
+                    return (uint)w.Data.Length;
+                }
+            if (fid.OpenState != FidOpenState.File || !fid.OpenForWriting) throw new NinePException(Errno.EBADF, "fid not open for writing");
+            return _fs.Write(fid, w.Offset, w.Data.Span);
+        }
+
+        /// <summary>Treaddir: whole entries from the cookie on, from the snapshot taken at offset 0.</summary>
+        private Message ReadDir(TFid fid, Treaddir r, ushort tag, out byte[]? raw)
+        {
+            raw = null;
+            if (fid.OpenState != FidOpenState.Directory) throw new NinePException(Errno.EBADF, "fid is not an open directory");
+            List<DirEntry> snapshot;
+            lock (fid.Gate)
+            {
+                if (r.Offset == 0 || fid.Snapshot is null) fid.Snapshot = _fs.ReadDir(fid);
+                snapshot = fid.Snapshot;
+            }
+            int count = (int)Math.Min(r.Count, (uint)(_msize - P9.ReadReplyHeaderSize));
+            raw = ArrayPool<byte>.Shared.Rent(P9.ReadReplyHeaderSize + count);
+            var w = new DirEntryWriter(raw.AsSpan(P9.ReadReplyHeaderSize, count));
+            for (ulong i = r.Offset; i < (ulong)snapshot.Count; i++)
+                if (!w.TryAdd(snapshot[(int)i])) break;
+            if (w.Length == 0 && r.Offset < (ulong)snapshot.Count)
+            {
+                ArrayPool<byte>.Shared.Return(raw);
+                raw = null;
+                throw new NinePException(Errno.EINVAL, "readdir count too small for one entry");
+            }
+            WriteCountHeader(raw, MessageType.Rreaddir, tag, w.Length);
+            return null!;
         }
 
         /// <summary>
@@ -559,12 +678,14 @@ public sealed class NinePServer(ExportFileSystem fs, ServerOptions? options = nu
             BinaryPrimitives.WriteUInt32LittleEndian(raw.AsSpan(7), (uint)count);
         }
 
-        private Message WithFid(uint id, Func<Fid, Message> action)
+        /// <summary>A reference on a fid of the table for the duration of one request.</summary>
+        private readonly struct FidLease(TFid fid) : IDisposable
         {
-            var fid = Acquire(id);
-            try { return action(fid); }
-            finally { fid.Release(); }
+            public TFid Fid => fid;
+            public void Dispose() => fid.Release();
         }
+
+        private FidLease Lease(uint id) => new(Acquire(id));
 
         /// <summary>n_uname when given (access=user, diod's tools); else the name: root, a number, or nobody.</summary>
         private static uint AttachUid(Tattach a)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using RootfsExport.BootSpec;
 using RootfsExport.FeedWatcher;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 

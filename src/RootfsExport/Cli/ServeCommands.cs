@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using RootfsExport.BootSpec;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 

@@ -1,5 +1,6 @@
 using RootfsExport.ExportTree;
 using RootfsExport.FeedWatcher;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.PseudoDb;
 

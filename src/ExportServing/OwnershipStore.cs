@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using RootfsExport.PseudoDb;
 
-namespace RootfsExport.NineP.Server;
+namespace RootfsExport.ExportServing;
 
 /// <summary>
 /// The export's files.db with every row cached by path. We hold pseudo's lock for the server's lifetime, so

@@ -2,14 +2,12 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
 using RootfsExport.NineP.Protocol;
+using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
 using RootfsExport.PseudoDb;
 
-namespace RootfsExport.NineP.Server;
-
-/// <summary>Twalk's outcome: the qids, and when every name was walked, the new fid's path and holding directory.</summary>
-public readonly record struct WalkResult(List<Qid> Qids, string? NewRel, HostDir? Holder);
+namespace RootfsExport.ExportServing;
 
 /// <summary>
 /// The export as 9P sees it: host objects for content, sizes and times; the pseudo database for owner, mode
@@ -17,18 +15,17 @@ public readonly record struct WalkResult(List<Qid> Qids, string? NewRel, HostDir
 /// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) or an *at() call on a single name with NOFOLLOW, so no client
 /// request can reach or follow anything outside the export.
 /// </summary>
-public sealed unsafe class ExportFileSystem : IDisposable
+public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisposable
 {
     private const ulong Resolve = Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS;
     private const uint StatxMask = Libc.STATX_BASIC_STATS;
     private const long UtimeNow = (1L << 30) - 1, UtimeOmit = (1L << 30) - 2;
-    private const int XattrSizeMax = 65536;
-
+    
     private readonly int _rootFd;
     private readonly HostDir _root;
     private readonly long _rootDev;
-    private readonly OwnershipStore _store;
-    private readonly HashSet<Fid> _liveFids = new();
+    private readonly IOwnershipStore _store;
+    private readonly HashSet<ExportFid> _liveFids = new();
     private readonly string[] _attachNames;
     private readonly BoardUsers _users;
     private const uint S_ISGID = 0x400, S_ISVTX = 0x200;
@@ -37,7 +34,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// <summary>Canonical absolute path of the export: the prefix of every DB path.</summary>
     public string ExportPath { get; }
 
-    public ExportFileSystem(string exportPath, OwnershipStore store, IEnumerable<string>? aliases = null)
+    public ExportFileSystem(string exportPath, IOwnershipStore store, IEnumerable<string>? aliases = null)
     {
         ExportPath = ExportPaths.Canonical(exportPath);
         _store = store;
@@ -63,17 +60,14 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     private static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
 
-    /// <summary>A name the client may create or look up: one component, not '.', '..', no NUL.</summary>
-    private static string CheckName(string name)
+    /// <summary>A new fid: renames and unlinks keep it current from now on.</summary>
+    private ExportFid Track(ExportFid fid)
     {
-        if (name.Length == 0 || name == "." || name == ".." || name.Contains('/') || name.Contains('\0'))
-            throw new NinePException(Errno.EINVAL, $"bad name '{name}'");
-        if (Encoding.UTF8.GetByteCount(name) > 255) throw new NinePException(Errno.ENAMETOOLONG, "name too long");
-        return name;
+        lock (_liveFids) _liveFids.Add(fid);
+        return fid;
     }
 
-    public void Track(Fid fid) { lock (_liveFids) _liveFids.Add(fid); }
-    public void Untrack(Fid fid) { lock (_liveFids) _liveFids.Remove(fid); }
+    public void Clunk(ExportFid fid) { lock (_liveFids) _liveFids.Remove(fid); }
 
     /// <summary>Keeps every fid on the renamed object or below it pointing at the new path.</summary>
     private void RenameFids(string oldRel, string newRel)
@@ -129,7 +123,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         public void Dispose() => dir?.Release(); // default(Place): nothing leased
     }
 
-    private Place Locate(Fid fid)
+    private Place Locate(ExportFid fid)
     {
         if (fid.Detached) throw new NinePException(Errno.ENOENT, "the fid's name was removed");
         var rel = fid.Path;
@@ -139,7 +133,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>A directory fid's own directory, for *at() calls on its children; caller releases.</summary>
-    private HostDir DirOf(Fid fid)
+    private HostDir DirOf(ExportFid fid)
     {
         var rel = fid.Path;
         if (rel.Length == 0) return _root;
@@ -149,7 +143,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return fid.KeepSelf(OpenDirIn(at.Dir, at.Name, rel));
     }
 
-    private Statx StatFid(Fid fid)
+    private Statx StatFid(ExportFid fid)
     {
         using var at = Locate(fid);
         return Stat(at);
@@ -158,7 +152,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     private static Statx Stat(in Place at) => at.IsRoot ? StatFd(at.DirFd) : StatAt(at.DirFd, at.Name);
 
     /// <summary>Opens a fid's object (never a symlink: O_NOFOLLOW; never blocking: a FIFO swapped in); caller closes.</summary>
-    private int OpenFid(Fid fid, int flags)
+    private int OpenFid(ExportFid fid, int flags)
     {
         using var at = Locate(fid);
         int fd = Libc.OpenAt(at.DirFd, at.IsRoot ? "." : at.Name, flags | Libc.O_NONBLOCK | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0);
@@ -264,20 +258,20 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>Root may do anything (CAP_DAC_OVERRIDE), so its requests cost no check at all.</summary>
-    private void Require(Fid fid, FileRow? row, in Statx st, int want, string what)
+    private void Require(ExportFid fid, FileRow? row, in Statx st, int want, string what)
     {
         if (fid.Uid != 0 && !Permits(fid.Uid, row, st, want)) throw new NinePException(Errno.EACCES, $"{what}: permission denied");
     }
 
     /// <summary>Search (and for a change, write) permission in the directory dir.</summary>
-    private void RequireInDir(Fid fid, HostDir dir, int want)
+    private void RequireInDir(ExportFid fid, HostDir dir, int want)
     {
         if (fid.Uid == 0) return;
         var st = StatFd(dir.Fd);
         Require(fid, RowFor(dir.Rel, st), st, want, dir.Rel.Length == 0 ? "/" : dir.Rel);
     }
 
-    private void RequireOpen(Fid fid, in Statx st, uint flags)
+    private void RequireOpen(ExportFid fid, in Statx st, uint flags)
     {
         if (fid.Uid == 0) return;
         int want = (flags & 3) switch { 0 => MayRead, 1 => MayWrite, 2 => MayRead | MayWrite, _ => 0 };
@@ -286,7 +280,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>Removing or replacing name in dir: write and search on dir, and in a sticky directory ownership.</summary>
-    private void RequireMayDelete(Fid fid, HostDir dir, string name)
+    private void RequireMayDelete(ExportFid fid, HostDir dir, string name)
     {
         if (fid.Uid == 0) return;
         var dst = StatFd(dir.Fd);
@@ -304,7 +298,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// directory its setgid bit), else the gid the client sent: the creating process's fsgid, which only the
     /// board knows (newgrp, setgid programs). The mode is the client's, its umask applied there.
     /// </summary>
-    private (uint Uid, uint Gid, uint Mode) NewOwner(Fid dfid, HostDir dir, uint gid, uint mode, bool isDir)
+    private (uint Uid, uint Gid, uint Mode) NewOwner(ExportFid dfid, HostDir dir, uint gid, uint mode, bool isDir)
     {
         uint uid = dfid.Uid;
         var dst = StatFd(dir.Fd);
@@ -324,11 +318,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// file away, the owner changes the group to one of theirs; a chmod that sets setgid without that group
     /// drops the bit. Returns what is to be applied.
     /// </summary>
-    private Tsetattr CheckSetAttr(Fid fid, FileRow? row, in Statx st, Tsetattr m)
+    private SetAttrValues CheckSetAttr(ExportFid fid, FileRow? row, in Statx st, SetAttrMask v, SetAttrValues m)
     {
         uint uid = fid.Uid;
         if (uid == 0) return m;
-        var v = m.Valid;
         uint owner = row?.Uid ?? st.Uid, group = row?.Gid ?? st.Gid;
         bool isOwner = uid == owner;
         if ((v & SetAttrMask.Uid) != 0 && !(isOwner && m.Uid == owner)) throw new NinePException(Errno.EPERM, "chown: not root");
@@ -349,7 +342,17 @@ public sealed unsafe class ExportFileSystem : IDisposable
     // ---------------- operations ----------------
 
     /// <summary>Tattach: aname must be the export or a directory inside it.</summary>
-    public (string Rel, Qid Qid) Attach(string aname)
+    public ExportFid Attach(string aname, uint uid, out Qid qid)
+    {
+        var rel = AttachPath(aname);
+        var st = StatRel(rel);
+        if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "aname is not a directory");
+        qid = QidOf(rel, st);
+        return Track(new ExportFid(rel, uid));
+    }
+
+    /// <summary>aname's path inside the export.</summary>
+    private string AttachPath(string aname)
     {
         var name = aname.Length > 1 ? aname.TrimEnd('/') : aname;
         string? rel = null;
@@ -363,78 +366,100 @@ public sealed unsafe class ExportFileSystem : IDisposable
             }
         if (rel is null) throw new NinePException(Errno.EPERM, $"aname '{aname}' is not inside the export {ExportPath}");
         foreach (var part in rel.Split('/', StringSplitOptions.None))
-            if (rel.Length > 0) CheckName(part);
-        var st = StatRel(rel);
-        if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "aname is not a directory");
-        return (rel, QidOf(rel, st));
+            if (rel.Length > 0) NinePNames.Check(part);
+        return rel;
     }
 
     /// <summary>
     /// Twalk from fid: '..' at the export root stays at the root; symlinks are returned, never followed. On
     /// success NewRel is the new fid's path and Holder the directory its object is in (leased to the new fid).
     /// </summary>
-    public WalkResult Walk(Fid fid, IReadOnlyList<string> names)
+    public List<Qid> Walk(ExportFid fid, IReadOnlyList<string> names, out ExportFid? walked)
     {
+        var qids = WalkNames(fid, names, out var rel, out var holder);
+        walked = null;
+        if (rel is null) return qids;
+        walked = new ExportFid(rel, fid.Uid);
+        if (holder != null) walked.AdoptParent(holder);
+        Track(walked);
+        return qids;
+    }
+
+    /// <summary>Where a walk is: the path reached, its stat when known, the directories held on the way.</summary>
+    private struct WalkState
+    {
+        public string Cur;
+        public Statx St;
+        public bool Known; // the starting point is only stat'ed for '.' and '..': for a name, opening it fails with ENOTDIR by itself
+        public HostDir? Up; // the directory holding Cur, when this walk reached Cur by a name
+        public HostDir? At; // Cur itself, once a name was looked up in it
+    }
+
+    private List<Qid> WalkNames(ExportFid fid, IReadOnlyList<string> names, out string? newRel, out HostDir? holder)
+    {
+        newRel = null;
+        holder = null;
         var qids = new List<Qid>(names.Count);
-        var cur = fid.Path;
         if (fid.Detached) throw new NinePException(Errno.ENOENT, "the fid's name was removed");
-        if (names.Count == 0) return new WalkResult(qids, cur, cur.Length == 0 ? null : fid.LeaseParent(cur)); // a clone
-        HostDir? up = null; // the directory holding cur, when this walk reached cur by a name
-        HostDir? at = null; // cur itself, once a name was looked up in it
-        // The starting point is only stat'ed for '.' and '..': for a name, opening cur as the directory to
-        // look in fails with ENOTDIR by itself.
-        Statx st = default;
-        bool known = false;
+        var w = new WalkState { Cur = fid.Path };
+        if (names.Count == 0) // a clone
+        {
+            newRel = w.Cur;
+            holder = w.Cur.Length == 0 ? null : fid.LeaseParent(w.Cur);
+            return qids;
+        }
         try
         {
             for (int i = 0; i < names.Count; i++)
             {
-                try
-                {
-                    var n = names[i];
-                    if (n is "." or "..")
-                    {
-                        if (!known) { st = StatRel(cur); known = true; }
-                        if (!IsDir(st)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
-                        if (n == "..")
-                        {
-                            cur = ParentOf(cur);
-                            st = StatRel(cur);
-                            up?.Release(); up = null;
-                            at?.Release(); at = null;
-                        }
-                        qids.Add(QidOf(cur, st));
-                        continue;
-                    }
-                    CheckName(n);
-                    at ??= up != null ? OpenDirIn(up, NameOf(cur), cur) : cur == fid.Path ? DirOf(fid) : OpenDir(cur);
-                    RequireInDir(fid, at, MayExec);
-                    var next = Child(cur, n);
-                    st = StatAt(at.Fd, n);
-                    known = true;
-                    qids.Add(QidOf(next, st));
-                    up?.Release();
-                    up = at;
-                    at = null;
-                    cur = next;
-                }
+                try { qids.Add(names[i] is "." or ".." ? StepDot(ref w, names[i]) : StepName(fid, ref w, names[i])); }
                 catch when (i > 0)
                 {
-                    return new WalkResult(qids, null, null); // partial walk: newfid is not created
+                    return qids; // partial walk: newfid is not created
                 }
             }
-            var holder = up;
-            up = null;
-            return new WalkResult(qids, cur, holder);
+            newRel = w.Cur;
+            holder = w.Up;
+            w.Up = null;
+            return qids;
         }
         finally
         {
-            up?.Release();
-            at?.Release();
+            w.Up?.Release();
+            w.At?.Release();
         }
     }
 
-    public Attributes GetAttr(Fid fid)
+    private Qid StepDot(ref WalkState w, string n)
+    {
+        if (!w.Known) { w.St = StatRel(w.Cur); w.Known = true; }
+        if (!IsDir(w.St)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
+        if (n == "..")
+        {
+            w.Cur = ParentOf(w.Cur);
+            w.St = StatRel(w.Cur);
+            w.Up?.Release(); w.Up = null;
+            w.At?.Release(); w.At = null;
+        }
+        return QidOf(w.Cur, w.St);
+    }
+
+    private Qid StepName(ExportFid fid, ref WalkState w, string n)
+    {
+        w.At ??= w.Up != null ? OpenDirIn(w.Up, NameOf(w.Cur), w.Cur) : w.Cur == fid.Path ? DirOf(fid) : OpenDir(w.Cur);
+        RequireInDir(fid, w.At, MayExec);
+        var next = Child(w.Cur, n);
+        w.St = StatAt(w.At.Fd, n);
+        w.Known = true;
+        var qid = QidOf(next, w.St);
+        w.Up?.Release();
+        w.Up = w.At;
+        w.At = null;
+        w.Cur = next;
+        return qid;
+    }
+
+    public Attributes GetAttr(ExportFid fid, AttrMask request)
     {
         var st = StatObject(fid, out bool fromFd);
         var row = ObjectRow(fid, st, fromFd);
@@ -452,10 +477,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// The fid's open fd, or the fd that pins its object since its name went; -1 when the fid reaches its object
     /// by name. Either fd stays valid while the caller holds its reference on the fid.
     /// </summary>
-    private static int ObjectFd(Fid fid) => fid.Fd >= 0 ? fid.Fd : fid.Pin;
+    private static int ObjectFd(ExportFid fid) => fid.Fd >= 0 ? fid.Fd : fid.Pin;
 
     /// <summary>The fid's object: through its fd when it has one (so an open, unlinked file still answers), else by name.</summary>
-    private Statx StatObject(Fid fid, out bool fromFd)
+    private Statx StatObject(ExportFid fid, out bool fromFd)
     {
         int fd = ObjectFd(fid);
         fromFd = fd >= 0;
@@ -466,7 +491,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// The row describing the object stat'ed through the fid: its name's row while the name is its own, else a
     /// row of another link of the inode, else the row it had when its name went.
     /// </summary>
-    private FileRow? ObjectRow(Fid fid, in Statx st, bool fromFd)
+    private FileRow? ObjectRow(ExportFid fid, in Statx st, bool fromFd)
     {
         if (!fid.Detached)
         {
@@ -481,16 +506,15 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// <summary>/proc's name for an fd: reaches exactly the object the fd holds (O_PATH fds cannot be fchmod'ed).</summary>
     private static string ProcFd(int fd) => $"/proc/self/fd/{fd}";
 
-    public void SetAttr(Fid fid, Tsetattr m)
+    public void SetAttr(ExportFid fid, SetAttrMask v, in SetAttrValues values)
     {
         int fd = ObjectFd(fid);
         using var at = fd >= 0 ? default : Locate(fid);
         var st = fd >= 0 ? StatFd(fd) : Stat(at);
-        m = CheckSetAttr(fid, ObjectRow(fid, st, fd >= 0), st, m);
-        var v = m.Valid;
-        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0) SetOwnership(fid, st, m, fd, at);
+        var m = CheckSetAttr(fid, ObjectRow(fid, st, fd >= 0), st, v, values);
+        if ((v & (SetAttrMask.Mode | SetAttrMask.Uid | SetAttrMask.Gid)) != 0) SetOwnership(fid, st, v, m, fd, at);
         if ((v & SetAttrMask.Size) != 0) Truncate(fid, st, m.Size, fd);
-        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0) SetTimes(fid, st, m, fd, at);
+        if ((v & (SetAttrMask.Atime | SetAttrMask.Mtime)) != 0) SetTimes(fid, st, v, m, fd, at);
         // Every chown changes the ctime, even one to the same owner (the client sends CTIME alone for
         // chown(-1, -1)); the owner lives in the DB only, so touch the host inode's ctime with a chown that
         // changes nothing else. Best effort: the change itself is already recorded.
@@ -500,9 +524,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
                 : Libc.FchownAt(at.DirFd, at.Name, uint.MaxValue, uint.MaxValue, Libc.AT_SYMLINK_NOFOLLOW);
     }
 
-    private void SetOwnership(Fid fid, in Statx st, Tsetattr m, int fd, in Place at)
+    private void SetOwnership(ExportFid fid, in Statx st, SetAttrMask v, in SetAttrValues m, int fd, in Place at)
     {
-        var v = m.Valid;
         var row = ObjectRow(fid, st, fd >= 0) ?? EnsureRow(fid.Path, st);
         uint uid = (v & SetAttrMask.Uid) != 0 ? m.Uid : row.Uid;
         uint gid = (v & SetAttrMask.Gid) != 0 ? m.Gid : row.Gid;
@@ -519,7 +542,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (rc != 0) throw PosixException.Last("chmod", fid.Path);
     }
 
-    private void Truncate(Fid fid, in Statx st, ulong size, int fd)
+    private void Truncate(ExportFid fid, in Statx st, ulong size, int fd)
     {
         if (IsDir(st)) throw new NinePException(Errno.EISDIR, "truncate a directory");
         if ((st.Mode & Libc.S_IFMT) != Libc.S_IFREG) throw new NinePException(Errno.EINVAL, "truncate a special file");
@@ -533,9 +556,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         finally { if (ownFd) Libc.Close(w); }
     }
 
-    private void SetTimes(Fid fid, in Statx st, Tsetattr m, int fd, in Place at)
+    private void SetTimes(ExportFid fid, in Statx st, SetAttrMask v, in SetAttrValues m, int fd, in Place at)
     {
-        var v = m.Valid;
         var times = stackalloc Timespec[2];
         times[0] = TimeFor(v, SetAttrMask.Atime, SetAttrMask.AtimeSet, m.AtimeSec, m.AtimeNsec);
         times[1] = TimeFor(v, SetAttrMask.Mtime, SetAttrMask.MtimeSet, m.MtimeSec, m.MtimeNsec);
@@ -558,66 +580,55 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return new Timespec { Sec = (long)sec, Nsec = (long)nsec };
     }
 
-    public Qid Open(Fid fid, uint flags)
+    public Qid Open(ExportFid fid, uint flags)
     {
         var rel = fid.Path;
         var st = StatFid(fid);
-        lock (fid.Gate)
+        RequireOpen(fid, st, flags);
+        if (IsDir(st))
         {
-            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
-            RequireOpen(fid, st, flags);
-            if (IsDir(st))
-            {
-                if ((flags & 3) != Libc.O_RDONLY) throw new NinePException(Errno.EISDIR, "open a directory for writing");
-                fid.IsOpenDirectory = true;
-            }
-            else
-            {
-                if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) throw new NinePException(Errno.ELOOP, "open a symlink");
-                int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
-                int extra = (int)flags & (Libc.O_TRUNC | Libc.O_APPEND);
-                fid.Fd = OpenFid(fid, acc | extra);
-                fid.Writable = acc != Libc.O_RDONLY;
-            }
+            if ((flags & 3) != Libc.O_RDONLY) throw new NinePException(Errno.EISDIR, "open a directory for writing");
+        }
+        else
+        {
+            if ((st.Mode & Libc.S_IFMT) == Libc.S_IFLNK) throw new NinePException(Errno.ELOOP, "open a symlink");
+            int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
+            int extra = (int)flags & (Libc.O_TRUNC | Libc.O_APPEND);
+            fid.Fd = OpenFid(fid, acc | extra);
+            fid.Writable = acc != Libc.O_RDONLY;
         }
         return QidOf(rel, st);
     }
 
-    public Qid Create(Fid fid, string name, uint flags, uint mode, uint gid)
+    public Qid Create(ExportFid fid, string name, uint flags, uint mode, uint gid)
     {
-        CheckName(name);
         var dirRel = fid.Path;
-        lock (fid.Gate)
+        using var dir = DirOf(fid);
+        RequireInDir(fid, dir, MayWrite | MayExec);
+        (uint uid, gid, mode) = NewOwner(fid, dir, gid, mode, isDir: false);
+        int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
+        int fd = Libc.OpenAt(dir.Fd, name, acc | ((int)flags & Libc.O_APPEND) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC,
+            StMode.OnDisk(mode, false));
+        if (fd < 0) throw PosixException.Last("create", name);
+        try
         {
-            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
-            using var dir = DirOf(fid);
-            RequireInDir(fid, dir, MayWrite | MayExec);
-            (uint uid, gid, mode) = NewOwner(fid, dir, gid, mode, isDir: false);
-            int acc = (int)(flags & 3) == 3 ? Libc.O_RDWR : (int)(flags & 3);
-            int fd = Libc.OpenAt(dir.Fd, name, acc | ((int)flags & Libc.O_APPEND) | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOFOLLOW | Libc.O_CLOEXEC,
-                StMode.OnDisk(mode, false));
-            if (fd < 0) throw PosixException.Last("create", name);
-            try
-            {
-                var st = StatFd(fd);
-                var rel = Child(dirRel, name);
-                _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, Libc.S_IFREG | (mode & 0xfff), 0));
-                fid.Fd = fd;
-                fid.Writable = acc != Libc.O_RDONLY;
-                fid.Path = rel;
-                return new Qid(QidType.File, 0, QidPath(st));
-            }
-            catch
-            {
-                Libc.Close(fd);
-                throw;
-            }
+            var st = StatFd(fd);
+            var rel = Child(dirRel, name);
+            _store.PutNew(new FileRow(DbPath(rel), st.Dev(), st.InoSigned(), uid, gid, Libc.S_IFREG | (mode & 0xfff), 0));
+            fid.Fd = fd;
+            fid.Writable = acc != Libc.O_RDONLY;
+            fid.Path = rel;
+            return new Qid(QidType.File, 0, QidPath(st));
+        }
+        catch
+        {
+            Libc.Close(fd);
+            throw;
         }
     }
 
-    public Qid Mkdir(Fid dfid, string name, uint mode, uint gid)
+    public Qid Mkdir(ExportFid dfid, string name, uint mode, uint gid)
     {
-        CheckName(name);
         var rel = Child(dfid.Path, name);
         using var dir = DirOf(dfid);
         RequireInDir(dfid, dir, MayWrite | MayExec);
@@ -628,9 +639,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return new Qid(QidType.Dir, 0, QidPath(st));
     }
 
-    public Qid Symlink(Fid dfid, string name, string target, uint gid)
+    public Qid Symlink(ExportFid dfid, string name, string target, uint gid)
     {
-        CheckName(name);
         if (target.Length == 0 || target.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad symlink target");
         var rel = Child(dfid.Path, name);
         using var dir = DirOf(dfid);
@@ -643,9 +653,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>Device nodes and sockets become empty regular files (the DB row carries type and rdev); FIFOs are real.</summary>
-    public Qid Mknod(Fid dfid, string name, uint mode, uint major, uint minor, uint gid)
+    public Qid Mknod(ExportFid dfid, string name, uint mode, uint major, uint minor, uint gid)
     {
-        CheckName(name);
         var rel = Child(dfid.Path, name);
         uint type = mode & Libc.S_IFMT;
         if (type == 0) type = Libc.S_IFREG;
@@ -673,9 +682,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return new Qid(QidType.File, 0, QidPath(st));
     }
 
-    public void Link(Fid dfid, Fid fid, string name)
+    public void Link(ExportFid dfid, ExportFid fid, string name)
     {
-        CheckName(name);
         var srcRel = fid.Path;
         if (srcRel.Length == 0) throw new NinePException(Errno.EPERM, "link the export root");
         using var from = Locate(fid);
@@ -691,7 +699,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>Trename: the fid's object into newDir under newName.</summary>
-    public void Rename(Fid fid, Fid newDir, string newName)
+    public void Rename(ExportFid fid, ExportFid newDir, string newName)
     {
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "rename the export root");
         using var from = Locate(fid);
@@ -700,17 +708,15 @@ public sealed unsafe class ExportFileSystem : IDisposable
     }
 
     /// <summary>Trenameat: oldName in oldDir to newName in newDir.</summary>
-    public void RenameAt(Fid oldDir, string oldName, Fid newDir, string newName)
+    public void RenameAt(ExportFid oldDir, string oldName, ExportFid newDir, string newName)
     {
-        CheckName(oldName);
         using var from = DirOf(oldDir);
         using var to = DirOf(newDir);
         Rename(oldDir, from, Child(from.Rel, oldName), to, newName); // from.Rel: the path of the directory we hold, as Unlink does
     }
 
-    private void Rename(Fid who, HostDir from, string oldRel, HostDir to, string newName)
+    private void Rename(ExportFid who, HostDir from, string oldRel, HostDir to, string newName)
     {
-        CheckName(newName);
         var newRel = Child(to.Rel, newName);
         if (newRel == oldRel) return;
         bool targetExisted = Libc.StatxAt(to.Fd, newName, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out _) == 0;
@@ -733,7 +739,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
     /// The fids naming an object whose name an unlink or a rename is about to take: each gets an O_PATH fd of the
     /// object (unless it has it open) and the object's row, shared. Applied only once the operation succeeded.
     /// </summary>
-    private sealed class Detachment(List<(Fid Fid, int Pin)> fids, OrphanRow orphan)
+    private sealed class Detachment(List<(ExportFid ExportFid, int Pin)> fids, OrphanRow orphan)
     {
         public void Apply()
         {
@@ -758,10 +764,10 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     private Detachment? PrepareDetach(HostDir dir, string name, string rel)
     {
-        List<Fid> naming;
+        List<ExportFid> naming;
         lock (_liveFids) naming = _liveFids.Where(f => f.Path == rel && !f.Detached).ToList();
         if (naming.Count == 0 || Libc.StatxAt(dir.Fd, name, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) return null;
-        var fids = new List<(Fid, int)>(naming.Count);
+        var fids = new List<(ExportFid, int)>(naming.Count);
         foreach (var f in naming)
         {
             if (!f.TryAddRef()) continue; // clunked meanwhile
@@ -773,9 +779,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return new Detachment(fids, new OrphanRow(row));
     }
 
-    public void UnlinkAt(Fid dirFid, string name, uint flags)
+    public void UnlinkAt(ExportFid dirFid, string name, uint flags)
     {
-        CheckName(name);
         using var d = DirOf(dirFid);
         RequireMayDelete(dirFid, d, name);
         Unlink(d, name, (flags & Libc.AT_REMOVEDIR) != 0);
@@ -796,7 +801,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         if (dir) _store.DeleteTree(path); else _store.DeletePath(path);
     }
 
-    public void Remove(Fid fid)
+    public void Remove(ExportFid fid)
     {
         if (fid.Path.Length == 0) throw new NinePException(Errno.EBUSY, "remove the export root");
         using var at = Locate(fid);
@@ -804,7 +809,7 @@ public sealed unsafe class ExportFileSystem : IDisposable
         Unlink(at.Dir, at.Name, IsDir(Stat(at)));
     }
 
-    public string ReadLink(Fid fid)
+    public string ReadLink(ExportFid fid)
     {
         var rel = fid.Path;
         if (rel.Length == 0) throw new NinePException(Errno.EINVAL, "not a symlink");
@@ -818,23 +823,20 @@ public sealed unsafe class ExportFileSystem : IDisposable
         }
     }
 
-    public Rstatfs StatFs()
+    public FsStats StatFs(ExportFid fid)
     {
         if (Libc.Fstatfs(_rootFd, out var s) != 0) throw PosixException.Last("statfs");
-        return new Rstatfs((uint)s.Type, (uint)s.Bsize, s.Blocks, s.Bfree, s.Bavail, s.Files, s.Ffree, s.Fsid, (uint)s.Namelen);
+        return new FsStats((uint)s.Type, (uint)s.Bsize, s.Blocks, s.Bfree, s.Bavail, s.Files, s.Ffree, s.Fsid, (uint)s.Namelen);
     }
 
-    /// <summary>Reads into dest: file data by pread, or the pending xattr value. Returns the byte count.</summary>
-    public int Read(Fid fid, ulong offset, Span<byte> dest)
+    /// <summary>Locks are the board's business (the kernel keeps them per mount): every request succeeds.</summary>
+    public byte Lock(ExportFid fid, in LockRange range, uint flags) => LockValues.Success;
+
+    public LockRange GetLock(ExportFid fid, in LockRange range) => range with { Type = LockValues.Unlock };
+
+    /// <summary>Reads file data into dest by pread; returns the byte count.</summary>
+    public int Read(ExportFid fid, ulong offset, Span<byte> dest)
     {
-        if (fid.XattrValue is { } value)
-        {
-            if (offset >= (ulong)value.Length) return 0;
-            int n = Math.Min(dest.Length, value.Length - (int)offset);
-            value.AsSpan((int)offset, n).CopyTo(dest);
-            return n;
-        }
-        if (fid.IsOpenDirectory) throw new NinePException(Errno.EISDIR, "read a directory");
         int fd = fid.Fd;
         if (fd < 0) throw new NinePException(Errno.EBADF, "fid not open");
         if (offset > long.MaxValue) throw new NinePException(Errno.EINVAL, "offset");
@@ -858,18 +860,8 @@ public sealed unsafe class ExportFileSystem : IDisposable
         }
     }
 
-    public uint Write(Fid fid, ulong offset, ReadOnlySpan<byte> data)
+    public uint Write(ExportFid fid, ulong offset, ReadOnlySpan<byte> data)
     {
-        if (fid.XattrWrite is { } x)
-        {
-            lock (fid.Gate)
-            {
-                if (offset != (ulong)x.Data.Length || (ulong)x.Data.Length + (ulong)data.Length > x.Size)
-                    throw new NinePException(Errno.EINVAL, "xattr write out of order or beyond its size");
-                x.Data.Write(data);
-                return (uint)data.Length;
-            }
-        }
         int fd = fid.Fd;
         if (fd < 0 || !fid.Writable) throw new NinePException(Errno.EBADF, "fid not open for writing");
         if (offset > long.MaxValue) throw new NinePException(Errno.EINVAL, "offset");
@@ -892,32 +884,17 @@ public sealed unsafe class ExportFileSystem : IDisposable
         }
     }
 
-    public void Fsync(Fid fid, bool dataOnly)
+    public void Fsync(ExportFid fid, bool dataOnly)
     {
         int fd = fid.Fd;
         if (fd < 0) return;
         if ((dataOnly ? Libc.Fdatasync(fd) : Libc.Fsync(fd)) != 0) throw PosixException.Last("fsync", fid.Path);
     }
 
-    /// <summary>Writes readdir entries from the cookie on (snapshot taken at offset 0), whole entries only.</summary>
-    public int ReadDir(Fid fid, ulong offset, Span<byte> dest)
-    {
-        if (!fid.IsOpenDirectory) throw new NinePException(Errno.EBADF, "fid is not an open directory");
-        List<DirEntry> snapshot;
-        lock (fid.Gate)
-        {
-            if (offset == 0 || fid.Snapshot is null) fid.Snapshot = Snapshot(fid);
-            snapshot = fid.Snapshot;
-        }
-        var w = new DirEntryWriter(dest);
-        for (ulong i = offset; i < (ulong)snapshot.Count; i++)
-            if (!w.TryAdd(snapshot[(int)i])) break;
-        if (w.Length == 0 && offset < (ulong)snapshot.Count)
-            throw new NinePException(Errno.EINVAL, "readdir count too small for one entry");
-        return w.Length;
-    }
+    /// <summary>The directory's entries with '.' and '..', typed by files.db where its row describes them.</summary>
+    public List<DirEntry> ReadDir(ExportFid fid) => Snapshot(fid);
 
-    private List<DirEntry> Snapshot(Fid fid)
+    private List<DirEntry> Snapshot(ExportFid fid)
     {
         var rel = fid.Path;
         int fd = OpenFid(fid, Libc.O_RDONLY | Libc.O_DIRECTORY);
@@ -955,7 +932,14 @@ public sealed unsafe class ExportFileSystem : IDisposable
 
     // ---------------- xattrs (kept in the DB, never on the host) ----------------
 
-    public byte[] XattrGet(Fid fid, string name)
+    public byte[] XattrWalk(ExportFid fid, string name, out ExportFid attrFid)
+    {
+        var value = XattrGet(fid, name);
+        attrFid = Track(new ExportFid(fid.Path, fid.Uid));
+        return value;
+    }
+
+    private byte[] XattrGet(ExportFid fid, string name)
     {
         var st = StatObject(fid, out bool fromFd);
         var row = ObjectRow(fid, st, fromFd);
@@ -969,38 +953,29 @@ public sealed unsafe class ExportFileSystem : IDisposable
         return (row is null ? null : _store.GetXattr(row, name)) ?? throw new NinePException(Errno.ENODATA, "no such xattr");
     }
 
-    public void XattrPrepare(Fid fid, string name, ulong size, uint flags)
+    public void XattrCreate(ExportFid fid, string name, ulong size, uint flags)
     {
-        if (name.Length == 0 || name.Contains('\0')) throw new NinePException(Errno.EINVAL, "bad xattr name");
-        if (size > XattrSizeMax) throw new NinePException(Errno.E2BIG, "xattr too large");
-        if ((flags & ~3u) != 0 || flags == 3) throw new NinePException(Errno.EINVAL, "bad xattr flags");
         if (fid.Uid != 0 && !name.StartsWith("user.", StringComparison.Ordinal))
             throw new NinePException(Errno.EPERM, "only root sets trusted., security. and system. xattrs");
-        lock (fid.Gate)
-        {
-            if (fid.IsOpen) throw new NinePException(Errno.EBADF, "fid already open");
-            StatFid(fid);
-            fid.XattrWrite = new PendingXattr(name, size, flags);
-        }
+        StatFid(fid);
     }
 
     /// <summary>At clunk: the bytes written must match attr_size; an empty value with no data removes the xattr.</summary>
-    public void XattrCommit(Fid fid, PendingXattr x)
+    public void XattrSet(ExportFid fid, string name, byte[] value, uint flags)
     {
-        if ((ulong)x.Data.Length != x.Size) throw new NinePException(Errno.EINVAL, "xattr size mismatch");
         var rel = fid.Path;
         var st = StatFid(fid);
         var row = EnsureRow(rel, st);
-        bool exists = _store.GetXattr(row, x.Name) != null;
-        if ((x.Flags & Libc.XATTR_CREATE) != 0 && exists) throw new NinePException(Errno.EEXIST, "xattr exists");
-        if ((x.Flags & Libc.XATTR_REPLACE) != 0 && !exists) throw new NinePException(Errno.ENODATA, "no such xattr");
-        if (x.Size == 0 && (x.Flags & Libc.XATTR_CREATE) == 0)
+        bool exists = _store.GetXattr(row, name) != null;
+        if ((flags & Libc.XATTR_CREATE) != 0 && exists) throw new NinePException(Errno.EEXIST, "xattr exists");
+        if ((flags & Libc.XATTR_REPLACE) != 0 && !exists) throw new NinePException(Errno.ENODATA, "no such xattr");
+        if (value.Length == 0 && (flags & Libc.XATTR_CREATE) == 0)
         {
             // v9fs removexattr = xattrcreate with size 0 (and XATTR_REPLACE from the VFS)
-            if (!_store.RemoveXattr(row, x.Name) && (x.Flags & Libc.XATTR_REPLACE) != 0) throw new NinePException(Errno.ENODATA, "no such xattr");
+            if (!_store.RemoveXattr(row, name) && (flags & Libc.XATTR_REPLACE) != 0) throw new NinePException(Errno.ENODATA, "no such xattr");
             return;
         }
-        _store.SetXattr(row, x.Name, x.Data.ToArray());
+        _store.SetXattr(row, name, value);
     }
 
     public void Dispose() => Libc.Close(_rootFd);

@@ -1,8 +1,9 @@
 using System.Net.Sockets;
+using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 using RootfsExport.PseudoDb;
 
-namespace RootfsExport.NineP.Server;
+namespace RootfsExport.ExportServing;
 
 /// <summary>
 /// An export opened for serving: pseudo's lock held for the whole lifetime (no pseudo server may write the
@@ -13,11 +14,11 @@ public sealed class ExportServer : IDisposable
     private readonly PseudoState.WriterLock _lock;
     private readonly OwnershipStore _store;
 
-    public NinePServer Server { get; }
+    public NinePServer<ExportFid> Server { get; }
     public ExportFileSystem FileSystem { get; }
     public PseudoState State { get; }
 
-    private ExportServer(PseudoState state, PseudoState.WriterLock writerLock, OwnershipStore store, ExportFileSystem fs, NinePServer server)
+    private ExportServer(PseudoState state, PseudoState.WriterLock writerLock, OwnershipStore store, ExportFileSystem fs, NinePServer<ExportFid> server)
     {
         State = state;
         _lock = writerLock;
@@ -38,7 +39,7 @@ public sealed class ExportServer : IDisposable
         {
             store = new OwnershipStore(FilesDb.Open(state, create: false), options?.Log);
             var fs = new ExportFileSystem(exportDir, store, [exportDir]);
-            return new ExportServer(state, writerLock, store, fs, new NinePServer(fs, options));
+            return new ExportServer(state, writerLock, store, fs, new NinePServer<ExportFid>(fs, options));
         }
         catch
         {

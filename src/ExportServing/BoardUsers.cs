@@ -1,4 +1,4 @@
-namespace RootfsExport.NineP.Server;
+namespace RootfsExport.ExportServing;
 
 /// <summary>
 /// The board's own users and groups, from the export's etc/passwd and etc/group: which groups a uid acts with

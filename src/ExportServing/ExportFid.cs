@@ -1,0 +1,96 @@
+using RootfsExport.NineP.Server;
+using RootfsExport.Posix.Native;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.ExportServing;
+
+/// <summary>
+/// A fid's state in the export: a path inside the export (relative, "" = the export root; kept current across
+/// renames), the attaching user, and the host descriptor of what the client opened through it.
+/// Besides the path a fid caches the directory its object is in and, for a directory, the directory itself:
+/// the kernel walks one name at a time from long-lived directory fids, so a walk or a getattr is then one
+/// statx instead of open + statx + close. Objects changed on the host behind the server's back are seen as a
+/// process with an open directory sees them (a directory replaced by rename keeps serving the old one).
+/// </summary>
+public sealed class ExportFid : NinePFid
+{
+    private volatile string _path;
+    private HostDir? _parent, _self;
+
+    public ExportFid(string path, uint uid)
+    {
+        _path = path;
+        Uid = uid;
+    }
+
+    /// <summary>Relative path inside the export; updated by renames of it or of a directory above it.</summary>
+    public string Path { get => _path; set => _path = value; }
+
+    /// <summary>The identity the client attached as: owner of the objects created through this fid.</summary>
+    public uint Uid { get; }
+
+    /// <summary>Open regular file (or other non-directory), -1 when not opened.</summary>
+    public int Fd = -1;
+    public bool Writable;
+
+    /// <summary>
+    /// Set when the object's name went (unlinked, or replaced by a rename) while this fid named it: the fid then
+    /// reaches its object only through <see cref="Fd"/> or <see cref="Pin"/>, never by name, as a process's open
+    /// file does. The kernel's fstat of an open, unlinked file arrives on such a fid.
+    /// </summary>
+    public volatile bool Detached;
+
+    /// <summary>O_PATH fd of the object of a detached fid that was not open, -1 otherwise; closed with the fid.</summary>
+    public int Pin = -1;
+
+    /// <summary>A detached object's owner and mode (its database row went with its name), shared by its fids.</summary>
+    public OrphanRow? Orphan;
+
+    /// <summary>The last reference went: the host fds and cached directories close.</summary>
+    protected override void OnReleased()
+    {
+        int fd = Interlocked.Exchange(ref Fd, -1);
+        if (fd >= 0) Libc.Close(fd);
+        int pin = Interlocked.Exchange(ref Pin, -1);
+        if (pin >= 0) Libc.Close(pin);
+        Interlocked.Exchange(ref _parent, null)?.Release();
+        Interlocked.Exchange(ref _self, null)?.Release();
+    }
+
+    // A slot emptied and released meanwhile fails TryAddRef: the caller then opens afresh.
+
+    /// <summary>The cached directory holding the object at rel, leased (caller releases), or null.</summary>
+    public HostDir? LeaseParent(string rel)
+    {
+        var d = Volatile.Read(ref _parent);
+        return d != null && d.Holds(rel) && d.TryAddRef() ? d : null;
+    }
+
+    /// <summary>The cached directory fd of this fid's own directory at rel, leased, or null.</summary>
+    public HostDir? LeaseSelf(string rel)
+    {
+        var d = Volatile.Read(ref _self);
+        return d != null && d.Rel == rel && d.TryAddRef() ? d : null;
+    }
+
+    /// <summary>Takes over the caller's lease on the directory holding this fid's object (a walk's result).</summary>
+    public void AdoptParent(HostDir dir) => Interlocked.Exchange(ref _parent, dir)?.Release();
+
+    /// <summary>Caches dir (the caller's lease stays the caller's) and returns it.</summary>
+    public HostDir KeepParent(HostDir dir) => Keep(ref _parent, dir);
+
+    public HostDir KeepSelf(HostDir dir) => Keep(ref _self, dir);
+
+    private static HostDir Keep(ref HostDir? slot, HostDir dir)
+    {
+        dir.TryAddRef(); // the slot's own reference; cannot fail while the caller holds one
+        Interlocked.Exchange(ref slot, dir)?.Release();
+        return dir;
+    }
+}
+
+/// <summary>The row of an object that has no name left in the export: chown/chmod through its fids change it here.</summary>
+public sealed class OrphanRow(FileRow row)
+{
+    public FileRow Row { get; set; } = row;
+}

@@ -1,0 +1,69 @@
+using RootfsExport.NineP.Protocol;
+
+namespace RootfsExport.NineP.Server;
+
+/// <summary>An errno to send back as Rlerror, for failures that are not a libc call.</summary>
+public sealed class NinePException(int errno, string message) : Exception(message)
+{
+    public int Errno { get; } = errno;
+}
+
+/// <summary>
+/// One fid of a connection. The server keeps what the protocol defines (is it open, and as what; the readdir
+/// snapshot; a pending xattr read or write); a file system derives its own per-fid state from it (diod's
+/// Npfid.aux), e.g. the path and host descriptor. Reference-counted, so a clunk racing a read on another tag
+/// never frees state still in use: <see cref="OnReleased"/> runs with the last reference.
+/// </summary>
+public abstract class NinePFid
+{
+    private int _refs = 1;
+
+    /// <summary>Serializes the open-state changes of this fid (open, create, xattr, readdir snapshot).</summary>
+    internal readonly object Gate = new();
+
+    internal FidOpenState OpenState;
+    internal bool OpenForWriting;
+
+    /// <summary>Open directory: the entries readdir serves (cookie = index + 1), taken at offset 0.</summary>
+    internal List<DirEntry>? Snapshot;
+
+    /// <summary>Result of Txattrwalk: the value (or the NUL-separated name list) read with Tread.</summary>
+    internal byte[]? XattrValue;
+
+    /// <summary>Pending Txattrcreate: written with Twrite, applied at clunk.</summary>
+    internal PendingXattr? XattrWrite;
+
+    internal bool IsOpen => OpenState != FidOpenState.None || XattrValue != null || XattrWrite != null;
+
+    public bool TryAddRef()
+    {
+        while (true)
+        {
+            int r = Volatile.Read(ref _refs);
+            if (r <= 0) return false;
+            if (Interlocked.CompareExchange(ref _refs, r + 1, r) == r) return true;
+        }
+    }
+
+    /// <summary>Drops one reference; the last one frees the fid's state.</summary>
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) != 0) return;
+        Snapshot = null;
+        XattrValue = null;
+        OnReleased();
+    }
+
+    /// <summary>The last reference went: free the file system's state (close host descriptors).</summary>
+    protected abstract void OnReleased();
+}
+
+internal enum FidOpenState : byte { None, File, Directory }
+
+internal sealed class PendingXattr(string name, ulong size, uint flags)
+{
+    public string Name { get; } = name;
+    public ulong Size { get; } = size;
+    public uint Flags { get; } = flags;
+    public readonly MemoryStream Data = new();
+}
