@@ -114,7 +114,7 @@ public static class Replay
     }
 
     /// <summary>Frames from a socket through the server's own framing, with blocking reads (no read-ahead hop through the pool).</summary>
-    private static StreamTransport Frames(Socket s, string who) => new(new NetworkStream(s, ownsSocket: false), who, blockingIo: true);
+    private static StreamTransport Frames(Socket s, string who) => new(new NetworkStream(s, ownsSocket: false), who);
 
     /// <summary>One whole frame into buffer; 0 when the peer closed or reset the connection.</summary>
     private static int ReadFrame(StreamTransport from, byte[] buffer)

@@ -94,6 +94,6 @@ public sealed class NinePForwarder(string host, int port, Action<string> log)
             throw;
         }
         log($"forward {gadget} → {Server}: connected");
-        return new StreamTransport(new NetworkStream(socket, ownsSocket: true), Server, blockingIo: true);
+        return new StreamTransport(new NetworkStream(socket, ownsSocket: true), Server);
     }
 }

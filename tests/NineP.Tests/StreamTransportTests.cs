@@ -24,7 +24,7 @@ public class StreamTransportTests
         var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveTimeout = 5000 };
         await client.ConnectAsync(listener.LocalEndPoint!);
         var accepted = await listener.AcceptAsync();
-        return (client, new StreamTransport(new NetworkStream(accepted, ownsSocket: true), "test", blockingIo: true));
+        return (client, new StreamTransport(new NetworkStream(accepted, ownsSocket: true), "test"));
     }
 
     private static List<ushort> ReceiveTags(Socket s, int count)

@@ -59,9 +59,21 @@ public sealed class ServerOverUsbTests : IDisposable
         Assert.Equal(bytes, new FileInfo(Path.Combine(Export, "written-by-board")).Length);
     }
 
-    /// <summary>serve --usb answers in strict ping-pong on one thread (ServeSerialAsync); the concurrent loop must cope too.</summary>
+    /// <summary>
+    /// serve --usb answers in strict ping-pong on one thread (the transport is blocking, one request at a time);
+    /// the concurrent loop must cope too, as it does with a transport that offers only the async calls.
+    /// </summary>
     private static Task Serve(ExportServer server, UsbgTransport usb, bool serial, CancellationToken ct) =>
-        serial ? server.Server.ServeSerialAsync(usb, ct) : server.Server.ServeAsync(usb, ct);
+        server.Server.ServeAsync(serial ? usb : new AsyncOnly(usb), ct);
+
+    private sealed class AsyncOnly(INinePTransport inner) : INinePTransport
+    {
+        public ValueTask<int> ReadFrameAsync(Memory<byte> buffer, CancellationToken ct) => inner.ReadFrameAsync(buffer, ct);
+        public ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken ct) => inner.WriteFrameAsync(frame, ct);
+        public int MaxMessageSize => inner.MaxMessageSize;
+        public string Description => inner.Description;
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
 
     [Theory]
     [InlineData(true)]

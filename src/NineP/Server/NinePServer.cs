@@ -37,20 +37,18 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
     /// <summary>Exceptions that were not an errno from the host or the protocol (should stay 0).</summary>
     public long UnexpectedErrors => Interlocked.Read(ref _unexpected);
 
-    /// <summary>Serves one client until it disconnects or the token fires; never throws for client misbehaviour.</summary>
-    public async Task ServeAsync(INinePTransport transport, CancellationToken cancellationToken)
-    {
-        var conn = new Connection(this, transport);
-        await conn.RunAsync(cancellationToken);
-    }
-
     /// <summary>
-    /// Serves one client of a one-request-at-a-time transport on a thread of its own (its calls block) until it
-    /// ends or the token fires.
+    /// Serves one client until it disconnects or the token fires; never throws for client misbehaviour. A blocking
+    /// transport (<see cref="IBlockingNinePTransport"/>, e.g. usb9pfs) is served on a thread of its own.
     /// </summary>
-    public Task ServeSerialAsync(ISerialNinePTransport transport, CancellationToken cancellationToken) =>
-        Task.Factory.StartNew(() => new Connection(this, transport).RunSerial(transport, cancellationToken),
-            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    public Task ServeAsync(INinePTransport transport, CancellationToken cancellationToken) =>
+        transport is IBlockingNinePTransport
+            ? Task.Factory.StartNew(() => Serve(transport, cancellationToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            : new Connection(this, transport).RunAsync(cancellationToken);
+
+    /// <summary>Serves a blocking transport's client on the calling thread, which its loop keeps.</summary>
+    private void Serve(INinePTransport transport, CancellationToken cancellationToken) =>
+        new Connection(this, transport).RunAsync(cancellationToken).GetAwaiter().GetResult();
 
     /// <summary>Accepts TCP or unix-socket clients until the token fires.</summary>
     public async Task ListenAsync(Socket listener, CancellationToken cancellationToken)
@@ -66,14 +64,14 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
                 if (s.ProtocolType == ProtocolType.Tcp) s.NoDelay = true;
                 // one thread per connection with blocking socket calls (see StreamTransport); stopping closes
                 // the socket, which ends a blocked read
-                var t = new StreamTransport(new NetworkStream(s, ownsSocket: true), s.RemoteEndPoint?.ToString() ?? "unix client", blockingIo: true);
+                var t = new StreamTransport(new NetworkStream(s, ownsSocket: true), s.RemoteEndPoint?.ToString() ?? "unix client");
                 lock (clients)
                 {
                     clients.RemoveAll(c => c.IsCompleted);
                     clients.Add(Task.Factory.StartNew(() =>
                     {
                         using var unblock = cancellationToken.Register(s.Dispose);
-                        try { ServeAsync(t, cancellationToken).GetAwaiter().GetResult(); }
+                        try { Serve(t, cancellationToken); }
                         finally { t.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
                     }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
                 }
@@ -102,63 +100,32 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
         private readonly SemaphoreSlim _writeGate = new(1, 1);
         private readonly SemaphoreSlim _slots = new(server._options.MaxConcurrentRequests);
         private int _msize = Math.Min(server._options.MaxMessageSize, transport.MaxMessageSize);
-        // A blocking transport's read loop owns its thread: it must never continue on the thread pool, where
-        // its blocking reads would hold a worker each; so its waits are blocking waits too.
-        private readonly StreamTransport? _stream = transport as StreamTransport;
-        private readonly bool _blocking = transport is StreamTransport { BlockingIo: true };
+        // What the transport offers the loop (diod's Nptrans): blocking calls on the loop's own thread (it must
+        // never continue on the thread pool, where its blocking reads would hold a worker each, so its waits
+        // block too), one request at a time (all served on the loop, none tracked for Tflush), read-ahead.
+        private readonly IBlockingNinePTransport? _blocking = transport as IBlockingNinePTransport;
+        private readonly IReadAheadNinePTransport? _readAhead = transport as IReadAheadNinePTransport;
+        private readonly bool _serial = transport is IBlockingNinePTransport { OneRequestAtATime: true };
         private bool _versioned;
         private CancellationToken _ct;
+        // a reply that could not be written ends the connection
+        private Exception? _writeFailure;
 
+        /// <summary>Reads frames and serves them until the client goes, the transport fails or the token fires.</summary>
         public async Task RunAsync(CancellationToken ct)
         {
             _ct = ct;
             try
             {
-                while (!ct.IsCancellationRequested)
+                while (!ct.IsCancellationRequested && _writeFailure is null)
                 {
-                    if (_blocking) _slots.Wait(ct);
+                    if (_blocking != null) _slots.Wait(ct);
                     else await _slots.WaitAsync(ct);
-                    int msize = _msize, length = msize;
-                    if (_stream != null)
-                    {
-                        // a buffer the size of this frame: renting msize (up to 4 MiB) for every small request
-                        // made the pool allocate and zero large arrays whenever many were in flight
-                        uint size;
-                        try { size = await _stream.PeekFrameSizeAsync(ct); }
-                        catch
-                        {
-                            _slots.Release();
-                            throw;
-                        }
-                        if (size == 0)
-                        {
-                            _slots.Release();
-                            break;
-                        }
-                        if (size > msize)
-                        {
-                            _slots.Release();
-                            throw new InvalidDataException($"frame size {size} exceeds msize {msize}");
-                        }
-                        length = (int)Math.Max(size, P9.HeaderSize);
-                    }
-                    var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 64));
-                    int len;
-                    try { len = await transport.ReadFrameAsync(buffer.AsMemory(0, length), ct); }
-                    catch
-                    {
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        _slots.Release();
-                        throw;
-                    }
-                    if (len == 0)
-                    {
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        _slots.Release();
-                        break;
-                    }
+                    var (buffer, len) = await ReceiveAsync(ct);
+                    if (buffer is null) break;
                     await DispatchAsync(buffer, len);
                 }
+                if (_writeFailure is { } failed) throw failed;
             }
             catch (OperationCanceledException) { }
             catch (Exception e) when (e is IOException or InvalidDataException or SocketException or ObjectDisposedException)
@@ -170,6 +137,45 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
                 await DrainAsync();
                 ClunkAll();
             }
+        }
+
+        /// <summary>The next frame in a pooled buffer, holding the slot taken for it; (null, 0) at end of stream.</summary>
+        private async ValueTask<(byte[]? Buffer, int Length)> ReceiveAsync(CancellationToken ct)
+        {
+            byte[]? buffer = null;
+            try
+            {
+                int length = NextFrameCapacity(ct);
+                if (length > 0)
+                {
+                    buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 64));
+                    int len = _blocking != null ? _blocking.ReadFrame(buffer.AsSpan(0, length), ct)
+                        : await transport.ReadFrameAsync(buffer.AsMemory(0, length), ct);
+                    if (len > 0) return (buffer, len);
+                }
+            }
+            catch
+            {
+                if (buffer != null) ArrayPool<byte>.Shared.Return(buffer);
+                _slots.Release();
+                throw;
+            }
+            if (buffer != null) ArrayPool<byte>.Shared.Return(buffer);
+            _slots.Release();
+            return (null, 0);
+        }
+
+        /// <summary>The buffer the next frame needs: its own size when the transport reads ahead, else msize; 0 at end of stream.</summary>
+        private int NextFrameCapacity(CancellationToken ct)
+        {
+            int msize = _msize;
+            if (_readAhead is null) return msize;
+            // a buffer the size of this frame: renting msize (up to 4 MiB) for every small request made the pool
+            // allocate and zero large arrays whenever many were in flight
+            uint size = _readAhead.PeekFrameSize(ct);
+            if (size == 0) return 0;
+            if (size > msize) throw new InvalidDataException($"frame size {size} exceeds msize {msize}");
+            return (int)Math.Max(size, P9.HeaderSize);
         }
 
         private async Task DrainAsync()
@@ -212,7 +218,7 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
                 return;
             }
             TaskCompletionSource? done = null;
-            if (err == DecodeError.None)
+            if (err == DecodeError.None && !_serial)
                 lock (_inFlight)
                     if (!_inFlight.ContainsKey(tag))
                     {
@@ -222,7 +228,8 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
             // Metadata requests take microseconds: served on the read loop, they skip a thread-pool hop each
             // (the latency a serial client like diodls or the kernel's lookups waits for). Data transfers,
             // directory snapshots and database reads still run beside the loop.
-            if (err == DecodeError.None && IsQuick(msg!)) await ServeAsync(tag, msg, err, buffer, done, onReadLoop: true);
+            // A one-request-at-a-time transport has every request served on the loop.
+            if (_serial || (err == DecodeError.None && IsQuick(msg!))) await ServeAsync(tag, msg, err, buffer, done, onReadLoop: true);
             else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done, onReadLoop: false));
         }
 
@@ -254,9 +261,10 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
                 if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
                 var reply = Answer(tag, msg, err, out var raw);
                 // replies to requests served on the read loop are queued while more requests are read ahead
-                await SendAsync(tag, reply, raw, queue: onReadLoop && _blocking && _stream!.HasBufferedFrame);
+                await SendAsync(tag, reply, raw, queue: onReadLoop && _blocking != null && _readAhead is { HasBufferedFrame: true });
             }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { _writeFailure ??= e; }
+            catch (OperationCanceledException) { }
             catch (Exception e) { server.Unexpected(e, "reply"); }
             finally
             {
@@ -289,63 +297,6 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
             finally { server.Gate.Leave(); }
         }
 
-        /// <summary>
-        /// Strict ping-pong on the calling thread: read one request, answer it, write the reply, repeat. For
-        /// transports that carry one request at a time (usb9pfs): no thread hand-offs between a request and its
-        /// reply, and nothing is ever in flight when a Tflush or Tversion arrives.
-        /// </summary>
-        public void RunSerial(ISerialNinePTransport serial, CancellationToken ct)
-        {
-            _ct = ct;
-            // sized for the largest msize a Tversion can agree on (never more than the starting _msize)
-            var request = new byte[Math.Max(_msize, 64)];
-            var reply = new byte[Math.Max(_msize, 64)];
-            try
-            {
-                while (!ct.IsCancellationRequested)
-                {
-                    int len = serial.ReadFrame(request.AsSpan(0, _msize), ct);
-                    if (len == 0) break;
-                    var err = Codec.TryDecode(request.AsMemory(0, len), out var tag, out var msg);
-                    if (err == DecodeError.BadFrame) continue; // no trustworthy tag: nothing to answer
-                    byte[]? raw = null;
-                    Message answer = msg switch
-                    {
-                        Tversion tv => Reset(tv),
-                        Tflush => new Rflush(), // the flushed request was answered before this one was read
-                        _ => Answer(tag, msg, err, out raw),
-                    };
-                    if (raw != null)
-                    {
-                        try
-                        {
-                            int n = (int)BinaryPrimitives.ReadUInt32LittleEndian(raw);
-                            _opt.Trace?.Invoke($"9p -> {tag} {(MessageType)raw[4]} {n} bytes");
-                            serial.WriteFrame(raw.AsSpan(0, n));
-                        }
-                        finally { ArrayPool<byte>.Shared.Return(raw); }
-                    }
-                    else
-                    {
-                        _opt.Trace?.Invoke($"9p -> {tag} {answer}");
-                        serial.WriteFrame(reply.AsSpan(0, Codec.Encode(reply, tag, answer)));
-                    }
-                }
-            }
-            catch (OperationCanceledException) { }
-            catch (Exception e) when (e is IOException or InvalidDataException or ObjectDisposedException)
-            {
-                _opt.Trace?.Invoke($"9p {serial.Description}: connection ends: {e.Message}");
-            }
-            finally { ClunkAll(); }
-
-            Rversion Reset(Tversion tv)
-            {
-                ClunkAll();
-                return Version(tv);
-            }
-        }
-
         /// <summary>Writes a reply: a message, or a pre-encoded pooled frame (raw, returned to the pool here).</summary>
         private async Task SendAsync(ushort tag, Message reply, byte[]? raw, bool queue = false)
         {
@@ -361,11 +312,12 @@ public sealed class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerOptions? 
             try
             {
                 if (_opt.Trace != null) _opt.Trace($"9p -> {tag} {(raw != null ? $"{(MessageType)raw[4]} {len} bytes" : reply.ToString())}");
-                if (_blocking) _writeGate.Wait(_ct);
+                if (_blocking != null) _writeGate.Wait(_ct);
                 else await _writeGate.WaitAsync(_ct);
                 try
                 {
-                    if (queue) _stream!.QueueFrame(frame.AsSpan(0, len));
+                    if (queue) _readAhead!.QueueFrame(frame.AsSpan(0, len));
+                    else if (_blocking != null) _blocking.WriteFrame(frame.AsSpan(0, len));
                     else await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct);
                 }
                 finally { _writeGate.Release(); }

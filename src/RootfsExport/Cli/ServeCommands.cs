@@ -113,7 +113,7 @@ public static class ServeCommands
         Console.Out.Flush();
         // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot. The gadget
         // keeps one request in flight, so each is served in strict ping-pong on a thread of its own.
-        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeSerialAsync, UsbCommands.Log).RunAsync(stop);
+        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeAsync, UsbCommands.Log).RunAsync(stop);
     }
 
     /// <summary>The control socket: `update` and `watch` run elsewhere hand their work to this process, the export's one writer.</summary>
