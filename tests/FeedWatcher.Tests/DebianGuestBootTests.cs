@@ -1,4 +1,5 @@
 using System.Net;
+using RootfsExport.ExportServing;
 using RootfsExport.NineP.Server;
 using RootfsExport.TestSupport;
 using Xunit;
