@@ -49,11 +49,14 @@ public static class Codec
         return DecodeError.None;
     }
 
-    private static Message? DecodeBody(MessageType type, ref Reader r)
+    /// <summary>The body of a message: the classic 9P session and I/O messages (types from 100 up), or 9P2000.L's own.</summary>
+    private static Message? DecodeBody(MessageType type, ref Reader r) =>
+        type >= MessageType.Tversion ? DecodeClassic(type, ref r) : DecodeLinux(type, ref r);
+
+    private static Message? DecodeClassic(MessageType type, ref Reader r)
     {
         switch (type)
         {
-            case MessageType.Rlerror: return new Rlerror(r.U32());
             case MessageType.Tversion: return new Tversion(r.U32(), r.Str());
             case MessageType.Rversion: return new Rversion(r.U32(), r.Str());
             case MessageType.Tauth: return new Tauth(r.U32(), r.Str(), r.Str(), r.U32());
@@ -87,6 +90,17 @@ public static class Codec
             case MessageType.Rclunk: return new Rclunk();
             case MessageType.Tremove: return new Tremove(r.U32());
             case MessageType.Rremove: return new Rremove();
+            default:
+                r.Unknown = true;
+                return null;
+        }
+    }
+
+    private static Message? DecodeLinux(MessageType type, ref Reader r)
+    {
+        switch (type)
+        {
+            case MessageType.Rlerror: return new Rlerror(r.U32());
             case MessageType.Tstatfs: return new Tstatfs(r.U32());
             case MessageType.Rstatfs: return new Rstatfs(r.U32(), r.U32(), r.U64(), r.U64(), r.U64(), r.U64(), r.U64(), r.U64(), r.U32());
             case MessageType.Tlopen: return new Tlopen(r.U32(), r.U32());
@@ -246,9 +260,15 @@ public static class Codec
         w.U32((uint)size);
         w.U8((byte)m.Type);
         w.U16(tag);
+        if (m.Type >= MessageType.Tversion) WriteClassic(ref w, m);
+        else WriteLinux(ref w, m);
+        return size;
+    }
+
+    private static void WriteClassic(ref Writer w, Message m)
+    {
         switch (m)
         {
-            case Rlerror x: w.U32(x.Ecode); break;
             case Tversion x: w.U32(x.Msize); w.Str(x.Version); break;
             case Rversion x: w.U32(x.Msize); w.Str(x.Version); break;
             case Tauth x: w.U32(x.Afid); w.Str(x.Uname); w.Str(x.Aname); w.U32(x.NUname); break;
@@ -271,6 +291,16 @@ public static class Codec
             case Rwrite x: w.U32(x.Count); break;
             case Tclunk x: w.U32(x.Fid); break;
             case Tremove x: w.U32(x.Fid); break;
+            case Rflush or Rclunk or Rremove: break;
+            default: throw new ArgumentException($"cannot encode {m.GetType().Name}");
+        }
+    }
+
+    private static void WriteLinux(ref Writer w, Message m)
+    {
+        switch (m)
+        {
+            case Rlerror x: w.U32(x.Ecode); break;
             case Tstatfs x: w.U32(x.Fid); break;
             case Rstatfs x:
                 w.U32(x.FsType); w.U32(x.Bsize); w.U64(x.Blocks); w.U64(x.Bfree); w.U64(x.Bavail); w.U64(x.Files); w.U64(x.Ffree);
@@ -313,10 +343,9 @@ public static class Codec
             case Rmkdir x: w.Qid(x.Qid); break;
             case Trenameat x: w.U32(x.OldDirFid); w.Str(x.OldName); w.U32(x.NewDirFid); w.Str(x.NewName); break;
             case Tunlinkat x: w.U32(x.DirFid); w.Str(x.Name); w.U32(x.Flags); break;
-            case Rflush or Rclunk or Rremove or Rrename or Rsetattr or Rxattrcreate or Rfsync or Rlink or Rrenameat or Runlinkat: break;
+            case Rrename or Rsetattr or Rxattrcreate or Rfsync or Rlink or Rrenameat or Runlinkat: break;
             default: throw new ArgumentException($"cannot encode {m.GetType().Name}");
         }
-        return size;
     }
 
     private ref struct Writer(Span<byte> dest)
