@@ -58,9 +58,9 @@ load() { # label, port, nineload args... : the load generator's own clock (attac
 # memory), so diod / floor is the most any server could show them. The recorder and the replays run with
 # tiered compilation off, as serve does.
 pid_floor=""
-# bounded wait until something listens on 127.0.0.1:PORT, without connecting: the recorder and the replay
+# bounded wait (30 s: a loaded machine starts the recorder slowly) until something listens on 127.0.0.1:PORT, without connecting: the recorder and the replay
 # count the connections they accept
-wait_listening() { for i in $(seq 50); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; }
+wait_listening() { for i in $(seq 300); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.1; done; }
 floor_of() { # workload, port for its replay, client args (the server's address is appended by -s)
   local name=$1 port_floor=$2 port_rec=$(($2 + 100)); shift 2
   "${asu[@]}" env DOTNET_TieredCompilation=0 "$tool/nineload/nineload" record --listen 127.0.0.1:$port_rec --server 127.0.0.1:$port_ours --out "$work/$name.rec" \
