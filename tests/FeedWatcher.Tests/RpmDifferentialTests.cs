@@ -13,7 +13,7 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// </summary>
 public sealed class RpmDifferentialTests
 {
-    private static string Spec(string name, string version, string install, string files, string requires = "") => $"""
+    internal static string Spec(string name, string version, string install, string files, string requires = "") => $"""
         %global debug_package %{"{nil}"}
         %global __os_install_post %{"{nil}"}
         Name: {name}
@@ -31,7 +31,7 @@ public sealed class RpmDifferentialTests
         {files}
         """;
 
-    private static string Build(string work, string spec)
+    internal static string Build(string work, string spec)
     {
         var top = Path.Combine(work, $"rpm-{Guid.NewGuid():N}");
         Directory.CreateDirectory(top);

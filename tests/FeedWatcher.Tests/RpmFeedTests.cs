@@ -133,4 +133,30 @@ public sealed class RpmFeedTests
         Assert.False(File.Exists(Path.Combine(b.Export, "var/lib/rpm/rpmdb.sqlite")));
         Assert.Contains("up to date", Run.Tool(["update", OeFeedBuild.Image], path, cwd: b.Dir.Path).ShouldSucceed().Stdout);
     }
+
+    /// <summary>
+    /// A package the image manifest no longer lists is removed, and rpm's database forgets it as `rpm -e --justdb`
+    /// would: `rpm -q` says it is not installed, the other package stays.
+    /// </summary>
+    [Fact]
+    public void A_package_the_manifest_drops_is_removed_from_the_files_and_the_rpmdb()
+    {
+        Run.RequirePeer("rpmbuild");
+        using var scratch = new ScratchDir("rfe-rpmrm");
+        var keep = RpmDifferentialTests.Build(scratch.Path, RpmDifferentialTests.Spec("keeper", "1.0", "mkdir -p %{buildroot}/usr/bin && echo k > %{buildroot}/usr/bin/keeper", "/usr/bin/keeper"));
+        var drop = RpmDifferentialTests.Build(scratch.Path, RpmDifferentialTests.Spec("dropped", "1.0", "mkdir -p %{buildroot}/usr/bin && echo d > %{buildroot}/usr/bin/dropped", "/usr/bin/dropped"));
+        using var b = new OeFeedBuild($"mkdir -p var/lib/rpm && rpm --root \"$PWD\" --dbpath /var/lib/rpm -i --nodeps {keep} {drop} && rm -f var/lib/rpm/.rpm.lock var/lib/rpm/rpmdb.sqlite-shm var/lib/rpm/rpmdb.sqlite-wal",
+            ["keeper x86_64 1.0-1", "dropped x86_64 1.0-1"]);
+        b.Update().ShouldSucceed();
+        Assert.Equal("dropped-1.0-1.x86_64\n", Query(b, "dropped"));
+        File.WriteAllLines(Path.Combine(b.ImageDir, $"{OeFeedBuild.Image}-qemux86-64.rootfs.manifest"), ["keeper x86_64 1.0-1"]);
+        b.Own();
+        var output = b.Update().ShouldSucceed().Stdout;
+        Assert.Contains("Removing\n  dropped 1.0-1", output);
+        Assert.False(File.Exists(Path.Combine(b.Export, "usr/bin/dropped")));
+        Assert.True(File.Exists(Path.Combine(b.Export, "usr/bin/keeper")));
+        var q = Run.Tool(["exec", b.Export, "--", "rpm", "--root", b.Export, "--dbpath", "/var/lib/rpm", "-q", "dropped", "keeper"], new Dictionary<string, string> { ["LC_ALL"] = "C" });
+        Assert.Equal("package dropped is not installed\nkeeper-1.0-1.x86_64\n", q.Stdout);
+        Assert.Contains("clean:", b.Check().ShouldSucceed().Stdout);
+    }
 }
