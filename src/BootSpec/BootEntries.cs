@@ -50,6 +50,7 @@ public sealed record BootSpecRequest
     /// <summary>Builds and validates the endpoint for an export at the given absolute path.</summary>
     public RootEndpoint Endpoint(string exportPath)
     {
+        if (Transport != "nbd") RequireNone(("--name", NbdName), ("--image", Image));
         switch (Transport)
         {
             case "nfs":

@@ -31,6 +31,7 @@ public sealed class BlockFixture : IDisposable
             ln -s su {r}/bin/sx
             mkdir {r}/home/user; chown 1000:1000 {r}/home/user; chmod 700 {r}/home/user
             head -c 300000 /dev/urandom > {r}/usr/bin/blob
+            echo kernel > {r}/boot/Image-6.6.1
             echo start4 > {r}/boot/firmware/start4.elf; echo cfg > {r}/boot/firmware/config.txt; echo dtbo > {r}/boot/firmware/overlays/x.dtbo
             touch -d @1704164645 {r}/usr/bin/blob
             tar --numeric-owner --xattrs --xattrs-include='*' -cpzf {TarGz} -C {r} .

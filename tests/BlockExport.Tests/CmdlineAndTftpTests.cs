@@ -26,6 +26,24 @@ public sealed class CmdlineAndTftpTests(BlockFixture fixture) : IClassFixture<Bl
         var bad = Run.Tool("cmdline", export, "--transport", "nbd", "--server", "192.168.7.1", "--name", "a b");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("not an NBD export name", bad.Stderr);
+        var other = Run.Tool("cmdline", export, "--transport", "nfs", "--server", "192.168.7.1", "--name", "b");
+        Assert.Equal(1, other.ExitCode);
+        Assert.Contains("--name does not apply to --transport nfs", other.Stderr);
+    }
+
+    [Fact]
+    public void Bootspec_nbd_writes_the_entry_with_the_nbd_root_and_the_verity_root_hash()
+    {
+        using var dir = new ScratchDir();
+        var export = fixture.NewExport(dir);
+        var image = dir["v.ext4"];
+        Run.Tool("image", export, "-o", image, "--verity").ShouldSucceed();
+        var r = Run.Tool("bootspec", export, "--transport", "nbd", "--server", "192.168.7.1", "--name", "b", "--image", image, "--console", "none").ShouldSucceed().Stdout;
+        var entry = Directory.GetFiles(Path.Combine(export, "loader/entries")).Single();
+        var hash = ImageRecord.Read(image)!.Verity!.RootHash;
+        Assert.Contains($"options    nbddev=/dev/nbd0 nbdroot=192.168.7.1:10809/b root=/dev/mapper/root roothash={hash} ", File.ReadAllText(entry));
+        Assert.Contains("linux      /boot/Image-6.6.1", File.ReadAllText(entry));
+        Assert.Contains("cmdline: nbddev=/dev/nbd0", r);
     }
 
     [Fact]

@@ -120,12 +120,15 @@ public sealed class NbdGuestTests(BlockFixture fixture, ITestOutputHelper output
         return Directory.GetFiles(into);
     }
 
+    /// <summary>Two free ports P, P+1 below the ephemeral range (32768+), so no client socket takes one while a board's nbdkit restarts.</summary>
     private static int FreeBase()
     {
-        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
+        var random = new Random();
+        for (int i = 0; i < 200; i++)
+        {
+            int port = random.Next(20000, 32000);
+            if (RootfsExport.BlockExport.NbdServer.IsFree(System.Net.IPAddress.Loopback, port) && RootfsExport.BlockExport.NbdServer.IsFree(System.Net.IPAddress.Loopback, port + 1)) return port;
+        }
+        throw new InvalidOperationException("no two free ports in 20000..32000");
     }
 }

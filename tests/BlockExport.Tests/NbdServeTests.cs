@@ -7,13 +7,16 @@ namespace RootfsExport.BlockExport.Tests;
 /// <summary>serve --nbd: Debian's nbdkit, a copy-on-write overlay per board, read back with libnbd's nbdinfo and nbdcopy.</summary>
 public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFixture>
 {
+    /// <summary>Two free ports P, P+1 below the ephemeral range (32768+), so no client socket takes one while a board's nbdkit restarts.</summary>
     private static int FreeBase()
     {
-        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
+        var random = new Random();
+        for (int i = 0; i < 200; i++)
+        {
+            int port = random.Next(20000, 32000);
+            if (RootfsExport.BlockExport.NbdServer.IsFree(System.Net.IPAddress.Loopback, port) && RootfsExport.BlockExport.NbdServer.IsFree(System.Net.IPAddress.Loopback, port + 1)) return port;
+        }
+        throw new InvalidOperationException("no two free ports in 20000..32000");
     }
 
     [Fact]
@@ -30,8 +33,8 @@ public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFix
         Assert.Contains($"board a: cmdline: root=/dev/nbd0 nbdroot=127.0.0.1:{port}/a ip=dhcp rw", serve.Output);
         Assert.Contains($"board b: cmdline: root=/dev/nbd0 nbdroot=127.0.0.1:{port + 1}/b ip=dhcp rw", serve.Output);
         string a = $"nbd://127.0.0.1:{port}/a", b = $"nbd://127.0.0.1:{port + 1}/b";
-        WaitServed(a);
-        WaitServed(b);
+        WaitServed(serve, a);
+        WaitServed(serve, b);
 
         Assert.Contains($"export-size: {before.Length}", Run.Program("nbdinfo", a).ShouldSucceed().Stdout);
         Run.Program("nbdcopy", a, dir["back-a"]).ShouldSucceed();
@@ -60,7 +63,7 @@ public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFix
         // --reset a: a's overlay is dropped on the running serve
         Assert.Contains("overlay dropped", Run.Tool("serve", export, "--nbd", "--reset", "a").ShouldSucceed().Stdout);
         serve.WaitFor("board a: nbdkit ended", 30);
-        WaitServed(a);
+        WaitServed(serve, a);
         Run.Program("nbdcopy", a, dir["back-a3"]).ShouldSucceed();
         Assert.Equal(before, File.ReadAllBytes(dir["back-a3"]));
 
@@ -81,7 +84,7 @@ public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFix
         using var serve = new BackgroundTool(["serve", export, "--nbd", "--port", port.ToString(), "--read-only"]);
         serve.WaitFor("test:", 60);
         var uri = $"nbd://127.0.0.1:{port}/default";
-        WaitServed(uri);
+        WaitServed(serve, uri);
         Assert.Contains("is_read_only: true", Run.Program("nbdinfo", uri).ShouldSucceed().Stdout);
         File.WriteAllBytes(dir["patch"], new byte[4096]);
         Assert.NotEqual(0, Run.Program("nbdcopy", dir["patch"], uri).ExitCode);
@@ -98,13 +101,14 @@ public sealed class NbdServeTests(BlockFixture fixture) : IClassFixture<BlockFix
         Assert.Contains("rootfs-export image", r.Stderr);
     }
 
-    private static void WaitServed(string uri)
+    private static void WaitServed(BackgroundTool serve, string uri)
     {
-        for (int i = 0; i < 100; i++)
+        for (int i = 0; i < 300; i++)
         {
             if (Run.Program("nbdinfo", "--size", uri).ExitCode == 0) return;
             Thread.Sleep(100);
         }
-        Run.Program("nbdinfo", "--size", uri).ShouldSucceed();
+        var last = Run.Program("nbdinfo", "--size", uri);
+        Assert.True(last.ExitCode == 0, $"{uri} not served within 30 s: {last.All}\n{serve.Output}");
     }
 }
