@@ -1,4 +1,3 @@
-using RootfsExport.FeedWatcher.Tests;
 using RootfsExport.TestSupport;
 using Xunit;
 

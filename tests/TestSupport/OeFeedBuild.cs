@@ -1,13 +1,11 @@
-using RootfsExport.TestSupport;
-
-namespace RootfsExport.FeedWatcher.Tests;
+namespace RootfsExport.TestSupport;
 
 /// <summary>
 /// An OE-shaped build made by the test: conf/local.conf (MACHINE qemux86-64), an image tarball + manifest under
 /// tmp/deploy/images/qemux86-64, and a feed under tmp/deploy/{deb,rpm}/&lt;arch&gt;. The image root is made
 /// with real tar; packages with dpkg-deb and rpmbuild.
 /// </summary>
-internal sealed class OeFeedBuild : IDisposable
+public sealed class OeFeedBuild : IDisposable
 {
     public const string Image = "demo-image";
     public ScratchDir Dir { get; } = new("rfe-oefeed");
@@ -60,6 +58,31 @@ internal sealed class OeFeedBuild : IDisposable
         var d = Path.Combine(Root, "tmp/deploy", kind, arch);
         Directory.CreateDirectory(d);
         return d;
+    }
+
+    /// <summary>
+    /// An ipk in tmp/deploy/ipk/&lt;arch&gt;, landed as bitbake's deploy step lands it: written beside the feed under a
+    /// hidden name, then renamed into place (a rebuild at the same version replaces the file). Returns its path.
+    /// </summary>
+    public string Ipk(string name, string version, string arch, IEnumerable<TestIpk.Entry> files, string depends = "")
+    {
+        var feed = FeedDir("ipk", arch);
+        var control = $"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: t\n{(depends.Length > 0 ? $"Depends: {depends}\n" : "")}Description: test package {name}\n";
+        var staged = Path.Combine(feed, $".{name}.ipk.tmp");
+        TestIpk.Write(staged, control, files);
+        if (Run.IsRoot) Run.Program("chown", $"{Run.NobodyId}:{Run.NobodyId}", feed, staged).ShouldSucceed();
+        var landed = Path.Combine(feed, $"{name}_{version}_{arch}.ipk");
+        File.Move(staged, landed, overwrite: true);
+        return landed;
+    }
+
+    /// <summary>Replaces the image manifest (by rename, as a rebuild writes it): the packages the image wants now.</summary>
+    public void Manifest(IEnumerable<string> lines)
+    {
+        var manifest = Path.Combine(ImageDir, $"{Image}-qemux86-64.rootfs.manifest");
+        File.WriteAllLines(manifest + ".tmp", lines);
+        if (Run.IsRoot) Run.Program("chown", $"{Run.NobodyId}:{Run.NobodyId}", manifest + ".tmp").ShouldSucceed();
+        File.Move(manifest + ".tmp", manifest, overwrite: true);
     }
 
     public RunResult Update(params string[] extra) => Run.Tool(["update", Image, .. extra], Env, cwd: Dir.Path);

@@ -1,17 +1,20 @@
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Text;
-using RootfsExport.TestSupport;
 
-namespace RootfsExport.FeedWatcher.Tests;
+namespace RootfsExport.TestSupport;
 
 /// <summary>
 /// Our own ipk writer for fixtures: the ar outer opkg-build writes (or the legacy tar.gz outer), control and data
 /// tars with numeric owners, compressed with gzip in-process or xz/zstd by the real tools (as OE 4.x/5.x do).
 /// </summary>
-internal static class TestIpk
+public static class TestIpk
 {
-    public sealed record Entry(string Path, string? Content, int Mode = 0x1a4, int Uid = 0, int Gid = 0, string? LinkTo = null);
+    /// <param name="Bytes">a regular file's content as bytes (a program), instead of <paramref name="Content"/></param>
+    public sealed record Entry(string Path, string? Content, int Mode = 0x1a4, int Uid = 0, int Gid = 0, string? LinkTo = null, byte[]? Bytes = null)
+    {
+        public bool IsDirectory => Content is null && Bytes is null && LinkTo is null;
+    }
 
     public static void Write(string outFile, string control, IEnumerable<Entry> data, string compression = "gz", bool legacyTarGz = false,
         IDictionary<string, string>? controlMembers = null)
@@ -29,7 +32,7 @@ internal static class TestIpk
                 var d = "./" + string.Join('/', parts[..k]) + "/";
                 if (dirs.Add(d) && !data.Any(x => "./" + x.Path.Trim('/') + "/" == d)) dataEntries.Add(new(d, null, 0x1ed));
             }
-            dataEntries.Add(e with { Path = "./" + e.Path.Trim('/') + (e.Content is null && e.LinkTo is null ? "/" : "") });
+            dataEntries.Add(e with { Path = "./" + e.Path.Trim('/') + (e.IsDirectory ? "/" : "") });
         }
         var members = new List<(string Name, byte[] Data)>
         {
@@ -63,10 +66,10 @@ internal static class TestIpk
         using (var w = new TarWriter(ms, TarEntryFormat.Gnu, leaveOpen: true))
             foreach (var e in entries)
             {
-                var type = e.LinkTo != null ? TarEntryType.SymbolicLink : e.Content is null ? TarEntryType.Directory : TarEntryType.RegularFile;
+                var type = e.LinkTo != null ? TarEntryType.SymbolicLink : e.IsDirectory ? TarEntryType.Directory : TarEntryType.RegularFile;
                 var t = new GnuTarEntry(type, e.Path) { Mode = (UnixFileMode)e.Mode, Uid = e.Uid, Gid = e.Gid, ModificationTime = DateTimeOffset.FromUnixTimeSeconds(1700000000) };
                 if (e.LinkTo != null) t.LinkName = e.LinkTo;
-                if (e.Content != null) t.DataStream = new MemoryStream(Encoding.UTF8.GetBytes(e.Content));
+                if (!e.IsDirectory && e.LinkTo is null) t.DataStream = new MemoryStream(e.Bytes ?? Encoding.UTF8.GetBytes(e.Content!));
                 w.WriteEntry(t);
             }
         return ms.ToArray();
