@@ -20,6 +20,9 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
     /// <summary>Where the kernel lists USB devices and interfaces; a change of its entries means a gadget came or went.</summary>
     public string SysfsDevices { get; init; } = "/sys/bus/usb/devices";
 
+    /// <summary>Where libusb finds the device nodes, one directory per bus, one node per address.</summary>
+    public string UsbfsRoot { get; init; } = "/dev/bus/usb";
+
     /// <summary>Runs until the token fires; then lets the running sessions finish and returns.</summary>
     /// <remarks>
     /// The scan loop sleeps on a thread of its own rather than awaiting timers: the sessions do blocking
@@ -31,7 +34,8 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
 
     private void Run(CancellationToken ct)
     {
-        var running = new Dictionary<string, Task>();
+        var running = new Dictionary<string, (Usb9pfsGadget Gadget, Task<long> Session)>();
+        var backoff = new ReopenBackoff();
         var reported = new Dictionary<string, string>(); // path → last problem told, so a retry loop does not flood the log
         bool toldWaiting = false;
         string? lastDevices = null;
@@ -41,17 +45,18 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
             while (!ct.IsCancellationRequested)
             {
                 bool ended = false;
-                foreach (var (path, task) in running.Where(kv => kv.Value.IsCompleted).ToList())
+                long now = Environment.TickCount64;
+                foreach (var (path, (gadget, session)) in running.Where(kv => kv.Value.Session.IsCompleted).ToList())
                 {
                     running.Remove(path);
                     reported.Remove(path);
+                    backoff.Ended(gadget, session.Result, now);
                     ended = true;
                 }
                 // A libusb scan opens and reads every device's sysfs files: dozens of system calls per device,
                 // every ScanInterval, beside the sessions being served. Scan only when something can have changed.
                 var devices = DeviceList();
-                long now = Environment.TickCount64;
-                bool due = lastDevices is null || devices != lastDevices || ended
+                bool due = lastDevices is null || devices != lastDevices || ended || backoff.AnyDue(now)
                     || (reported.Count > 0 && now - lastScan >= RetryInterval.TotalMilliseconds)
                     || now - lastScan >= FullScanInterval.TotalMilliseconds;
                 if (due)
@@ -66,7 +71,8 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
                         toldWaiting = true;
                     }
                     foreach (var gone in reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) reported.Remove(gone);
-                    foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path)))
+                    backoff.Forget(backoff.Paths.Where(p => gadgets.All(g => g.Path != p)));
+                    foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path) && backoff.MayOpen(g, now)))
                     {
                         UsbgLink link;
                         try { link = UsbgLink.Open(g); }
@@ -74,7 +80,8 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
                         catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
                         toldWaiting = false;
                         reported.Remove(g.Path);
-                        running[g.Path] = Serve(link, ct);
+                        running[g.Path] = (g, Serve(link, backoff.Loud(g), backoff.FirstEmpty(g), ct));
+                        backoff.Opened(g);
                     }
                 }
                 ct.WaitHandle.WaitOne(ScanInterval);
@@ -82,12 +89,16 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
         }
         finally
         {
-            Task.WhenAll(running.Values).GetAwaiter().GetResult();
+            Task.WhenAll(running.Values.Select(r => r.Session)).GetAwaiter().GetResult();
         }
 
-        string DeviceList()
+        // the sysfs names stay the same when a board re-enumerates on the same port; its usbfs node (the address)
+        // does not, and a paused gadget at a new address must be opened at once
+        string DeviceList() => Entries(SysfsDevices) + "\n" + string.Join('\n', Entries(UsbfsRoot).Split('\n').Select(Entries));
+
+        static string Entries(string dir)
         {
-            try { return string.Join('\n', Directory.GetFileSystemEntries(SysfsDevices).Order(StringComparer.Ordinal)); }
+            try { return dir.Length == 0 ? "" : string.Join('\n', Directory.GetFileSystemEntries(dir).Order(StringComparer.Ordinal)); }
             catch (IOException) { return ""; }
             catch (UnauthorizedAccessException) { return ""; }
         }
@@ -100,10 +111,13 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
         }
     }
 
-    private async Task Serve(UsbgLink link, CancellationToken ct)
+    /// <param name="loud">log the attach and detach (not on a quiet retry of a gadget whose endpoints answered nothing)</param>
+    /// <param name="retrying">the last session at this address served nothing: say so if this one does too</param>
+    /// <returns>the number of requests served</returns>
+    private async Task<long> Serve(UsbgLink link, bool loud, bool retrying, CancellationToken ct)
     {
         var g = link.Gadget;
-        log($"attached {g}: IN 0x{g.EndpointIn:x2} OUT 0x{g.EndpointOut:x2}, {g.MaxPacketSizeIn}-byte packets");
+        if (loud) log($"attached {g}: IN 0x{g.EndpointIn:x2} OUT 0x{g.EndpointOut:x2}, {g.MaxPacketSizeIn}-byte packets");
         var transport = new UsbgTransport(link, link);
         string why = "stopped";
         try
@@ -114,7 +128,12 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
         catch (Exception e) when (e is IOException or InvalidDataException) { why = e.Message; }
         catch (OperationCanceledException) { }
         if (!ct.IsCancellationRequested && why == "stopped") why = "gone";
-        log($"detached {g.Path} ({why}) after {transport.Requests} requests, {transport.BytesIn} bytes in, {transport.BytesOut} bytes out"
-            + (ct.IsCancellationRequested ? "" : "; waiting for it to come back"));
+        if (loud || transport.Requests > 0)
+            log($"detached {g.Path} ({why}) after {transport.Requests} requests, {transport.BytesIn} bytes in, {transport.BytesOut} bytes out"
+                + (ct.IsCancellationRequested ? "" : "; waiting for it to come back"));
+        if (retrying && transport.Requests == 0 && !ct.IsCancellationRequested)
+            log($"{g.Path}: its endpoints answer nothing (a board on Linux ≥ 6.12.118 that unmounted keeps them disabled until it re-enumerates); " +
+                "trying again every few seconds without logging until it does");
+        return transport.Requests;
     }
 }
