@@ -127,7 +127,7 @@ public static class ServeControl
     /// </summary>
     public static UpdateOutcome? TryHandOver(PseudoState state, UpdateHandover request, TextWriter output)
     {
-        using var socket = ConnectToServe(state);
+        using var socket = ConnectToServe(state) ?? WaitForStartingServe(state);
         if (socket == null) return null;
         using var stream = new NetworkStream(socket, ownsSocket: false);
         using (var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true) { NewLine = "\n" })
@@ -144,6 +144,35 @@ public static class ServeControl
                 return new UpdateOutcome(code, n);
         }
         throw new UserFacingException($"the serving process closed its control socket ({socket.RemoteEndPoint}) before the update finished; run 'rootfs-export update' again");
+    }
+
+    /// <summary>How long `update` waits for a serve that holds the lock to open its control socket.</summary>
+    public static readonly TimeSpan StartingServeWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A serve (or dev) takes the export's lock first and opens its control socket a moment later (after loading
+    /// files.db). An update in between would get "lock held": while the holder is a serving rootfs-export, wait
+    /// (bounded) for its socket. Null when the holder is something else, lets go of the lock, or the wait ends.
+    /// </summary>
+    private static Socket? WaitForStartingServe(PseudoState state)
+    {
+        var deadline = Environment.TickCount64 + (long)StartingServeWait.TotalMilliseconds;
+        while (state.LiveServerPid() is int pid && IsServingRootfsExport(pid) && Environment.TickCount64 < deadline)
+        {
+            Thread.Sleep(50);
+            if (ConnectToServe(state) is { } socket) return socket;
+        }
+        return null;
+    }
+
+    /// <summary>Whether the process runs `rootfs-export serve` or `dev` (the native program or the .dll under dotnet).</summary>
+    internal static bool IsServingRootfsExport(int pid)
+    {
+        string[] args;
+        try { args = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0', StringSplitOptions.RemoveEmptyEntries); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        int tool = Array.FindIndex(args, a => Path.GetFileName(a) is "rootfs-export" or "rootfs-export.dll");
+        return tool >= 0 && tool + 1 < args.Length && args[tool + 1] is "serve" or "dev";
     }
 
     /// <summary>A connection to the serve listening at one of this state's socket paths; null when none listens.</summary>
