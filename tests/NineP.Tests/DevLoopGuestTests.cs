@@ -25,7 +25,7 @@ public class DevLoopGuestTests(ITestOutputHelper output)
     {
         using var build = new OeFeedBuild("mkdir -p var/lib/opkg/info && : > var/lib/opkg/status",
             [$"hello {Arch} 1.0-r0", $"gone {Arch} 1.0-r0"]);
-        var hello = new[] { "OLD", "NEW", "NEWER" }.ToDictionary(v => v, v => CompileHello(build.Work, $"hello {v}"));
+        var hello = new[] { "OLD", "NEW", "NEWER" }.ToDictionary(v => v, v => HelloProgram.Compile(build.Work, $"hello {v}"));
         build.Ipk("hello", "1.0-r0", Arch, [new("/usr/bin/hello", null, 0x1ed, Bytes: hello["OLD"])]);
         build.Ipk("gone", "1.0-r0", Arch, [new("/usr/share/gone/data", "from gone\n")]);
         var guestWork = Path.Combine(build.Work, "guest");
@@ -126,15 +126,6 @@ public class DevLoopGuestTests(ITestOutputHelper output)
         echo "@@DONE"
         poweroff -f
         """;
-
-    /// <summary>guest/hello.c, printing <paramref name="message"/>: a static program with no libc, a few kilobytes.</summary>
-    private static byte[] CompileHello(string work, string message)
-    {
-        var binary = Path.Combine(work, $"hello-{message.Replace(' ', '-')}");
-        Run.Program(Run.RequirePeer("gcc"), ["-static", "-nostdlib", "-fno-pie", "-no-pie", "-Os", "-fno-stack-protector", "-fcf-protection=none",
-            $"-DMSG=\"{message}\"", "-o", binary, Path.Combine(Repository.Root, "tests", "NineP.Tests", "guest", "hello.c")]).ShouldSucceed();
-        return File.ReadAllBytes(binary);
-    }
 
     /// <summary>
     /// Waits (bounded, 10 ms steps) for a marker the guest writes; fails with dev's output and the guest's console

@@ -1,4 +1,4 @@
-/* The package's /usr/bin/hello in DevLoopGuestTests: built twice with different MSG, as a rebuilt package at the
+/* The package's /usr/bin/hello in the dev-loop guest tests (HelloProgram.cs): built twice with different MSG, as a rebuilt package at the
  * same version. No libc, so it is a few kilobytes and the guest's polling loop (one exec per round over 9P) stays
  * cheap. `hello` prints MSG once; `hello sleep` prints it every second for at most 10 minutes: a process that
  * keeps running from the binary it was started from, and stops by itself. */
