@@ -121,7 +121,9 @@ public sealed class UnfsdFactAttribute : FactAttribute
     public UnfsdFactAttribute()
     {
         if (UnfsdPeer.Path is null)
-            Skip = "no unfsd: unfs3 is in no Debian release. Provide one with ROOTFS_EXPORT_UNFSD=/path/to/unfsd " +
+            Skip = "no unfsd: no Debian package provides unfsd or a server that can stand in for it (unfs3 is in no Debian release; " +
+                   "nfs-ganesha, Debian's only user-space NFS server, takes a config file instead of unfsd's command line and its VFS backend " +
+                   "opens files by handle as root, past pseudo; docs/DEVLOOP.md). Provide one with ROOTFS_EXPORT_UNFSD=/path/to/unfsd " +
                    "(from an OE build: bitbake unfs3-native -c addto_recipe_sysroot; or built from github.com/unfs3/unfs3)";
     }
 }
