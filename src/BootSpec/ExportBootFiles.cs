@@ -7,7 +7,7 @@ namespace RootfsExport.BootSpec;
 /// <param name="Path">Symlink-free path inside the export (/boot/Image-6.6.1).</param>
 /// <param name="Release">Kernel release (uname -r).</param>
 /// <param name="Names">The /boot names that lead to it (Image, Image-6.6.1).</param>
-public sealed record KernelImage(string Path, string Release, IReadOnlyList<string> Names);
+public sealed record BootKernel(string Path, string Release, IReadOnlyList<string> Names);
 
 /// <summary>The parts of os-release a boot entry uses.</summary>
 public sealed record OsRelease(IReadOnlyDictionary<string, string> Fields)
@@ -50,7 +50,7 @@ public sealed record OsRelease(IReadOnlyDictionary<string, string> Fields)
 
 /// <summary>What the export offers for booting: kernels, devicetrees, initramfs images, identity, console.</summary>
 public sealed record ExportBootFiles(
-    IReadOnlyList<KernelImage> Kernels,
+    IReadOnlyList<BootKernel> Kernels,
     IReadOnlyList<string> Devicetrees,
     IReadOnlyList<string> Initramfs,
     IReadOnlyList<string> ModuleReleases,
@@ -88,7 +88,6 @@ public static partial class ExportScanner
     /// <summary>Kernel image base names; "&lt;base&gt;-&lt;release&gt;" carries the release.</summary>
     public static readonly string[] KernelBases = ["Image", "zImage", "bzImage", "fitImage", "vmlinuz"];
 
-    private const long MaxVersionScan = 96L << 20;
 
     public static ExportBootFiles Scan(ExportRoot root)
     {
@@ -107,7 +106,7 @@ public static partial class ExportScanner
             if (!groups.TryGetValue(r, out var l)) groups[r] = l = [];
             l.Add(name);
         }
-        var kernels = new List<KernelImage>();
+        var kernels = new List<BootKernel>();
         foreach (var (path, names) in groups.OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             var candidates = names.Append(System.IO.Path.GetFileName(path));
@@ -119,7 +118,7 @@ public static partial class ExportScanner
                 warnings.Add($"cannot tell the kernel release of {path} (name it <image>-<release> or keep a single /lib/modules/<release>); skipped");
                 continue;
             }
-            kernels.Add(new KernelImage(path, release, names));
+            kernels.Add(new BootKernel(path, release, names));
         }
         // The same release twice (e.g. Image-6.6 and zImage-6.6): keep the first, one entry per release.
         kernels = kernels.GroupBy(k => k.Release).Select(g => g.First()).ToList();
@@ -163,61 +162,13 @@ public static partial class ExportScanner
 
     public static bool LooksVersioned(string name) => VersionInName().IsMatch(name);
 
-    /// <summary>
-    /// The release compiled into the image: x86 bzImage's setup header points at it (0x20E), arm64's
-    /// uncompressed Image carries "Linux version &lt;release&gt; " in its data. Compressed images yield null.
-    /// </summary>
+    /// <summary>The release compiled into the image (Payload's reader), read through the confined export root.</summary>
     public static string? EmbeddedRelease(ExportRoot root, string path)
     {
         try
         {
             using var fs = root.OpenRead(path);
-            if (fs is null) return null;
-            var head = new byte[0x210];
-            if (fs.Read(head, 0, head.Length) == head.Length && Encoding.ASCII.GetString(head, 0x202, 4) == "HdrS")
-            {
-                int off = head[0x20E] | head[0x20F] << 8;
-                if (off != 0 && off + 0x200 < fs.Length)
-                {
-                    fs.Position = off + 0x200;
-                    var buf = new byte[128];
-                    int n = fs.Read(buf, 0, buf.Length);
-                    var s = Encoding.ASCII.GetString(buf, 0, n);
-                    var token = s.Split(' ', '\0')[0];
-                    if (token.Length > 0 && char.IsAsciiDigit(token[0])) return token;
-                }
-            }
-            fs.Position = 0;
-            var needle = "Linux version "u8.ToArray();
-            var chunk = new byte[1 << 20];
-            long scanned = 0;
-            int carry = 0;
-            while (scanned < MaxVersionScan)
-            {
-                int n = fs.Read(chunk, carry, chunk.Length - carry);
-                int len = carry + n;
-                scanned += n;
-                int at = chunk.AsSpan(0, len).IndexOf(needle);
-                if (at >= 0)
-                {
-                    var after = chunk.AsSpan(at + needle.Length, len - at - needle.Length);
-                    int end = after.IndexOfAny((byte)' ', (byte)0, (byte)'\n');
-                    if (end >= 0 || n == 0)
-                    {
-                        var token = Encoding.ASCII.GetString(end >= 0 ? after[..end] : after);
-                        return token.Length is > 0 and < 128 && char.IsAsciiDigit(token[0]) ? token : null;
-                    }
-                    // the release runs past this chunk: move the match to the front and read on
-                    carry = len - at;
-                    Array.Copy(chunk, at, chunk, 0, carry);
-                    if (carry > 4096) return null;
-                    continue;
-                }
-                if (n == 0) break;
-                // keep a tail so a needle split across chunks is still found
-                carry = Math.Min(len, needle.Length - 1);
-                Array.Copy(chunk, len - carry, chunk, 0, carry);
-            }
+            return fs is null ? null : Payload.KernelImage.Release(fs);
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }

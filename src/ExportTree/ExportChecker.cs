@@ -36,16 +36,11 @@ public static class ExportChecker
 {
     public static CheckReport Check(string exportDir, bool repair)
     {
-        var export = ExportPaths.Canonical(exportDir);
-        if (!Directory.Exists(export)) throw new UserFacingException($"export '{export}' does not exist");
-        var state = new PseudoState(PseudoState.StatePathFor(export));
-        if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database ({state.FilesDbPath}); create it with 'rootfs-export unpack'");
-        using var writeLock = repair ? state.AcquireWriterLock() : null;
-        if (!repair) state.EnsureNoLiveServer();
-        using var db = FilesDb.Open(state, create: false);
-
+        using var handle = repair ? ExportHandle.OpenForWriting(exportDir) : ExportHandle.OpenForReading(exportDir);
+        var export = handle.Path;
+        var db = handle.Db;
         var problems = new List<Problem>();
-        var disk = ScanDisk(export, problems);
+        var disk = ScanDisk(handle, problems);
         // A moved export: the row with the root's dev/ino has another path.
         var rootSt = disk[""];
         var rootRows = db.GetByDevIno(rootSt.Dev(), rootSt.InoSigned());
@@ -53,7 +48,7 @@ public static class ExportChecker
         if (movedFrom != null)
         {
             problems.Add(new Problem(ProblemKind.Moved, export, $"rows are recorded under '{movedFrom}'"));
-            if (repair) db.InTransaction(() => db.RenameTree(movedFrom, export));
+            if (repair) handle.InTransaction(d => d.RenameTree(movedFrom, export));
         }
 
         var rows = db.Under(export);
@@ -64,7 +59,7 @@ public static class ExportChecker
         foreach (var x in orphan) problems.Add(new Problem(ProblemKind.OrphanXattr, $"{x.Dev}:{x.Ino}", x.Name));
         if (orphan.Count > 0) actions.Add(db.ClearUnusedXattrs);
 
-        if (repair && actions.Count > 0) db.InTransaction(() => { foreach (var a in actions) a(); });
+        if (repair && actions.Count > 0) handle.InTransaction(_ => { foreach (var a in actions) a(); });
         bool unrepairable = problems.Any(p => p.Kind == ProblemKind.UnencodableName);
         return new CheckReport(disk.Count, rows.Count, problems, repair && !unrepairable);
     }
@@ -82,7 +77,7 @@ public static class ExportChecker
                 problems.Add(new Problem(ProblemKind.MissingRow, dbPath, "no ownership record"));
                 actions.Add(() => db.PutLink(new FileRow(dbPath, copy.Dev(), copy.InoSigned(), 0, 0, copy.Mode, 0))); // made behind our back: root's, disk mode
             }
-            else if (!TypesAgree(row.Mode, st.Mode))
+            else if (!StMode.Stands(row.Mode, st.Mode))
             {
                 problems.Add(new Problem(ProblemKind.TypeMismatch, dbPath, $"db mode {Convert.ToString(row.Mode, 8)}, disk mode {Convert.ToString(st.Mode, 8)}"));
                 actions.Add(() => db.PutLink(row with { Dev = copy.Dev(), Ino = copy.InoSigned(), Mode = (copy.Mode & Libc.S_IFMT) | row.Permissions, Rdev = 0 }));
@@ -119,29 +114,20 @@ public static class ExportChecker
 
     private static string Relative(string export, string dbPath) => dbPath == export ? "" : dbPath[(export.Length + 1)..];
 
-    /// <summary>Device rows sit on placeholder files, socket rows too; otherwise dir/symlink/fifo/file must agree.</summary>
-    private static bool TypesAgree(uint dbMode, uint diskMode)
-    {
-        uint db = dbMode & Libc.S_IFMT, disk = diskMode & Libc.S_IFMT;
-        if (db == disk) return true;
-        return disk == Libc.S_IFREG && db is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK;
-    }
-
     /// <summary>
     /// Every object below the export, keyed by relative path ("" = root), symlinks not followed, in one linear
     /// walk. A name that is not UTF-8 (a board can make one over 9P) is reported and left out with what is
     /// below it: files.db keys rows by text, and decoding would merge 'a\xff' and 'a\xfe' into one row.
     /// </summary>
-    public static Dictionary<string, Statx> ScanDisk(string export, List<Problem>? problems = null)
+    public static Dictionary<string, Statx> ScanDisk(ExportHandle export, List<Problem>? problems = null)
     {
         var result = new Dictionary<string, Statx>(StringComparer.Ordinal);
-        using var root = HostDirectory.Open(export);
-        result[""] = root.StatSelf();
-        root.Walk((rel, st) =>
+        result[""] = export.Root.StatSelf();
+        export.Root.Walk((rel, st) =>
         {
             if (FileName.IsRaw(rel))
             {
-                problems?.Add(new Problem(ProblemKind.UnencodableName, ExportPaths.Join(export, FileName.Shown(rel)),
+                problems?.Add(new Problem(ProblemKind.UnencodableName, export.DbPath(FileName.Shown(rel)),
                     "name is not UTF-8; files.db cannot record it apart from similar names: rename it on the board"));
                 return false;
             }
@@ -149,45 +135,5 @@ public static class ExportChecker
             return true;
         });
         return result;
-    }
-}
-
-/// <summary>
-/// Records objects our own code wrote into an export outside ExportWriter (boot entries, package-manager
-/// state written by other tools) as root-owned with their disk mode, and drops rows whose object is gone,
-/// for one subtree; so pseudo never shows them as the build user's and check stays clean.
-/// </summary>
-public static class ExportAdoption
-{
-    public static int Sync(string exportDir, string subtree)
-    {
-        var export = ExportPaths.Canonical(exportDir);
-        var state = new PseudoState(PseudoState.StatePathFor(export));
-        if (!state.Exists) return 0;
-        var rel = ExportPath.Parse(subtree, "subtree");
-        using var writeLock = state.AcquireWriterLock();
-        using var db = FilesDb.Open(state, create: false);
-        var disk = ExportChecker.ScanDisk(export)
-            .Where(e => e.Key == rel.Value || e.Key.StartsWith(rel.Value + "/", StringComparison.Ordinal))
-            .ToDictionary(e => ExportPaths.Join(export, e.Key), e => e.Value);
-        int changed = 0;
-        db.InTransaction(() =>
-        {
-            var root = ExportPaths.Join(export, rel.Value);
-            foreach (var row in db.Under(root).Where(r => !disk.ContainsKey(r.Path)))
-            {
-                db.DeletePath(row.Path);
-                changed++;
-            }
-            foreach (var (path, st) in disk)
-            {
-                var row = db.GetByPath(path);
-                if (row != null && row.Dev == st.Dev() && row.Ino == st.InoSigned()) continue;
-                uint perms = row?.Permissions ?? (uint)(st.Mode & 0xfff);
-                db.PutNew(new FileRow(path, st.Dev(), st.InoSigned(), row?.Uid ?? 0, row?.Gid ?? 0, (st.Mode & Libc.S_IFMT) | perms, 0));
-                changed++;
-            }
-        });
-        return changed;
     }
 }

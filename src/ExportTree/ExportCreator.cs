@@ -15,7 +15,8 @@ public sealed record UnpackResult(string Export, string StateDir, long Entries, 
 /// </summary>
 public static class ExportCreator
 {
-    public static UnpackResult Unpack(string tarball, string exportDir, bool replace, IUnpackProgress? progress = null, CancellationToken cancel = default)
+    /// <param name="held">the export's lock when the caller (a whole update) already holds it</param>
+    public static UnpackResult Unpack(string tarball, string exportDir, bool replace, IUnpackProgress? progress = null, CancellationToken cancel = default, ExportLock? held = null)
     {
         CheckTarball(tarball);
         var export = ExportPaths.Canonical(exportDir);
@@ -23,7 +24,7 @@ public static class ExportCreator
         var parent = Path.GetDirectoryName(export)!;
         Directory.CreateDirectory(parent);
         // the lock first: recovery removes staging directories, which must not be another live run's
-        using var exportLock = ExportLock.Acquire(export);
+        using var ownLock = held is null ? ExportLock.Acquire(export) : null;
         RecoverLocked(export);
 
         var state = new PseudoState(PseudoState.StatePathFor(export));
@@ -39,14 +40,23 @@ public static class ExportCreator
 
         var stamp = $"{Environment.ProcessId}-{Random.Shared.Next():x6}";
         var tmpTree = Path.Combine(parent, $".{Path.GetFileName(export)}.rfe-new-{stamp}");
-        var tmpState = new PseudoState(tmpTree + ".pseudo_state");
         var started = System.Diagnostics.Stopwatch.StartNew();
-        long entries, bytes;
-        CompressionKind kind;
+        var (entries, bytes, kind) = BuildStaged(tarball, export, tmpTree, progress, cancel);
+        bool replaced = exportExists && !exportEmpty;
+        SwapIn(export, tmpTree, state, replaced, exportEmpty);
+        return new UnpackResult(export, state.Directory, entries, bytes, kind, started.Elapsed, replaced);
+    }
+
+    /// <summary>The new tree and its files.db beside the export (rows carry the final paths); removed again on any failure.</summary>
+    private static (long Entries, long Bytes, CompressionKind Kind) BuildStaged(string tarball, string export, string tmpTree, IUnpackProgress? progress, CancellationToken cancel)
+    {
+        var tmpState = new PseudoState(tmpTree + ".pseudo_state");
         try
         {
             Directory.CreateDirectory(tmpTree);
             Directory.CreateDirectory(tmpState.Directory);
+            long entries, bytes;
+            CompressionKind kind;
             using (tmpState.AcquireWriterLock())
             using (var db = FilesDb.Open(tmpState))
             using (var writer = new ExportWriter(tmpTree, export, db))
@@ -59,6 +69,7 @@ public static class ExportCreator
                 bytes = file.Position;
             }
             ImageStamp.Write(tmpState, tarball);
+            return (entries, bytes, kind);
         }
         catch
         {
@@ -66,28 +77,29 @@ public static class ExportCreator
             RemoveTree(tmpState.Directory);
             throw;
         }
+    }
 
-        bool replaced = exportExists && !exportEmpty;
+    /// <summary>Moves the staged tree and state into place: a fresh create by rename, a replace by exchange.</summary>
+    private static void SwapIn(string export, string tmpTree, PseudoState state, bool replace, bool exportEmpty)
+    {
+        var tmpState = tmpTree + ".pseudo_state";
         // the journal lets the next run finish the state's move if this one dies between the two renames
         File.WriteAllText(SwapJournal(export), $"{tmpTree}\n");
-        if (!replaced)
+        if (!replace)
         {
             if (exportEmpty) Directory.Delete(export);
             if (Directory.Exists(state.Directory)) RemoveTree(state.Directory); // stale, and we hold its lock
             Rename(tmpTree, export, 0u);
-            Rename(tmpState.Directory, state.Directory, 0u);
+            Rename(tmpState, state.Directory, 0u);
             File.Delete(SwapJournal(export));
+            return;
         }
-        else
-        {
-            Rename(tmpTree, export, (uint)Libc.RENAME_EXCHANGE);
-            if (Directory.Exists(state.Directory)) Rename(tmpState.Directory, state.Directory, (uint)Libc.RENAME_EXCHANGE);
-            else Rename(tmpState.Directory, state.Directory, 0u);
-            File.Delete(SwapJournal(export));
-            RemoveTree(tmpTree);
-            RemoveTree(tmpState.Directory);
-        }
-        return new UnpackResult(export, state.Directory, entries, bytes, kind, started.Elapsed, replaced);
+        Rename(tmpTree, export, (uint)Libc.RENAME_EXCHANGE);
+        if (Directory.Exists(state.Directory)) Rename(tmpState, state.Directory, (uint)Libc.RENAME_EXCHANGE);
+        else Rename(tmpState, state.Directory, 0u);
+        File.Delete(SwapJournal(export));
+        RemoveTree(tmpTree);
+        RemoveTree(tmpState);
     }
 
     private static string SwapJournal(string export) =>
@@ -104,6 +116,9 @@ public static class ExportCreator
         using var exportLock = ExportLock.Acquire(export);
         RecoverLocked(export);
     }
+
+    /// <summary>Recovery for a caller that holds the export's lock already.</summary>
+    public static void Recover(string export, ExportLock held) => RecoverLocked(export);
 
     /// <summary>Recovery proper; the caller holds the export's lock, so every staging directory is a dead run's.</summary>
     private static void RecoverLocked(string export)

@@ -181,8 +181,8 @@ public sealed class ExportWriter : IDisposable
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
         }
-        if (kind == EntryKind.Fifo) parent.CreateFifo(name, StMode.OnDisk(mode, false));
-        else Libc.Close(parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180));
+        if (StMode.OnDiskType(mode) == Libc.S_IFREG) Libc.Close(parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, 0x180));
+        else parent.CreateFifo(name, StMode.OnDisk(mode, false));
         parent.Chmod(name, StMode.OnDisk(mode, false));
         if (name != path.Name) HostDirectory.Rename(parent, name, parent, path.Name);
         var st = parent.Stat(path.Name);

@@ -11,9 +11,8 @@ public static class OwnershipTransfer
 {
     public static string ExportFakeroot(string exportDir)
     {
-        var (export, state) = Open(exportDir);
-        using var db = FilesDb.Open(state, create: false);
-        var records = db.Under(export)
+        using var handle = ExportHandle.OpenForReading(exportDir);
+        var records = handle.Db.Under(handle.Path)
             .GroupBy(r => (r.Dev, r.Ino))
             .Select(g => { var r = g.First(); return new FakerootRecord(r.Dev, r.Ino, r.Mode, r.Uid, r.Gid, (uint)g.Count(), r.Rdev); })
             .OrderBy(r => r.Dev).ThenBy(r => (ulong)r.Ino);
@@ -22,10 +21,10 @@ public static class OwnershipTransfer
 
     public static string ExportPerms(string exportDir)
     {
-        var (export, state) = Open(exportDir);
-        using var db = FilesDb.Open(state, create: false);
+        using var handle = ExportHandle.OpenForReading(exportDir);
+        var export = handle.Path;
         var records = new List<PermsRecord>();
-        foreach (var r in db.Under(export))
+        foreach (var r in handle.Db.Under(export))
         {
             var target = r.Path == export ? "/" : r.Path[export.Length..];
             switch (r.Type)
@@ -46,13 +45,11 @@ public static class OwnershipTransfer
     public static TransferReport ImportFakeroot(string exportDir, string saveFile)
     {
         var records = Read(saveFile, FakerootSaveFile.Parse);
-        var (export, state) = Open(exportDir);
+        using var export = ExportHandle.OpenForWriting(exportDir);
         var byInode = ExportChecker.ScanDisk(export).ToLookup(e => (e.Value.Dev(), e.Value.InoSigned()));
         var skipped = new List<string>();
         int applied = 0;
-        using var writeLock = state.AcquireWriterLock();
-        using var db = FilesDb.Open(state, create: false);
-        db.InTransaction(() =>
+        export.InTransaction(db =>
         {
             foreach (var rec in records)
             {
@@ -61,7 +58,7 @@ public static class OwnershipTransfer
                 foreach (var (rel, st) in paths)
                 {
                     uint mode = rec.HasType ? rec.Mode : (st.Mode & Libc.S_IFMT) | (rec.Mode & 0xfff);
-                    db.PutLink(new FileRow(ExportPaths.Join(export, rel), st.Dev(), st.InoSigned(), rec.Uid, rec.Gid, mode, rec.Rdev));
+                    db.PutLink(new FileRow(export.DbPath(rel), st.Dev(), st.InoSigned(), rec.Uid, rec.Gid, mode, rec.Rdev));
                     applied++;
                 }
             }
@@ -73,13 +70,11 @@ public static class OwnershipTransfer
     public static TransferReport ImportPerms(string exportDir, string permsFile)
     {
         var records = Read(permsFile, PtxdistPerms.Parse);
-        var (export, state) = Open(exportDir);
+        using var export = ExportHandle.OpenForWriting(exportDir);
         var skipped = new List<string>();
         int applied = 0;
-        using var writeLock = state.AcquireWriterLock();
-        using var db = FilesDb.Open(state, create: false);
-        using var writer = new ExportWriter(export, export, db);
-        db.InTransaction(() =>
+        using var writer = new ExportWriter(export.Path, export.Path, export.Db);
+        export.InTransaction(db =>
         {
             foreach (var rec in records)
             {
@@ -102,16 +97,6 @@ public static class OwnershipTransfer
             }
         });
         return new TransferReport(applied, skipped);
-    }
-
-    private static (string Export, PseudoState State) Open(string exportDir)
-    {
-        var export = ExportPaths.Canonical(exportDir);
-        if (!Directory.Exists(export)) throw new UserFacingException($"export '{export}' does not exist");
-        var state = new PseudoState(PseudoState.StatePathFor(export));
-        if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database ({state.FilesDbPath})");
-        state.EnsureNoLiveServer();
-        return (export, state);
     }
 
     private static List<T> Read<T>(string file, Func<TextReader, string, List<T>> parse)

@@ -14,8 +14,8 @@ public sealed class TarMember
 {
     public required string Name { get; init; }
     public required string LinkName { get; init; }
-    /// <summary>The typeflag: '0' file, '1' hard link, '2' symlink, '3' char, '4' block, '5' dir, '6' fifo, '7' contiguous.</summary>
-    public required char Type { get; init; }
+    /// <summary>The typeflag (never OldFile: that is resolved to File or Directory).</summary>
+    public required TarMemberType Type { get; init; }
     /// <summary>Permission bits including setuid/setgid/sticky.</summary>
     public required uint Mode { get; init; }
     public required uint Uid { get; init; }
@@ -59,9 +59,7 @@ public sealed class TarArchiveReader
     {
         _current?.SkipRest();
         _current = null;
-        string? longName = null, longLink = null;
-        var pax = new Dictionary<string, byte[]>(_global, StringComparer.Ordinal);
-        long extended = 0;
+        var ext = new Extended(new Dictionary<string, byte[]>(_global, StringComparer.Ordinal));
         while (true)
         {
             long headerOffset = Offset;
@@ -72,77 +70,100 @@ public sealed class TarArchiveReader
                 return null;
             }
             VerifyChecksum(headerOffset);
-            char type = (char)_block[156];
-            long size = ParseNumber(_block.AsSpan(124, 12), "size", headerOffset);
-            if (type is 'x' or 'g' or 'L' or 'K' && (extended += size) > MaxExtendedBytes)
-                throw new TarEntryException($"the extended headers before the member at byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
-            switch (type)
-            {
-                case 'x':
-                    ParsePax(ReadPayload(size), pax, headerOffset);
-                    continue;
-                case 'g':
-                    ParsePax(ReadPayload(size), _global, headerOffset);
-                    if (_global.Sum(kv => (long)kv.Key.Length + kv.Value.Length) > MaxExtendedBytes)
-                        throw new TarEntryException($"the global extended headers up to byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
-                    foreach (var (k, v) in _global) pax[k] = v;
-                    continue;
-                case 'L':
-                    longName = CText(ReadPayload(size), "name", headerOffset);
-                    continue;
-                case 'K':
-                    longLink = CText(ReadPayload(size), "link target", headerOffset);
-                    continue;
-            }
-            if (pax.ContainsKey("GNU.sparse.major") || pax.ContainsKey("GNU.sparse.size") || type == 'S')
+            var type = (TarMemberType)_block[TarHeader.TypeFlag];
+            long size = ParseNumber(_block.AsSpan(TarHeader.Size), "size", headerOffset);
+            if (ReadExtended(type, size, headerOffset, ext)) continue;
+            if (ext.Pax.ContainsKey("GNU.sparse.major") || ext.Pax.ContainsKey("GNU.sparse.size") || type == TarMemberType.GnuSparse)
                 throw new InvalidDataException($"member at byte {headerOffset} is a sparse file, which rootfs archives do not use");
-
-            string name = pax.TryGetValue("path", out var p) ? Text(p, "name", headerOffset) : longName ?? UstarName(headerOffset);
-            string link = pax.TryGetValue("linkpath", out var l) ? Text(l, "link target", headerOffset) : longLink ?? CText(_block.AsSpan(157, 100), "link target", headerOffset);
-            if (pax.TryGetValue("size", out var s)) size = PaxLong(s, "size", headerOffset);
-            long uid = pax.TryGetValue("uid", out var u) ? PaxLong(u, "uid", headerOffset) : ParseNumber(_block.AsSpan(108, 8), "uid", headerOffset);
-            long gid = pax.TryGetValue("gid", out var g) ? PaxLong(g, "gid", headerOffset) : ParseNumber(_block.AsSpan(116, 8), "gid", headerOffset);
-            long major = ParseNumber(_block.AsSpan(329, 8), "devmajor", headerOffset), minor = ParseNumber(_block.AsSpan(337, 8), "devminor", headerOffset);
-            if (uid > uint.MaxValue || gid > uint.MaxValue)
-                throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': owner {uid}:{gid} does not fit a 32-bit uid/gid");
-            if (type is '3' or '4' && (major > uint.MaxValue || minor > uint.MaxValue))
-                throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': device number {major},{minor} is too large for dev_t (32 bits each for major and minor)");
-            var mtime = pax.TryGetValue("mtime", out var m) ? PaxTime(m, headerOffset)
-                : DateTimeOffset.FromUnixTimeSeconds(ParseNumber(_block.AsSpan(136, 12), "mtime", headerOffset));
-            if (type == '\0') type = name.EndsWith('/') ? '5' : '0';
-            var data = new MemberData(this, size);
-            _current = data;
-            return new TarMember
-            {
-                Name = name,
-                LinkName = link,
-                Type = type,
-                Mode = (uint)ParseNumber(_block.AsSpan(100, 8), "mode", headerOffset) & 0xfff,
-                Uid = (uint)uid,
-                Gid = (uint)gid,
-                Size = size,
-                Mtime = mtime,
-                DevMajor = type is '3' or '4' ? (uint)major : 0,
-                DevMinor = type is '3' or '4' ? (uint)minor : 0,
-                Pax = pax,
-                Data = data,
-            };
+            return Member(type, size, headerOffset, ext);
         }
+    }
+
+    /// <summary>The extended headers (x, g, L, K) read so far for the coming member.</summary>
+    private sealed class Extended(Dictionary<string, byte[]> pax)
+    {
+        public readonly Dictionary<string, byte[]> Pax = pax;
+        public string? LongName, LongLink;
+        public long Bytes;
+    }
+
+    /// <summary>Takes in an extended header, within the bound; false for a member's own header.</summary>
+    private bool ReadExtended(TarMemberType type, long size, long headerOffset, Extended ext)
+    {
+        if (type is not (TarMemberType.PaxExtended or TarMemberType.PaxGlobal or TarMemberType.GnuLongName or TarMemberType.GnuLongLink)) return false;
+        if ((ext.Bytes += size) > MaxExtendedBytes)
+            throw new TarEntryException($"the extended headers before the member at byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
+        switch (type)
+        {
+            case TarMemberType.PaxExtended:
+                ParsePax(ReadPayload(size), ext.Pax, headerOffset);
+                break;
+            case TarMemberType.PaxGlobal:
+                ParsePax(ReadPayload(size), _global, headerOffset);
+                if (_global.Sum(kv => (long)kv.Key.Length + kv.Value.Length) > MaxExtendedBytes)
+                    throw new TarEntryException($"the global extended headers up to byte {headerOffset} add up to more than {MaxExtendedBytes >> 20} MiB; refusing to hold them in memory");
+                foreach (var (k, v) in _global) ext.Pax[k] = v;
+                break;
+            case TarMemberType.GnuLongName:
+                ext.LongName = CText(ReadPayload(size), "name", headerOffset);
+                break;
+            default:
+                ext.LongLink = CText(ReadPayload(size), "link target", headerOffset);
+                break;
+        }
+        return true;
+    }
+
+    /// <summary>A member from its header block and the extended records before it (PAX values win over the header's).</summary>
+    private TarMember Member(TarMemberType type, long size, long headerOffset, Extended ext)
+    {
+        var pax = ext.Pax;
+        string name = pax.TryGetValue("path", out var p) ? Text(p, "name", headerOffset) : ext.LongName ?? UstarName(headerOffset);
+        string link = pax.TryGetValue("linkpath", out var l) ? Text(l, "link target", headerOffset) : ext.LongLink ?? CText(_block.AsSpan(TarHeader.LinkName), "link target", headerOffset);
+        if (pax.TryGetValue("size", out var s)) size = PaxLong(s, "size", headerOffset);
+        long uid = pax.TryGetValue("uid", out var u) ? PaxLong(u, "uid", headerOffset) : ParseNumber(_block.AsSpan(TarHeader.Uid), "uid", headerOffset);
+        long gid = pax.TryGetValue("gid", out var g) ? PaxLong(g, "gid", headerOffset) : ParseNumber(_block.AsSpan(TarHeader.Gid), "gid", headerOffset);
+        long major = ParseNumber(_block.AsSpan(TarHeader.DevMajor), "devmajor", headerOffset), minor = ParseNumber(_block.AsSpan(TarHeader.DevMinor), "devminor", headerOffset);
+        if (uid > uint.MaxValue || gid > uint.MaxValue)
+            throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': owner {uid}:{gid} does not fit a 32-bit uid/gid");
+        if (type.IsDevice() && (major > uint.MaxValue || minor > uint.MaxValue))
+            throw new TarEntryException($"entry '{ArchiveText.Shown(name)}': device number {major},{minor} is too large for dev_t (32 bits each for major and minor)");
+        var mtime = pax.TryGetValue("mtime", out var m) ? PaxTime(m, headerOffset)
+            : DateTimeOffset.FromUnixTimeSeconds(ParseNumber(_block.AsSpan(TarHeader.Mtime), "mtime", headerOffset));
+        if (type == TarMemberType.OldFile) type = name.EndsWith('/') ? TarMemberType.Directory : TarMemberType.File;
+        var data = new MemberData(this, size);
+        _current = data;
+        return new TarMember
+        {
+            Name = name,
+            LinkName = link,
+            Type = type,
+            Mode = (uint)ParseNumber(_block.AsSpan(TarHeader.Mode), "mode", headerOffset) & 0xfff,
+            Uid = (uint)uid,
+            Gid = (uint)gid,
+            Size = size,
+            Mtime = mtime,
+            DevMajor = type.IsDevice() ? (uint)major : 0,
+            DevMinor = type.IsDevice() ? (uint)minor : 0,
+            Pax = pax,
+            Data = data,
+        };
     }
 
     private string UstarName(long offset)
     {
-        var name = CText(_block.AsSpan(0, 100), "name", offset);
-        bool ustar = _block.AsSpan(257, 5).SequenceEqual("ustar"u8);
-        var prefix = ustar ? CText(_block.AsSpan(345, 155), "name", offset) : "";
+        var name = CText(_block.AsSpan(TarHeader.Name), "name", offset);
+        bool ustar = _block.AsSpan(TarHeader.Magic).SequenceEqual("ustar"u8);
+        var prefix = ustar ? CText(_block.AsSpan(TarHeader.Prefix), "name", offset) : "";
         return prefix.Length > 0 ? prefix + "/" + name : name;
     }
 
     private void VerifyChecksum(long offset)
     {
-        long stored = ParseNumber(_block.AsSpan(148, 8), "checksum", offset);
+        long stored = ParseNumber(_block.AsSpan(TarHeader.Checksum), "checksum", offset);
+        var (at, length) = TarHeader.Checksum.GetOffsetAndLength(TarHeader.BlockSize);
         long sum = 0;
-        for (int i = 0; i < 512; i++) sum += i is >= 148 and < 156 ? (byte)' ' : _block[i];
+        for (int i = 0; i < TarHeader.BlockSize; i++) sum += i >= at && i < at + length ? (byte)' ' : _block[i]; // the field counts as spaces
         if (sum != stored) throw new InvalidDataException($"header checksum mismatch at byte {offset} (not a tar archive, or corrupt)");
     }
 

@@ -88,43 +88,43 @@ public sealed class TarUnpacker
         uint perms = member.Mode;
         var xattrs = Xattrs(member, ref perms);
         var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
-        if (path.IsRoot && member.Type != '5')
+        if (path.IsRoot && member.Type != TarMemberType.Directory)
             throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' is {KindName(member.Type)} in place of the export root, which must be a directory");
         switch (member.Type)
         {
-            case '5':
+            case TarMemberType.Directory:
                 _writer.Directory(path, meta);
                 break;
-            case '0' or '7':
+            case TarMemberType.File or TarMemberType.Contiguous:
                 _writer.RegularFile(path, member.Data, meta);
                 break;
-            case '2':
+            case TarMemberType.Symlink:
                 _writer.Symlink(path, member.LinkName, meta);
                 break;
-            case '1':
+            case TarMemberType.HardLink:
                 var target = ExportPath.Parse(member.LinkName, $"{_archiveName}: hard link '{member.Name}' target");
                 _writer.HardLink(path, target);
                 break;
-            case '3' or '4':
+            case TarMemberType.CharDevice or TarMemberType.BlockDevice:
                 long rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor);
-                _writer.Special(path, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice, meta with { Rdev = rdev });
+                _writer.Special(path, member.Type == TarMemberType.CharDevice ? EntryKind.CharDevice : EntryKind.BlockDevice, meta with { Rdev = rdev });
                 break;
-            case '6':
+            case TarMemberType.Fifo:
                 _writer.Special(path, EntryKind.Fifo, meta);
                 break;
             default:
-                throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' has tar type '{member.Type}', which a root filesystem archive should not contain");
+                throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' has tar type '{member.Type.Flag()}', which a root filesystem archive should not contain");
         }
     }
 
-    private static string KindName(char type) => type switch
+    private static string KindName(TarMemberType type) => type switch
     {
-        '0' or '7' => "a file",
-        '1' => "a hard link",
-        '2' => "a symlink",
-        '3' or '4' => "a device node",
-        '6' => "a FIFO",
-        _ => $"an entry of tar type '{type}'",
+        TarMemberType.File or TarMemberType.Contiguous => "a file",
+        TarMemberType.HardLink => "a hard link",
+        TarMemberType.Symlink => "a symlink",
+        TarMemberType.CharDevice or TarMemberType.BlockDevice => "a device node",
+        TarMemberType.Fifo => "a FIFO",
+        _ => $"an entry of tar type '{type.Flag()}'",
     };
 
     /// <summary>

@@ -12,7 +12,8 @@ namespace RootfsExport.FeedWatcher;
 /// <param name="Image">image recipe name (finds the manifest)</param>
 /// <param name="Install">extra packages to install with their dependencies</param>
 /// <param name="DryRun">only say what would be done (feed directories, plan); nothing is written</param>
-public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output, bool DryRun = false);
+/// <param name="Handle">the export as a whole update holds it (writer lock, files.db opened once); null: opened here</param>
+public sealed record FeedUpdateRequest(string Export, BuildLayout Layout, string Image, IReadOnlyList<string> Install, TextWriter Output, bool DryRun = false, ExportHandle? Handle = null);
 
 public sealed record FeedUpdateResult(int Installed, int Upgraded, int Removed, IReadOnlyList<string> Problems, int NotReady = 0);
 
@@ -68,7 +69,7 @@ public static class FeedUpdater
         var leftUnpacked = new List<string>();
 
         // files.db is opened only when something is to be written: a run with nothing to do stays cheap
-        var files = new LazyWriter(state, export);
+        var files = new LazyWriter(state, export, req.Handle);
         using (files)
         {
             if (req.DryRun)
@@ -171,18 +172,18 @@ public static class FeedUpdater
     }
 
     /// <summary>files.db and the export writer, opened on first use.</summary>
-    private sealed class LazyWriter(PseudoState state, string export) : IDisposable
+    private sealed class LazyWriter(PseudoState state, string export, ExportHandle? shared) : IDisposable
     {
         private FilesDb? _db;
         private ExportWriter? _writer;
 
-        public FilesDb Db => _db ??= FilesDb.Open(state, create: false);
+        public FilesDb Db => _db ??= shared?.Db ?? FilesDb.Open(state, create: false);
         public ExportWriter Writer => _writer ??= new ExportWriter(export, export, Db);
 
         public void Dispose()
         {
             _writer?.Dispose();
-            _db?.Dispose();
+            if (shared is null) _db?.Dispose(); // a shared files.db is its handle's
         }
     }
 

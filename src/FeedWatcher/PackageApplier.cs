@@ -65,28 +65,28 @@ public static partial class PackageApplier
             var real = tree.Resolve(path.Value, followLast: false, $"{where}: data entry");
             switch (member.Type)
             {
-                case '5': Directory(path, real, meta); break;
-                case '2': writer.Symlink(real, member.LinkName, meta); tree.Forget(); break;
-                case '1': writer.HardLink(real, tree.Resolve(ExportPath.Parse(member.LinkName, $"{where}: hard link target").Value, followLast: false)); break;
-                case '3' or '4':
-                    writer.Special(real, member.Type == '3' ? EntryKind.CharDevice : EntryKind.BlockDevice,
+                case TarMemberType.Directory: Directory(path, real, meta); break;
+                case TarMemberType.Symlink: writer.Symlink(real, member.LinkName, meta); tree.Forget(); break;
+                case TarMemberType.HardLink: writer.HardLink(real, tree.Resolve(ExportPath.Parse(member.LinkName, $"{where}: hard link target").Value, followLast: false)); break;
+                case TarMemberType.CharDevice or TarMemberType.BlockDevice:
+                    writer.Special(real, member.Type == TarMemberType.CharDevice ? EntryKind.CharDevice : EntryKind.BlockDevice,
                         meta with { Rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor) });
                     break;
-                case '6': writer.Special(real, EntryKind.Fifo, meta); break;
-                case '0' or '7' when conffiles.IsConffile(target):
+                case TarMemberType.Fifo: writer.Special(real, EntryKind.Fifo, meta); break;
+                case TarMemberType.File or TarMemberType.Contiguous when conffiles.IsConffile(target):
                     var md5 = conffiles.Apply(real, target, member.Data, meta, unpacked);
                     md5sums?.Add((path.Value, md5));
                     break;
-                case '0' or '7' when md5sums != null:
+                case TarMemberType.File or TarMemberType.Contiguous when md5sums != null:
                     using (var hashing = new HashingStream(member.Data))
                     {
                         writer.RegularFile(real, hashing, meta);
                         md5sums.Add((path.Value, hashing.Hex()));
                     }
                     break;
-                case '0' or '7': writer.RegularFile(real, member.Data, meta); break;
+                case TarMemberType.File or TarMemberType.Contiguous: writer.RegularFile(real, member.Data, meta); break;
                 default:
-                    throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type}'");
+                    throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type.Flag()}'");
             }
         }
 
@@ -172,9 +172,9 @@ public static partial class PackageApplier
         pkg.ReadData(m =>
         {
             var path = ExportPath.Parse(m.Name, $"{where}: data entry");
-            if (m.Type is not ('0' or '7' or '5' or '2' or '1' or '3' or '4' or '6'))
-                throw new UserFacingException($"{where}: data entry '{m.Name}' has tar type '{m.Type}'");
-            if (m.Type == '1' && !seen.Contains(ExportPath.Parse(m.LinkName, $"{where}: hard link target").Value))
+            if (m.Type is not (TarMemberType.File or TarMemberType.Contiguous or TarMemberType.Directory or TarMemberType.Symlink or TarMemberType.HardLink or TarMemberType.CharDevice or TarMemberType.BlockDevice or TarMemberType.Fifo))
+                throw new UserFacingException($"{where}: data entry '{m.Name}' has tar type '{m.Type.Flag()}'");
+            if (m.Type == TarMemberType.HardLink && !seen.Contains(ExportPath.Parse(m.LinkName, $"{where}: hard link target").Value))
                 throw new UserFacingException($"{where}: hard link '{m.Name}' points to '{m.LinkName}', which comes later or not at all");
             seen.Add(path.Value);
             m.Data.CopyTo(Stream.Null);

@@ -20,7 +20,7 @@ public static class PackageContent
         bool differs = false;
         pkg.ReadData(m =>
         {
-            if (differs || m.Type is not ('0' or '7')) { m.Data.CopyTo(Stream.Null); return; }
+            if (differs || !m.Type.IsFile()) { m.Data.CopyTo(Stream.Null); return; }
             var path = ExportPath.Parse(m.Name, $"{Path.GetFileName(packagePath)}: data entry");
             if (conffiles.Contains("/" + path.Value)) { m.Data.CopyTo(Stream.Null); return; }
             using var disk = state.Tree.OpenRead(state.Tree.Resolve(path.Value, followLast: true));

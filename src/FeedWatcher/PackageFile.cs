@@ -85,7 +85,7 @@ public sealed class PackageFile
                 while (tar.Next() is { } m)
                 {
                     var member = m.Name.TrimStart('.', '/');
-                    if (m.Type is '0' or '7' && member.Length > 0 && !member.Contains('/'))
+                    if (m.Type.IsFile() && member.Length > 0 && !member.Contains('/'))
                     {
                         using var ms = new MemoryStream();
                         m.Data.CopyTo(ms);

@@ -242,12 +242,13 @@ internal static class CpioReader
             var (uid, gid) = resolveOwner((idx < users.Count ? users[idx] : "root", idx < groups.Count ? groups[idx] : "root"));
             uint type = mode & 0xf000;
             var data = new PackageFile.BoundedStream(payload, size);
-            char tarType = type switch
+            var tarType = type switch
             {
-                0x4000 => '5', 0xa000 => '2', 0x2000 => '3', 0x6000 => '4', 0x1000 => '6', 0x8000 => '0',
+                0x4000 => ExportTree.TarMemberType.Directory, 0xa000 => ExportTree.TarMemberType.Symlink, 0x2000 => ExportTree.TarMemberType.CharDevice,
+                0x6000 => ExportTree.TarMemberType.BlockDevice, 0x1000 => ExportTree.TarMemberType.Fifo, 0x8000 => ExportTree.TarMemberType.File,
                 _ => throw new UserFacingException($"{where}: {target} has an unsupported file type {type:x}"),
             };
-            if (tarType == '0' && nlink > 1 && size == 0)
+            if (tarType == ExportTree.TarMemberType.File && nlink > 1 && size == 0)
             {
                 // an earlier name of a hard-link set: linked when the name with the data arrives
                 if (!pendingLinks.TryGetValue(ino, out var list)) pendingLinks[ino] = list = new();
@@ -255,7 +256,7 @@ internal static class CpioReader
                 continue;
             }
             string linkName = "";
-            if (tarType == '2')
+            if (tarType == ExportTree.TarMemberType.Symlink)
             {
                 using var ms = new MemoryStream();
                 data.CopyTo(ms);
@@ -273,11 +274,11 @@ internal static class CpioReader
             data.CopyTo(Stream.Null);
             Skip(payload, Pad(size));
             offset += size + Pad(size);
-            if (tarType == '0' && pendingLinks.Remove(ino, out var names))
+            if (tarType == ExportTree.TarMemberType.File && pendingLinks.Remove(ino, out var names))
                 foreach (var other in names)
                     yield return new ExportTree.TarMember
                     {
-                        Name = "." + other, LinkName = "." + target, Type = '1', Mode = mode & 0xfff, Uid = uid, Gid = gid, Size = 0,
+                        Name = "." + other, LinkName = "." + target, Type = ExportTree.TarMemberType.HardLink, Mode = mode & 0xfff, Uid = uid, Gid = gid, Size = 0,
                         Mtime = member.Mtime, DevMajor = 0, DevMinor = 0, Pax = new Dictionary<string, byte[]>(), Data = Stream.Null,
                     };
         }

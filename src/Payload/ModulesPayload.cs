@@ -135,21 +135,67 @@ public static class KernelImage
     }
 
     /// <summary>The release from "Linux version &lt;release&gt; " (uncompressed Image) or bzImage's kernel_version field.</summary>
-    public static string? Release(byte[] raw)
+    public static string? Release(byte[] raw) => Release(new MemoryStream(raw, writable: false));
+
+    /// <summary>How far into an image the banner is looked for (an uncompressed arm64 Image is ~40 MB).</summary>
+    private const long MaxBannerScan = 96L << 20;
+
+    /// <summary>
+    /// The release compiled into an image: x86 bzImage's setup header points at it (0x20E), an uncompressed
+    /// Image carries "Linux version &lt;release&gt; " in its data. Compressed images yield null. Streams: the
+    /// banner is searched in 1 MiB chunks, never reading more than <see cref="MaxBannerScan"/>.
+    /// </summary>
+    public static string? Release(Stream image)
     {
-        if (raw.Length > 0x210 && Encoding.ASCII.GetString(raw, 0x202, 4) == "HdrS")
+        var head = new byte[0x210];
+        if (image.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length && Encoding.ASCII.GetString(head, 0x202, 4) == "HdrS")
         {
-            int off = BitConverter.ToUInt16(raw, 0x20e) + 0x200;
-            if (off > 0x200 && off < raw.Length)
+            int off = head[0x20E] | head[0x20F] << 8;
+            if (off != 0 && off + 0x200 < image.Length)
             {
-                int end = Array.IndexOf(raw, (byte)' ', off);
-                if (end > off) return Encoding.ASCII.GetString(raw, off, end - off);
+                image.Position = off + 0x200;
+                var buf = new byte[128];
+                int n = image.ReadAtLeast(buf, buf.Length, throwOnEndOfStream: false);
+                var token = Encoding.ASCII.GetString(buf, 0, n).Split(' ', '\0')[0];
+                if (token.Length > 0 && char.IsAsciiDigit(token[0])) return token;
             }
         }
-        var marker = "Linux version "u8;
-        int at = raw.AsSpan().IndexOf(marker);
-        if (at < 0) return null;
-        int start = at + marker.Length, stop = Array.IndexOf(raw, (byte)' ', start);
-        return stop > start ? Encoding.ASCII.GetString(raw, start, stop - start) : null;
+        image.Position = 0;
+        return BannerRelease(image);
+    }
+
+    private static string? BannerRelease(Stream image)
+    {
+        var needle = "Linux version "u8.ToArray();
+        var chunk = new byte[1 << 20];
+        long scanned = 0;
+        int carry = 0;
+        while (scanned < MaxBannerScan)
+        {
+            int n = image.Read(chunk, carry, chunk.Length - carry);
+            int len = carry + n;
+            scanned += n;
+            int at = chunk.AsSpan(0, len).IndexOf(needle);
+            if (at >= 0)
+            {
+                var after = chunk.AsSpan(at + needle.Length, len - at - needle.Length);
+                int end = after.IndexOfAny((byte)' ', (byte)0, (byte)'\n');
+                if (end >= 0 || n == 0)
+                {
+                    var token = Encoding.ASCII.GetString(end >= 0 ? after[..end] : after);
+                    return token.Length is > 0 and < 128 && char.IsAsciiDigit(token[0]) ? token : null;
+                }
+                // the release runs past this chunk: move the match to the front and read on
+                carry = len - at;
+                Array.Copy(chunk, at, chunk, 0, carry);
+                if (carry > 4096) return null;
+                continue;
+            }
+            if (n == 0) break;
+            // keep a tail so a needle split across chunks is still found
+            carry = Math.Min(len, needle.Length - 1);
+            Array.Copy(chunk, len - carry, chunk, 0, carry);
+        }
+        return null;
     }
 }

@@ -396,6 +396,17 @@ public static class StMode
     public static bool IsDevice(uint mode) => Type(mode) is Libc.S_IFCHR or Libc.S_IFBLK;
 
     /// <summary>
+    /// The placeholder rule (pseudo's): what stands on disk for a recorded object. An ordinary user cannot
+    /// mknod devices or bind sockets in an export, so those are empty regular files; the row keeps the type.
+    /// </summary>
+    public static uint OnDiskType(uint recordedMode) =>
+        Type(recordedMode) is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK ? Libc.S_IFREG : Type(recordedMode);
+
+    /// <summary>Whether the object on disk is what a row with recordedMode stands for (itself, or its placeholder).</summary>
+    public static bool Stands(uint recordedMode, uint diskMode) =>
+        Type(recordedMode) == Type(diskMode) || OnDiskType(recordedMode) == Type(diskMode);
+
+    /// <summary>
     /// What an unprivileged export keeps on disk (pseudo's PSEUDO_FS_MODE): owner can always read and write
     /// (and search directories); no setuid/setgid, no group/other write. The full mode lives in the DB.
     /// </summary>

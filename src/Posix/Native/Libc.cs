@@ -197,20 +197,8 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "closedir", SetLastError = true)]
     public static partial int Closedir(nint dir);
 
-    [LibraryImport(Lib, EntryPoint = "telldir", SetLastError = true)]
-    public static partial long Telldir(nint dir);
-
-    [LibraryImport(Lib, EntryPoint = "seekdir", SetLastError = true)]
-    public static partial void Seekdir(nint dir, long loc);
-
     [LibraryImport(Lib, EntryPoint = "rewinddir", SetLastError = true)]
     public static partial void Rewinddir(nint dir);
-
-    [LibraryImport(Lib, EntryPoint = "getuid")]
-    public static partial uint Getuid();
-
-    [LibraryImport(Lib, EntryPoint = "getgid")]
-    public static partial uint Getgid();
 
     [LibraryImport(Lib, EntryPoint = "umask")]
     public static partial uint Umask(uint mask);
@@ -218,20 +206,8 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "isatty")]
     public static partial int Isatty(int fd);
 
-    [LibraryImport(Lib, EntryPoint = "fgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Custom, StringMarshallingCustomType = typeof(FileNameMarshaller))]
-    public static partial nint Fgetxattr(int fd, string name, byte* value, nuint size);
-
-    [LibraryImport(Lib, EntryPoint = "flistxattr", SetLastError = true)]
-    public static partial nint Flistxattr(int fd, byte* list, nuint size);
-
-    [LibraryImport(Lib, EntryPoint = "lgetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Custom, StringMarshallingCustomType = typeof(FileNameMarshaller))]
-    public static partial nint Lgetxattr(string path, string name, byte* value, nuint size);
-
     [LibraryImport(Lib, EntryPoint = "llistxattr", SetLastError = true, StringMarshalling = StringMarshalling.Custom, StringMarshallingCustomType = typeof(FileNameMarshaller))]
     public static partial nint Llistxattr(string path, byte* list, nuint size);
-
-    [LibraryImport(Lib, EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Custom, StringMarshallingCustomType = typeof(FileNameMarshaller))]
-    public static partial int Lsetxattr(string path, string name, byte* value, nuint size, int flags);
 
     [LibraryImport(Lib, EntryPoint = "strerror")]
     private static partial nint StrerrorNative(int errnum);

@@ -85,23 +85,6 @@ public static class FoundationCommands
         return cmd;
     }
 
-    /// <summary>Keeps Boot Loader Spec entries written by 'bootspec' in step with the export's kernels.</summary>
-    internal static void BootRefresh(string export, TextWriter? output = null)
-    {
-        output ??= Console.Out;
-        try
-        {
-            if (BootSpec.BootEntries.Refresh(export) is not { } result) return;
-            ExportAdoption.Sync(export, "loader");
-            foreach (var f in result.Written) output.WriteLine($"Boot entry: wrote {f}");
-            foreach (var f in result.Removed) output.WriteLine($"Boot entry: removed {f}");
-        }
-        catch (UserFacingException e)
-        {
-            Console.Error.WriteLine($"rootfs-export: warning: boot entries not refreshed: {e.Message}");
-        }
-    }
-
     private static Command Exec()
     {
         var export = new Argument<DirectoryInfo>("exportdir") { Description = "export directory" };

@@ -7,10 +7,9 @@ namespace RootfsExport.Cli;
 /// The runtime settings of the commands that serve for hours (serve, usb forward), which differ from those of
 /// the short ones. Tiered compilation suits a command that runs for a second: it starts on quick code and
 /// re-compiles what gets hot. A server pays for that re-compiling on every new code path for minutes, in the
-/// middle of requests: on the usb9pfs rig (QEMU TCG) a 200-file walk cost 0.9–3.3 s with 0.2–1.8 s of CPU in
-/// the JIT from round to round, and 0.6–1.0 s with 0.15 s of CPU with tiering off. The short commands keep
-/// tiering (it halves `update`'s start-up, 0.15 s against 0.3 s), so a long-running command re-executes itself,
-/// same pid, same arguments, with tiering off, before it does anything else.
+/// middle of requests (docs/BENCHMARKS.md, "tiering", has the usb9pfs rig's numbers both ways). The short
+/// commands keep tiering (it halves `update`'s start-up), so a long-running command re-executes itself, same
+/// pid, same arguments, with tiering off, before it does anything else.
 /// </summary>
 public static class LongRunningRuntime
 {

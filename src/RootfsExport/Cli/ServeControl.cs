@@ -6,9 +6,6 @@ using RootfsExport.PseudoDb;
 
 namespace RootfsExport.Cli;
 
-/// <summary>What `update` (or `watch`) asks of the process that serves the export: the same step, done there.</summary>
-public sealed record UpdateHandover(BuildLayout Layout, string Image, string Export, IReadOnlyList<string> Install, bool NoFeeds);
-
 /// <summary>
 /// The control socket of a serving process. While `serve` (or `dev`) runs it holds pseudo's lock, so it is the one
 /// writer of files.db; a separate `update` or `watch` that finds the socket hands its work over here and prints

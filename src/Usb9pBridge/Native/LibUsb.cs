@@ -153,7 +153,6 @@ public static unsafe partial class LibUsb
     [LibraryImport(Lib, EntryPoint = "libusb_free_device_list")] public static partial void FreeDeviceList(nint* list, int unrefDevices);
     [LibraryImport(Lib, EntryPoint = "libusb_get_device_descriptor")] public static partial int GetDeviceDescriptor(nint device, out LibUsbDeviceDescriptor descriptor);
     [LibraryImport(Lib, EntryPoint = "libusb_get_active_config_descriptor")] public static partial int GetActiveConfigDescriptor(nint device, out LibUsbConfigDescriptor* config);
-    [LibraryImport(Lib, EntryPoint = "libusb_get_config_descriptor")] public static partial int GetConfigDescriptor(nint device, byte index, out LibUsbConfigDescriptor* config);
     [LibraryImport(Lib, EntryPoint = "libusb_free_config_descriptor")] public static partial void FreeConfigDescriptor(LibUsbConfigDescriptor* config);
     [LibraryImport(Lib, EntryPoint = "libusb_get_bus_number")] public static partial byte GetBusNumber(nint device);
     [LibraryImport(Lib, EntryPoint = "libusb_get_device_address")] public static partial byte GetDeviceAddress(nint device);
@@ -164,9 +163,6 @@ public static unsafe partial class LibUsb
     [LibraryImport(Lib, EntryPoint = "libusb_claim_interface")] public static partial int ClaimInterface(nint handle, int interfaceNumber);
     [LibraryImport(Lib, EntryPoint = "libusb_release_interface")] public static partial int ReleaseInterface(nint handle, int interfaceNumber);
     [LibraryImport(Lib, EntryPoint = "libusb_set_auto_detach_kernel_driver")] public static partial int SetAutoDetachKernelDriver(nint handle, int enable);
-    [LibraryImport(Lib, EntryPoint = "libusb_clear_halt")] public static partial int ClearHalt(nint handle, byte endpoint);
-    [LibraryImport(Lib, EntryPoint = "libusb_bulk_transfer")] public static partial int BulkTransfer(nint handle, byte endpoint, byte* data, int length, out int transferred, uint timeoutMs);
-    [LibraryImport(Lib, EntryPoint = "libusb_get_string_descriptor_ascii")] public static partial int GetStringDescriptorAscii(nint handle, byte index, byte* data, int length);
     [LibraryImport(Lib, EntryPoint = "libusb_error_name")] private static partial nint ErrorNamePtr(int code);
 
     public static string ErrorName(int code) => Marshal.PtrToStringAnsi(ErrorNamePtr(code)) ?? $"LIBUSB_ERROR {code}";

@@ -1,0 +1,72 @@
+using RootfsExport.Posix;
+using RootfsExport.PseudoDb;
+
+namespace RootfsExport.ExportTree;
+
+/// <summary>
+/// The way an engine reaches an export: its canonical path (as pseudo records it), its state directory,
+/// the writer lock (taken once, for the handle's lifetime), the export root as a directory fd (every access
+/// below it is an *at() call or openat2 RESOLVE_BENEATH through <see cref="HostDirectory"/>, so a symlink the
+/// board made never leads out), and files.db, opened on first use and then shared by every step of a run.
+/// </summary>
+public sealed class ExportHandle : IDisposable
+{
+    private readonly PseudoState.WriterLock? _writerLock;
+    private HostDirectory? _root;
+    private FilesDb? _db;
+
+    /// <summary>Canonical absolute path: the prefix of every files.db row of this export.</summary>
+    public string Path { get; }
+    public PseudoState State { get; }
+    public bool Writable => _writerLock != null;
+
+    private ExportHandle(string canonical, PseudoState state, PseudoState.WriterLock? writerLock)
+    {
+        Path = canonical;
+        State = state;
+        _writerLock = writerLock;
+    }
+
+    /// <summary>
+    /// An existing export with its ownership database, for changing it: takes the writer lock (refused while a
+    /// pseudo server or another writer holds it; nested in a process that already holds it, as a serve does).
+    /// </summary>
+    public static ExportHandle OpenForWriting(string exportDir) => Open(exportDir, write: true);
+
+    /// <summary>An existing export for reading; says so when a pseudo server may be changing it meanwhile.</summary>
+    public static ExportHandle OpenForReading(string exportDir) => Open(exportDir, write: false);
+
+    private static ExportHandle Open(string exportDir, bool write)
+    {
+        var export = ExportPaths.Canonical(exportDir);
+        if (!Directory.Exists(export)) throw new UserFacingException($"export '{export}' does not exist");
+        var state = new PseudoState(PseudoState.StatePathFor(export));
+        if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database ({state.FilesDbPath}); create it with 'rootfs-export unpack'");
+        if (!write) state.EnsureNoLiveServer();
+        return new ExportHandle(export, state, write ? state.AcquireWriterLock() : null);
+    }
+
+    /// <summary>The export root, opened once; the start of every confined access.</summary>
+    public HostDirectory Root => _root ??= HostDirectory.Open(Path);
+
+    /// <summary>files.db, opened on first use (a run with nothing to write never opens it).</summary>
+    public FilesDb Db => _db ??= FilesDb.Open(State, create: false);
+
+    /// <summary>One files.db transaction: all of it is recorded, or none (pseudo's next open rolls back the rest).</summary>
+    public void InTransaction(Action<FilesDb> change)
+    {
+        if (!Writable) throw new InvalidOperationException("export opened for reading");
+        var db = Db;
+        db.InTransaction(() => change(db));
+    }
+
+    /// <summary>The files.db path of a path relative to the export root ("" = the root).</summary>
+    public string DbPath(string relative) => ExportPaths.Join(Path, relative);
+
+    public void Dispose()
+    {
+        _db?.Dispose();
+        _root?.Dispose();
+        _writerLock?.Dispose();
+    }
+}
