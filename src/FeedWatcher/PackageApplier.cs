@@ -41,7 +41,7 @@ public static partial class PackageApplier
                 if (path.IsRoot) return;
                 WriteMember(member, path, "/" + path.Value);
                 newList.Add("/" + path.Value);
-                if (member.Type == '5') directories.Add("/" + path.Value);
+                if (member.Type == TarMemberType.Directory) directories.Add("/" + path.Value);
             }, owners.Resolve);
             if (perms != null)
             {
