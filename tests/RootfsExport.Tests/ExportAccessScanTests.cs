@@ -34,7 +34,7 @@ public sealed partial class ExportAccessScanTests
         ["src/FeedWatcher/RpmHeader.cs"] = (2, "a temporary copy of the rpmdb (read from the export through the confined TargetTree) for rpm's own tools"),
         ["src/FeedWatcher/FeedUpdater.cs"] = (1, "the state directory's copy of the package being applied"),
         ["src/FeedWatcher/RpmState.cs"] = (2, "rpm records kept in the state directory"),
-        ["src/FeedWatcher/RpmDatabase.cs"] = (6, "a temporary root for rpm --justdb; the export's rpmdb is read and written back through the confined TargetTree"),
+        ["src/FeedWatcher/RpmDatabase.cs"] = (6, "a temporary root for rpm --justdb; the export's rpmdb is read through the confined TargetTree, the new one handed back as bytes"),
         ["src/BlockExport/NbdServer.cs"] = (2, "block image files and nbdkit's run directory beside the export"),
         ["src/BlockExport/PiNetboot.cs"] = (3, "the TFTP root and block images, outside the export; the firmware path is only text"),
     };
