@@ -144,7 +144,7 @@ public sealed class BoardSymlinkMatrixTests
         {
             "ipk" => """
                 mkdir -p var/lib/opkg/info
-                printf 'Package: daemon\nVersion: 1.0\nArchitecture: core2-64\nStatus: install user installed\n\n' > var/lib/opkg/status
+                printf 'Package: daemon\nVersion: 1.0\nArchitecture: core2-64\nStatus: install user installed\nConffiles:\n /etc/daemon/daemon.conf %s\n\n' "$(md5sum < etc/daemon/daemon.conf | cut -c1-32)" > var/lib/opkg/status
                 printf '/etc/daemon/daemon.conf\n/usr/share/daemon/data\n' > var/lib/opkg/info/daemon.list
                 echo /etc/daemon/daemon.conf > var/lib/opkg/info/daemon.conffiles
                 """,
