@@ -99,7 +99,7 @@ public static class NbdServer
         try
         {
             using var all = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            var boards = plan.Boards.Select(b => Task.Run(() => SuperviseAsync(nbdkit, plan, b.Board, b.Port, image, log, all.Token))).ToList();
+            var boards = plan.Boards.Select(b => OnOwnThread(() => Supervise(nbdkit, plan, b.Board, b.Port, image, log, all.Token))).ToList();
             var first = await Task.WhenAny(boards);
             all.Cancel();
             await Task.WhenAll(boards.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
@@ -125,14 +125,34 @@ public static class NbdServer
         return Path.Combine(dir, pinned);
     }
 
-    private static async Task SuperviseAsync(string nbdkit, NbdPlan plan, string board, int port, string image, TextWriter log, CancellationToken stop)
+    /// <summary>
+    /// nbdkit's --exit-with-parent is PR_SET_PDEATHSIG, which Linux ties to the thread that forked it, not to the
+    /// process: started from a thread-pool thread, nbdkit got SIGTERM when the pool retired that thread and answered a
+    /// connected board ESHUTDOWN. So each board's nbdkit is started and waited for on a thread that outlives it.
+    /// </summary>
+    private static Task OnOwnThread(Action body)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try { body(); done.SetResult(); }
+            catch (Exception e) { done.SetException(e); }
+        }) { IsBackground = true, Name = "nbdkit supervisor" };
+        thread.Start();
+        return done.Task;
+    }
+
+    private static void Supervise(string nbdkit, NbdPlan plan, string board, int port, string image, TextWriter log, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
             var started = Stopwatch.StartNew();
             using var process = ChildProcess.Start(nbdkit, Arguments(plan, board, port, image));
-            try { await process.WaitForExitAsync(stop); }
-            catch (OperationCanceledException) { Stop(process); break; }
+            try
+            {
+                while (!process.WaitForExit(250))
+                    if (stop.IsCancellationRequested) { Stop(process); return; }
+            }
             finally { File.Delete(plan.PidFile(board)); }
             if (started.Elapsed < TimeSpan.FromSeconds(3))
                 throw new UserFacingException($"nbdkit for board {board} on port {port} exited with status {process.ExitCode} right after starting (see its message above)");
