@@ -86,7 +86,7 @@ public sealed class TarUnpacker
     private void Apply(TarMember member, ExportPath path)
     {
         uint perms = member.Mode;
-        var xattrs = Xattrs(member, ref perms);
+        var xattrs = member.Pax.Count == 0 ? null : TarMemberXattrs.Of(member, $"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}'", ref perms);
         var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
         if (path.IsRoot && member.Type != TarMemberType.Directory)
             throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}' is {KindName(member.Type)} in place of the export root, which must be a directory");
@@ -126,46 +126,4 @@ public sealed class TarUnpacker
         TarMemberType.Fifo => "a FIFO",
         _ => $"an entry of tar type '{type.Flag()}'",
     };
-
-    /// <summary>
-    /// xattrs of a member from its PAX records: SCHILY.xattr.NAME (raw bytes), LIBARCHIVE.xattr.NAME
-    /// (base64, bsdtar), SCHILY.acl.access/default (GNU tar --acls text, used only when the binary
-    /// system.posix_acl_* record is absent: the text may name users of the build host). ACLs follow pseudo.
-    /// </summary>
-    private Dictionary<string, byte[]>? Xattrs(TarMember member, ref uint perms)
-    {
-        if (member.Pax.Count == 0) return null;
-        Dictionary<string, byte[]>? result = null;
-        string where = $"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}'";
-        PosixAcl? access = null, @default = null;
-        foreach (var (key, value) in member.Pax)
-        {
-            if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
-            {
-                var name = key["SCHILY.xattr.".Length..];
-                if (name == PosixAcl.AccessXattr) access = PosixAcl.FromXattr(value, where);
-                else if (name == PosixAcl.DefaultXattr) @default = PosixAcl.FromXattr(value, where);
-                else (result ??= new())[name] = value;
-            }
-            else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
-            {
-                var name = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
-                byte[] decoded;
-                try { decoded = Convert.FromBase64String(Encoding.ASCII.GetString(value)); }
-                catch (FormatException) { throw new UserFacingException($"{where}: {key} is not base64"); }
-                (result ??= new())[name] = decoded;
-            }
-        }
-        if (access is null && member.Pax.TryGetValue("SCHILY.acl.access", out var accessText))
-            access = PosixAcl.FromText(Encoding.UTF8.GetString(accessText), where);
-        if (@default is null && member.Pax.TryGetValue("SCHILY.acl.default", out var defaultText))
-            @default = PosixAcl.FromText(Encoding.UTF8.GetString(defaultText), where);
-        if (access is { Entries.Count: > 0 })
-        {
-            perms = (perms & ~0x1ffu) | access.PermissionBits();
-            if (access.IsExtended) (result ??= new())[PosixAcl.AccessXattr] = access.ToXattr();
-        }
-        if (@default is { Entries.Count: > 0 }) (result ??= new())[PosixAcl.DefaultXattr] = @default.ToXattr();
-        return result;
-    }
 }

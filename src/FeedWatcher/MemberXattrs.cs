@@ -8,47 +8,14 @@ namespace RootfsExport.FeedWatcher;
 /// The xattrs a package member carries: in a data.tar the PAX records SCHILY.xattr.NAME (raw bytes, GNU tar and
 /// OE's packaging) and LIBARCHIVE.xattr.NAME (base64, bsdtar), plus GNU tar's SCHILY.acl.* text when the binary
 /// ACL is absent; in an rpm the header's FILECAPS text (%caps), which rpm turns into security.capability.
-/// The same reading as the image unpacker's (TarUnpacker.Xattrs); kept here until one shared tar-entry helper
-/// serves both.
+/// The tar part is the image unpacker's own reading (ExportTree.TarMemberXattrs).
 /// </summary>
 internal static class MemberXattrs
 {
     public const string CapabilityXattr = "security.capability";
 
-    /// <summary>xattrs of a tar member; an access ACL also sets the group/other permission bits, as pseudo does.</summary>
-    public static Dictionary<string, byte[]>? Of(TarMember member, string where, ref uint perms)
-    {
-        if (member.Pax.Count == 0) return null;
-        Dictionary<string, byte[]>? result = null;
-        PosixAcl? access = null, @default = null;
-        foreach (var (key, value) in member.Pax)
-        {
-            if (key.StartsWith("SCHILY.xattr.", StringComparison.Ordinal))
-            {
-                var name = key["SCHILY.xattr.".Length..];
-                if (name == PosixAcl.AccessXattr) access = PosixAcl.FromXattr(value, where);
-                else if (name == PosixAcl.DefaultXattr) @default = PosixAcl.FromXattr(value, where);
-                else (result ??= new())[name] = value;
-            }
-            else if (key.StartsWith("LIBARCHIVE.xattr.", StringComparison.Ordinal))
-            {
-                var name = Uri.UnescapeDataString(key["LIBARCHIVE.xattr.".Length..]);
-                try { (result ??= new())[name] = Convert.FromBase64String(Encoding.ASCII.GetString(value)); }
-                catch (FormatException) { throw new UserFacingException($"{where}: {key} is not base64"); }
-            }
-        }
-        if (access is null && member.Pax.TryGetValue("SCHILY.acl.access", out var accessText))
-            access = PosixAcl.FromText(Encoding.UTF8.GetString(accessText), where);
-        if (@default is null && member.Pax.TryGetValue("SCHILY.acl.default", out var defaultText))
-            @default = PosixAcl.FromText(Encoding.UTF8.GetString(defaultText), where);
-        if (access is { Entries.Count: > 0 })
-        {
-            perms = (perms & ~0x1ffu) | access.PermissionBits();
-            if (access.IsExtended) (result ??= new())[PosixAcl.AccessXattr] = access.ToXattr();
-        }
-        if (@default is { Entries.Count: > 0 }) (result ??= new())[PosixAcl.DefaultXattr] = @default.ToXattr();
-        return result;
-    }
+    /// <summary>xattrs of a tar member (the image unpacker's reading); an access ACL also sets the group/other permission bits.</summary>
+    public static Dictionary<string, byte[]>? Of(TarMember member, string where, ref uint perms) => TarMemberXattrs.Of(member, where, ref perms);
 }
 
 /// <summary>
