@@ -13,7 +13,7 @@ public sealed class LabgridTests(ITestOutputHelper output)
 {
     internal static string PackageDir => Path.Combine(Repository.Root, "labgrid");
 
-    internal static RunResult Pytest(string selection, IDictionary<string, string>? extra = null, TimeSpan? timeout = null)
+    internal static RunResult Pytest(string selection, IDictionary<string, string>? extra = null, TimeSpan? timeout = null, bool showPrints = false)
     {
         var env = new Dictionary<string, string>
         {
@@ -22,7 +22,8 @@ public sealed class LabgridTests(ITestOutputHelper output)
             ["HOME"] = "/tmp",
         };
         if (extra != null) foreach (var (k, v) in extra) env[k] = v;
-        return Run.Program("/usr/bin/python3", ["-m", "pytest", "-q", "-rs", "-m", selection, "tests"], env: env, cwd: PackageDir,
+        string[] args = ["-m", "pytest", "-q", "-rs", .. showPrints ? new[] { "-s" } : [], "-m", selection, "tests"];
+        return Run.Program("/usr/bin/python3", args, env: env, cwd: PackageDir,
             timeout: timeout ?? TimeSpan.FromMinutes(10));
     }
 
@@ -36,4 +37,58 @@ public sealed class LabgridTests(ITestOutputHelper output)
         r.ShouldSucceed();
         Assert.Matches(@"\d+ passed", r.Stdout);
     }
+
+    /// <summary>
+    /// Issue 23's labgrid test, the whole dev loop driven by labgrid (labgrid/tests/test_devloop_e2e.py): labgrid's
+    /// QEMUDriver boots Debian's 6.12 kernel (TCG, one vCPU) whose initramfs mounts the root our driver serves over
+    /// 9P, with the command line the driver got from `cmdline`; the guest runs /usr/bin/hello from it; the package
+    /// is rebuilt into the feed, the strategy's refresh() applies it through the running server, and the guest runs
+    /// the new binary without remount. Here: the OE-shaped build with both builds of hello, the kernel, the
+    /// initramfs; pytest does the rest.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "EndToEnd")]
+    public void The_dev_loop_runs_under_labgrid_with_QEMUDriver_booting_over_our_9P_server()
+    {
+        foreach (var p in new[] { "qemu-system-x86_64", "socat", "diodcat" }) Run.RequirePeer(p);
+        const string arch = "core2-64";
+        using var build = new OeFeedBuild("mkdir -p var/lib/opkg/info && : > var/lib/opkg/status", [$"hello {arch} 1.0-r0"]);
+        build.Ipk("hello", "1.0-r0", arch, [new("/usr/bin/hello", null, 0x1ed, Bytes: HelloProgram.Compile(build.Work, "hello OLD"))]);
+        // the rebuild (same version, new content) is written now; the test lands it by rename, as bitbake does
+        var staged = Path.Combine(build.Work, "hello-rebuilt.ipk");
+        TestIpk.Write(staged, $"Package: hello\nVersion: 1.0-r0\nArchitecture: {arch}\nMaintainer: t\nDescription: test package hello\n",
+            [new("/usr/bin/hello", null, 0x1ed, Bytes: HelloProgram.Compile(build.Work, "hello NEW"))]);
+        Run.Program("chmod", "a+r", staged).ShouldSucceed();
+        var guest = Path.Combine(build.Work, "guest");
+        Directory.CreateDirectory(guest);
+        var fixture = Path.Combine(build.Work, "fixture.json");
+        File.WriteAllText(fixture, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["build_dir"] = build.Root,
+            ["image"] = OeFeedBuild.Image,
+            ["staged"] = staged,
+            ["landed"] = Path.Combine(build.FeedDir("ipk", arch), $"hello_1.0-r0_{arch}.ipk"),
+            ["kernel"] = Path.Combine(GuestKernel.Directory, "vmlinux"),
+            ["initrd"] = TcpGuest.Pack(guest, GuestInit),
+            ["kernel_args"] = TcpGuest.KernelArgs,
+        }));
+        var r = Pytest("e2e", new Dictionary<string, string> { ["RFE_LABGRID_E2E"] = fixture }, TimeSpan.FromMinutes(30), showPrints: true);
+        output.WriteLine(r.All);
+        r.ShouldSucceed();
+        Assert.Matches(@"\b1 passed", r.Stdout);
+        Console.WriteLine("LabgridTests: " + System.Text.RegularExpressions.Regex.Match(r.Stdout, @"labgrid dev loop: [^\n]*").Value);
+    }
+
+    /// <summary>
+    /// The board's initramfs: modules and network as every 9P guest, then the root the kernel command line names
+    /// (root=, rootfstype=, rootflags= as `rootfs-export cmdline` prints them) mounted at /mnt, then a shell on the
+    /// console for labgrid's ShellDriver.
+    /// </summary>
+    private static string GuestInit => TcpGuest.Prelude + """
+
+        arg() { for a in $(cat /proc/cmdline); do case "$a" in "$1"=*) echo "${a#*=}";; esac; done; }
+        mount -t "$(arg rootfstype)" -o "$(arg rootflags)" "$(arg root)" /mnt && echo "@@MOUNTED $(arg root)" || echo "@@FAIL mount"
+        export PATH=/bin:/sbin PS1='rfe-board# '
+        while true; do setsid cttyhack sh; done
+        """;
 }

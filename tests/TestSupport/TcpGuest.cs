@@ -25,13 +25,10 @@ public static class TcpGuest
     /// <summary>The guest address that reaches the index-th forwarded port.</summary>
     public static string Address(int index) => $"10.0.2.{100 + index}";
 
-    /// <summary>
-    /// Packs busybox, the modules, <paramref name="files"/> (copied to the initramfs root) and <paramref name="init"/>
-    /// into work/initrd.gz, boots it with one guestfwd per port, and returns the console (no CRs).
-    /// </summary>
-    public static string Boot(string work, string init, IReadOnlyList<int> ports, IEnumerable<string>? files = null, int seconds = 180)
+    /// <summary>Packs busybox, the modules, <paramref name="files"/> and <paramref name="init"/> into work/initrd.gz; returns its path.</summary>
+    public static string Pack(string work, string init, IEnumerable<string>? files = null)
     {
-        foreach (var p in new[] { "qemu-system-x86_64", "socat", "cpio", "gzip", "timeout" }) Run.RequirePeer(p);
+        foreach (var p in new[] { "cpio", "gzip" }) Run.RequirePeer(p);
         var busybox = File.Exists("/bin/busybox") ? "/bin/busybox" : Run.RequirePeer("busybox");
         var kernel = GuestKernel.Directory;
         var copies = string.Join("\n", (files ?? []).Select(f => $"cp '{f}' root/"));
@@ -49,6 +46,18 @@ public static class TcpGuest
             chmod +x root/init
             (cd root && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
             """, timeout: TimeSpan.FromMinutes(2)).ShouldSucceed();
+        return Path.Combine(work, "initrd.gz");
+    }
+
+    /// <summary>
+    /// Packs busybox, the modules, <paramref name="files"/> (copied to the initramfs root) and <paramref name="init"/>
+    /// into work/initrd.gz, boots it with one guestfwd per port, and returns the console (no CRs).
+    /// </summary>
+    public static string Boot(string work, string init, IReadOnlyList<int> ports, IEnumerable<string>? files = null, int seconds = 180)
+    {
+        foreach (var p in new[] { "qemu-system-x86_64", "socat", "timeout" }) Run.RequirePeer(p);
+        var kernel = GuestKernel.Directory;
+        Pack(work, init, files);
         var forwards = string.Join(",", ports.Select((port, i) => $"guestfwd=tcp:{Address(i)}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port}"));
         var qemu = Run.Program("timeout", [
             seconds.ToString(), "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic", "-no-reboot",
