@@ -26,57 +26,49 @@ public sealed class UapiVersion : IComparer<string?>
             while (i < a.Length && !IsValid(a[i])) i++;
             while (j < b.Length && !IsValid(b[j])) j++;
             // '~' (pre-release) sorts lower than anything, even the end of the other string
-            if (At(a, i) == '~' || At(b, j) == '~')
-            {
-                if (At(a, i) != '~') return 1;
-                if (At(b, j) != '~') return -1;
-                i++; j++;
-            }
+            if (SortsLower('~', a, ref i, b, ref j) is not 0 and var tilde) return tilde;
             // one string ended: the longer one is newer
             if (i >= a.Length || j >= b.Length) return EndOrder(a, i, b, j);
             // '-' (version-release separator) sorts lower
-            if (a[i] == '-' || b[j] == '-')
-            {
-                if (a[i] != '-') return 1;
-                if (b[j] != '-') return -1;
-                i++; j++;
-            }
+            if (SortsLower('-', a, ref i, b, ref j) is not 0 and var dash) return dash;
             // '^' (patched release): systemd sorts it lower than another character here (the spec's text
             // says higher); it still sorts above the end of a string, by the length rule above
-            if (At(a, i) == '^' || At(b, j) == '^')
-            {
-                if (At(a, i) != '^') return 1;
-                if (At(b, j) != '^') return -1;
-                i++; j++;
-            }
+            if (SortsLower('^', a, ref i, b, ref j) is not 0 and var caret) return caret;
             // '.' sorts lower
-            if (At(a, i) == '.' || At(b, j) == '.')
-            {
-                if (At(a, i) != '.') return 1;
-                if (At(b, j) != '.') return -1;
-                i++; j++;
-            }
-            int si = i, sj = j;
-            if (char.IsAsciiDigit(At(a, i)) || char.IsAsciiDigit(At(b, j)))
-            {
-                while (i < a.Length && char.IsAsciiDigit(a[i])) i++;
-                while (j < b.Length && char.IsAsciiDigit(b[j])) j++;
-                // a number is newer than no number
-                if ((i > si) != (j > sj)) return i > si ? 1 : -1;
-                int c = CompareNumbers(a.AsSpan(si, i - si), b.AsSpan(sj, j - sj));
-                if (c != 0) return c;
-            }
-            else
-            {
-                while (i < a.Length && char.IsAsciiLetter(a[i])) i++;
-                while (j < b.Length && char.IsAsciiLetter(b[j])) j++;
-                if ((i > si) != (j > sj)) return i > si ? 1 : -1;
-                // letter by letter, ordinal ('A' < 'a'); then the longer run is newer
-                int c = Math.Sign(a.AsSpan(si, Math.Min(i - si, j - sj)).SequenceCompareTo(b.AsSpan(sj, Math.Min(i - si, j - sj))));
-                if (c != 0) return c;
-                if (i - si != j - sj) return i - si > j - sj ? 1 : -1;
-            }
+            if (SortsLower('.', a, ref i, b, ref j) is not 0 and var dot) return dot;
+            if (CompareSegment(a, ref i, b, ref j) is not 0 and var segment) return segment;
         }
+    }
+
+    /// <summary>
+    /// A marker that sorts below everything else: the side without it at this point is newer (1 or -1); when both
+    /// have it, both step past it (0), as when neither has it.
+    /// </summary>
+    private static int SortsLower(char marker, string a, ref int i, string b, ref int j)
+    {
+        bool ma = At(a, i) == marker, mb = At(b, j) == marker;
+        if (!ma && !mb) return 0;
+        if (!ma) return 1;
+        if (!mb) return -1;
+        i++; j++;
+        return 0;
+    }
+
+    /// <summary>The next run of digits (numerically) or of letters (ordinally, 'A' &lt; 'a'; then the longer run is newer).</summary>
+    private static int CompareSegment(string a, ref int i, string b, ref int j)
+    {
+        int si = i, sj = j;
+        bool digits = char.IsAsciiDigit(At(a, i)) || char.IsAsciiDigit(At(b, j));
+        Func<char, bool> inRun = digits ? char.IsAsciiDigit : char.IsAsciiLetter;
+        while (i < a.Length && inRun(a[i])) i++;
+        while (j < b.Length && inRun(b[j])) j++;
+        // a segment is newer than none
+        if ((i > si) != (j > sj)) return i > si ? 1 : -1;
+        if (digits) return CompareNumbers(a.AsSpan(si, i - si), b.AsSpan(sj, j - sj));
+        int common = Math.Min(i - si, j - sj);
+        int c = Math.Sign(a.AsSpan(si, common).SequenceCompareTo(b.AsSpan(sj, common)));
+        if (c != 0) return c;
+        return i - si == j - sj ? 0 : i - si > j - sj ? 1 : -1;
     }
 
     private static char At(string s, int i) => i < s.Length ? s[i] : '\0';

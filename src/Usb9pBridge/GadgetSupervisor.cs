@@ -32,83 +32,99 @@ public sealed class GadgetSupervisor(GadgetFilter filter, Func<UsbgTransport, Ca
     public Task RunAsync(CancellationToken ct) =>
         Task.Factory.StartNew(() => Run(ct), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+    // the scan loop's state (one RunAsync per supervisor): sessions by gadget path, the last problem told per path
+    // (so a retry loop does not flood the log), and what the last scan saw
+    private readonly Dictionary<string, (Usb9pfsGadget Gadget, Task<long> Session)> _running = new();
+    private readonly ReopenBackoff _backoff = new();
+    private readonly Dictionary<string, string> _reported = new();
+    private bool _toldWaiting;
+    private string? _lastDevices;
+    private long _lastScan;
+
     private void Run(CancellationToken ct)
     {
-        var running = new Dictionary<string, (Usb9pfsGadget Gadget, Task<long> Session)>();
-        var backoff = new ReopenBackoff();
-        var reported = new Dictionary<string, string>(); // path → last problem told, so a retry loop does not flood the log
-        bool toldWaiting = false;
-        string? lastDevices = null;
-        long lastScan = 0;
         try
         {
             while (!ct.IsCancellationRequested)
             {
-                bool ended = false;
                 long now = Environment.TickCount64;
-                foreach (var (path, (gadget, session)) in running.Where(kv => kv.Value.Session.IsCompleted).ToList())
-                {
-                    running.Remove(path);
-                    reported.Remove(path);
-                    backoff.Ended(gadget, session.Result, now);
-                    ended = true;
-                }
+                bool ended = ReapEnded(now);
                 // A libusb scan opens and reads every device's sysfs files: dozens of system calls per device,
                 // every ScanInterval, beside the sessions being served. Scan only when something can have changed.
                 var devices = DeviceList();
-                bool due = lastDevices is null || devices != lastDevices || ended || backoff.AnyDue(now)
-                    || (reported.Count > 0 && now - lastScan >= RetryInterval.TotalMilliseconds)
-                    || now - lastScan >= FullScanInterval.TotalMilliseconds;
+                bool due = _lastDevices is null || devices != _lastDevices || ended || _backoff.AnyDue(now)
+                    || (_reported.Count > 0 && now - _lastScan >= RetryInterval.TotalMilliseconds)
+                    || now - _lastScan >= FullScanInterval.TotalMilliseconds;
                 if (due)
                 {
-                    lastDevices = devices;
-                    lastScan = now;
-                    IReadOnlyList<Usb9pfsGadget> gadgets;
-                    using (var host = UsbHost.Create()) gadgets = host.FindGadgets(filter);
-                    if (gadgets.Count == 0 && running.Count == 0 && !toldWaiting)
-                    {
-                        log($"waiting for a usb9pfs gadget ({filter}); the board's UDC must be bound before it mounts");
-                        toldWaiting = true;
-                    }
-                    foreach (var gone in reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) reported.Remove(gone);
-                    backoff.Forget(backoff.Paths.Where(p => gadgets.All(g => g.Path != p)));
-                    foreach (var g in gadgets.Where(g => !running.ContainsKey(g.Path) && backoff.MayOpen(g, now)))
-                    {
-                        UsbgLink link;
-                        try { link = UsbgLink.Open(g); }
-                        catch (UsbAccessDeniedException e) { Report(g.Path, e.Hint); continue; }
-                        catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
-                        toldWaiting = false;
-                        reported.Remove(g.Path);
-                        running[g.Path] = (g, Serve(link, backoff.Loud(g), backoff.FirstEmpty(g), ct));
-                        backoff.Opened(g);
-                    }
+                    _lastDevices = devices;
+                    _lastScan = now;
+                    OpenAppeared(now, ct);
                 }
                 ct.WaitHandle.WaitOne(ScanInterval);
             }
         }
         finally
         {
-            Task.WhenAll(running.Values.Select(r => r.Session)).GetAwaiter().GetResult();
+            Task.WhenAll(_running.Values.Select(r => r.Session)).GetAwaiter().GetResult();
         }
+    }
 
-        // the sysfs names stay the same when a board re-enumerates on the same port; its usbfs node (the address)
-        // does not, and a paused gadget at a new address must be opened at once
-        string DeviceList() => Entries(SysfsDevices) + "\n" + string.Join('\n', Entries(UsbfsRoot).Split('\n').Select(Entries));
-
-        static string Entries(string dir)
+    /// <summary>Forgets the sessions that ended; true when there were any.</summary>
+    private bool ReapEnded(long now)
+    {
+        bool ended = false;
+        foreach (var (path, (gadget, session)) in _running.Where(kv => kv.Value.Session.IsCompleted).ToList())
         {
-            try { return dir.Length == 0 ? "" : string.Join('\n', Directory.GetFileSystemEntries(dir).Order(StringComparer.Ordinal)); }
-            catch (IOException) { return ""; }
-            catch (UnauthorizedAccessException) { return ""; }
+            _running.Remove(path);
+            _reported.Remove(path);
+            _backoff.Ended(gadget, session.Result, now);
+            ended = true;
         }
+        return ended;
+    }
 
-        void Report(string path, string problem)
+    /// <summary>A libusb scan: starts a session on each matching gadget not yet served (unless it is backing off).</summary>
+    private void OpenAppeared(long now, CancellationToken ct)
+    {
+        IReadOnlyList<Usb9pfsGadget> gadgets;
+        using (var host = UsbHost.Create()) gadgets = host.FindGadgets(filter);
+        if (gadgets.Count == 0 && _running.Count == 0 && !_toldWaiting)
         {
-            if (reported.TryGetValue(path, out var last) && last == problem) return;
-            reported[path] = problem;
-            log(problem);
+            log($"waiting for a usb9pfs gadget ({filter}); the board's UDC must be bound before it mounts");
+            _toldWaiting = true;
         }
+        foreach (var gone in _reported.Keys.Where(p => gadgets.All(g => g.Path != p)).ToList()) _reported.Remove(gone);
+        _backoff.Forget(_backoff.Paths.Where(p => gadgets.All(g => g.Path != p)));
+        foreach (var g in gadgets.Where(g => !_running.ContainsKey(g.Path) && _backoff.MayOpen(g, now)))
+        {
+            UsbgLink link;
+            try { link = UsbgLink.Open(g); }
+            catch (UsbAccessDeniedException e) { Report(g.Path, e.Hint); continue; }
+            catch (UsbException e) { Report(g.Path, $"{g.Path}: {e.Message}; retrying"); continue; }
+            _toldWaiting = false;
+            _reported.Remove(g.Path);
+            _running[g.Path] = (g, Serve(link, _backoff.Loud(g), _backoff.FirstEmpty(g), ct));
+            _backoff.Opened(g);
+        }
+    }
+
+    // the sysfs names stay the same when a board re-enumerates on the same port; its usbfs node (the address)
+    // does not, and a paused gadget at a new address must be opened at once
+    private string DeviceList() => Entries(SysfsDevices) + "\n" + string.Join('\n', Entries(UsbfsRoot).Split('\n').Select(Entries));
+
+    private static string Entries(string dir)
+    {
+        try { return dir.Length == 0 ? "" : string.Join('\n', Directory.GetFileSystemEntries(dir).Order(StringComparer.Ordinal)); }
+        catch (IOException) { return ""; }
+        catch (UnauthorizedAccessException) { return ""; }
+    }
+
+    private void Report(string path, string problem)
+    {
+        if (_reported.TryGetValue(path, out var last) && last == problem) return;
+        _reported[path] = problem;
+        log(problem);
     }
 
     /// <param name="loud">log the attach and detach (not on a quiet retry of a gadget whose endpoints answered nothing)</param>
