@@ -42,7 +42,6 @@ public static class FeedUpdater
         var state = PseudoState.ForExport(export);
         if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database; run 'rootfs-export update {req.Image}' or 'unpack' first");
         output.WriteLine(req.DryRun ? "Update from package feeds (dry run: nothing is changed)" : "Update from package feeds");
-        var problems = new List<string>();
 
         using var writeLock = state.AcquireWriterLock();
         using var tree = TargetTree.Open(export);
@@ -52,122 +51,156 @@ public static class FeedUpdater
             output.WriteLine(req.Layout.Kind == BuildKind.Ptxdist
                 ? "  the export has no opkg status (none where etc/opkg/opkg.conf's status_file says, nor in var/lib/opkg or usr/lib/opkg): the image keeps no package state; nothing to update"
                 : "  the export has no package database (var/lib/opkg/status, var/lib/dpkg/status, var/lib/rpm): the image was built without IMAGE_FEATURES \"package-management\"; nothing to update");
-            return new FeedUpdateResult(0, 0, 0, problems);
+            return new FeedUpdateResult(0, 0, 0, []);
         }
-        var format = req.Layout.Kind == BuildKind.Ptxdist ? PackageFormat.Ipk : pstate.Format;
-        var manifest = req.Layout.FindManifest(req.Image);
-        if (pstate is RpmState rpmState && pstate.Status.Count == 0 && manifest != null)
-        {
-            SeedFromManifest(pstate, manifest);
-            if (pstate.Status.Count > 0) rpmState.SeededFromManifest();
-        }
-
-        var recorded = LoadRecorded(state);
-        var owners = OwnerNames.FromExport(tree);
-        int installedCount = 0, upgraded = 0;
-        var applied = new List<string>();
-        var leftUnpacked = new List<string>();
-
         // files.db is opened only when something is to be written: a run with nothing to do stays cheap
-        var files = new LazyWriter(state, export, req.Handle);
-        using (files)
+        using var files = new LazyWriter(state, export, req.Handle);
+        return new FeedRun(req, state, tree, pstate, files, clock).Run();
+    }
+
+    /// <summary>One update from the feeds, after the export's package state was found: plan, apply, remove, report.</summary>
+    private sealed class FeedRun(FeedUpdateRequest req, PseudoState state, TargetTree tree, PackageState pstate, LazyWriter files, Stopwatch clock)
+    {
+        private readonly TextWriter _output = req.Output;
+        private readonly List<string> _problems = [];
+        private readonly Dictionary<string, string> _recorded = LoadRecorded(state);
+        private readonly OwnerNames _owners = OwnerNames.FromExport(tree);
+        private readonly List<string> _applied = [];
+        private readonly List<string> _leftUnpacked = [];
+        private readonly string? _manifest = req.Layout.FindManifest(req.Image);
+        private readonly PackageFormat _format = req.Layout.Kind == BuildKind.Ptxdist ? PackageFormat.Ipk : pstate.Format;
+        private int _installed, _upgraded;
+
+        public FeedUpdateResult Run()
         {
+            if (pstate is RpmState rpmState && pstate.Status.Count == 0 && _manifest != null)
+            {
+                SeedFromManifest(pstate, _manifest);
+                if (pstate.Status.Count > 0) rpmState.SeededFromManifest();
+            }
             if (req.DryRun)
             {
-                if (File.Exists(JournalPath(state))) output.WriteLine($"  a package a previous run was applying is finished first (journal {JournalPath(state)})");
-                foreach (var (arch, dir) in FeedScanner.FeedDirs(req.Layout, format))
-                    output.WriteLine($"  feed {dir} (arch {arch})");
+                if (File.Exists(JournalPath(state))) _output.WriteLine($"  a package a previous run was applying is finished first (journal {JournalPath(state)})");
+                foreach (var (arch, dir) in FeedScanner.FeedDirs(req.Layout, _format))
+                    _output.WriteLine($"  feed {dir} (arch {arch})");
             }
-            else if (File.Exists(JournalPath(state))) RollForward(state, pstate, files.Writer, files.Db, owners, req.Layout, recorded, output, applied);
+            else if (File.Exists(JournalPath(state))) RollForward(state, pstate, files.Writer, files.Db, _owners, req.Layout, _recorded, _output, _applied);
 
             var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
-            var (entries, notReady) = scanner.Scan(req.Layout, format);
-            foreach (var f in notReady) output.WriteLine($"  not ready yet (still being written): {f}");
+            var (entries, notReady) = scanner.Scan(req.Layout, _format);
+            foreach (var f in notReady) _output.WriteLine($"  not ready yet (still being written): {f}");
             if (entries.Count == 0 && notReady.Count == 0)
-                output.WriteLine($"  no .{format.ToString().ToLowerInvariant()} packages in {string.Join(", ", FeedScanner.FeedDirs(req.Layout, format).Select(d => d.Dir).DefaultIfEmpty(req.Layout.Kind == BuildKind.Ptxdist ? req.Layout.PlatformDir + "/packages" : req.Layout.DeployDir + "/" + format.ToString().ToLowerInvariant()))}");
+                _output.WriteLine($"  no .{_format.ToString().ToLowerInvariant()} packages in {string.Join(", ", FeedScanner.FeedDirs(req.Layout, _format).Select(d => d.Dir).DefaultIfEmpty(req.Layout.Kind == BuildKind.Ptxdist ? req.Layout.PlatformDir + "/packages" : req.Layout.DeployDir + "/" + _format.ToString().ToLowerInvariant()))}");
 
-            // packages the previous manifest had and the image no longer wants (not ones the user added) are removed
-            var manifestNames = manifest is null ? new HashSet<string>(StringComparer.Ordinal) : File.ReadLines(manifest)
+            var (manifestNames, removals) = Removals();
+            var planner = Plan(entries, removals);
+            var installs = planner.Steps.Where(p => p.Installed is null).ToList();
+            var upgrades = planner.Steps.Where(p => p.Installed is not null).ToList();
+            if (req.DryRun)
+            {
+                DryRunReport(installs, upgrades, removals);
+                scanner.Save();
+                return new FeedUpdateResult(0, 0, 0, _problems, notReady.Count);
+            }
+            if (installs.Count > 0) _output.WriteLine("Installing new packages");
+            foreach (var p in installs) { Apply(p); _installed++; }
+            if (upgrades.Count > 0) _output.WriteLine("Upgrading packages");
+            foreach (var p in upgrades) { Apply(p); _upgraded++; }
+            Remove(removals);
+            Finish(scanner, manifestNames, notReady.Count, removals.Count);
+            return new FeedUpdateResult(_installed, _upgraded, removals.Count, _problems, notReady.Count);
+        }
+
+        /// <summary>Packages the previous manifest had and the image no longer wants (not ones the user added) are removed.</summary>
+        private (HashSet<string> ManifestNames, List<ControlStanza> Removals) Removals()
+        {
+            var manifestNames = _manifest is null ? new HashSet<string>(StringComparer.Ordinal) : File.ReadLines(_manifest)
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length > 0).Select(f => f[0]).ToHashSet(StringComparer.Ordinal);
             var previousManifestPath = Path.Combine(state.Directory, ManifestFile);
             var previousManifest = File.Exists(previousManifestPath) ? File.ReadAllLines(previousManifestPath).ToHashSet(StringComparer.Ordinal) : new HashSet<string>();
             var removals = manifestNames.Count == 0 ? new List<ControlStanza>() : pstate.InstalledPackages()
                 .Where(st => previousManifest.Contains(st.Package) && !manifestNames.Contains(st.Package) && !req.Install.Contains(st.Package))
                 .ToList();
+            return (manifestNames, removals);
+        }
 
-            var planner = new Planner(pstate.InstalledPackages().ToList(), entries, recorded,
-                c => PackageContent.DiffersFromExport(c.Entry.Path, pstate, owners)); // no hash recorded yet: the content decides, not mtimes
-            if (manifest != null)
-                foreach (var line in File.ReadLines(manifest))
+        private Planner Plan(List<(FeedEntry Entry, int Priority)> entries, List<ControlStanza> removals)
+        {
+            var planner = new Planner(pstate.InstalledPackages().ToList(), entries, _recorded,
+                c => PackageContent.DiffersFromExport(c.Entry.Path, pstate, _owners)); // no hash recorded yet: the content decides, not mtimes
+            if (_manifest != null)
+                foreach (var line in File.ReadLines(_manifest))
                     if (line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [var name, ..]) planner.Want(name, false);
             foreach (var s in pstate.InstalledPackages().ToList()) if (!removals.Contains(s)) planner.Want(s.Package, false);
             foreach (var name in req.Install) planner.Want(name, true);
-            problems.AddRange(planner.Problems);
-            foreach (var (name, sha) in planner.Confirmed) recorded[name] = sha;
+            _problems.AddRange(planner.Problems);
+            foreach (var (name, sha) in planner.Confirmed) _recorded[name] = sha;
+            return planner;
+        }
 
-            var installs = planner.Steps.Where(p => p.Installed is null).ToList();
-            var upgrades = planner.Steps.Where(p => p.Installed is not null).ToList();
-            if (req.DryRun)
+        private void DryRunReport(List<PlanStep> installs, List<PlanStep> upgrades, List<ControlStanza> removals)
+        {
+            foreach (var (title, steps) in new[] { ("Installing new packages", installs), ("Upgrading packages", upgrades) })
             {
-                foreach (var (title, steps) in new[] { ("Installing new packages", installs), ("Upgrading packages", upgrades) })
-                {
-                    if (steps.Count > 0) output.WriteLine(title);
-                    foreach (var p in steps)
-                        output.WriteLine($"  {p.Package.Name} {(p.Installed is null ? "" : p.Installed.Version + " → ")}{p.Package.Version} ({Path.GetRelativePath(req.Layout.BuildDir, p.Package.Entry.Path)})");
-                }
-                if (removals.Count > 0) output.WriteLine("Removing");
-                foreach (var r in removals) output.WriteLine($"  {r.Package} {r.Version}");
-                foreach (var p in problems) output.WriteLine($"  problem: {p}");
-                output.WriteLine($"Summary (dry run): {installs.Count} to install, {upgrades.Count} to upgrade, {removals.Count} to remove, {problems.Count} problem(s)");
-                scanner.Save();
-                return new FeedUpdateResult(0, 0, 0, problems, notReady.Count);
+                if (steps.Count > 0) _output.WriteLine(title);
+                foreach (var p in steps)
+                    _output.WriteLine($"  {p.Package.Name} {(p.Installed is null ? "" : p.Installed.Version + " → ")}{p.Package.Version} ({Path.GetRelativePath(req.Layout.BuildDir, p.Package.Entry.Path)})");
             }
-            if (installs.Count > 0) output.WriteLine("Installing new packages");
-            foreach (var p in installs) { Apply(p); installedCount++; }
-            if (upgrades.Count > 0) output.WriteLine("Upgrading packages");
-            foreach (var p in upgrades) { Apply(p); upgraded++; }
+            if (removals.Count > 0) _output.WriteLine("Removing");
+            foreach (var r in removals) _output.WriteLine($"  {r.Package} {r.Version}");
+            foreach (var p in _problems) _output.WriteLine($"  problem: {p}");
+            _output.WriteLine($"Summary (dry run): {installs.Count} to install, {upgrades.Count} to upgrade, {removals.Count} to remove, {_problems.Count} problem(s)");
+        }
 
-            void Apply(PlanStep step)
-            {
-                var pkg = PackageFile.Read(step.Package.Entry.Path);
-                var old = pstate.Installed(pkg.Name);
-                var perms = Perms(req.Layout, step.Package.Entry.Path, pkg.Name);
-                PackageApplier.Preflight(pkg, perms, tree, owners);
-                var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
-                var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, files.Writer, files.Db, step.AutoInstalled, owners, perms);
-                recorded[pkg.Name] = pkg.Sha256;
-                SaveRecorded(state, recorded);
-                EndJournal(state, journal);
-                applied.Add($"{pkg.Name}={pkg.Version}");
-                if (outcome.LeftUnpacked) leftUnpacked.Add(pkg.Name);
-                output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
-            }
-            if (removals.Count > 0) output.WriteLine("Removing");
+        /// <summary>One package, under its journal: a kill at any point is finished by the next run.</summary>
+        private void Apply(PlanStep step)
+        {
+            var pkg = PackageFile.Read(step.Package.Entry.Path);
+            var old = pstate.Installed(pkg.Name);
+            var perms = Perms(req.Layout, step.Package.Entry.Path, pkg.Name);
+            PackageApplier.Preflight(pkg, perms, tree, _owners);
+            var journal = BeginJournal(state, pkg, old, pstate.List(pkg.Name), step.AutoInstalled);
+            var outcome = PackageApplier.Apply(pkg, old, journal.OldList, pstate, files.Writer, files.Db, step.AutoInstalled, _owners, perms);
+            _recorded[pkg.Name] = pkg.Sha256;
+            SaveRecorded(state, _recorded);
+            EndJournal(state, journal);
+            _applied.Add($"{pkg.Name}={pkg.Version}");
+            if (outcome.LeftUnpacked) _leftUnpacked.Add(pkg.Name);
+            _output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
+        }
+
+        private void Remove(List<ControlStanza> removals)
+        {
+            if (removals.Count > 0) _output.WriteLine("Removing");
             foreach (var old in removals)
             {
                 PackageApplier.Remove(old.Package, pstate, files.Writer, files.Db);
-                recorded.Remove(old.Package);
-                applied.Add($"-{old.Package}");
-                output.WriteLine($"  {old.Package} {old.Version}");
+                _recorded.Remove(old.Package);
+                _applied.Add($"-{old.Package}");
+                _output.WriteLine($"  {old.Package} {old.Version}");
             }
-            if (applied.Count > 0)
+        }
+
+        /// <summary>The stamp in the export, the run's records in the state directory, and what the user should know.</summary>
+        private void Finish(FeedScanner scanner, HashSet<string> manifestNames, int notReady, int removed)
+        {
+            if (_applied.Count > 0)
             {
-                var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', applied)}\n");
+                var stamp = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow:yyyy-MM-ddTHH:mm:ssZ} {string.Join(' ', _applied)}\n");
                 files.Db.InTransaction(() => files.Writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
             }
             scanner.Save();
-            SaveRecorded(state, recorded);
-            if (manifestNames.Count > 0) File.WriteAllLines(previousManifestPath, manifestNames.Order(StringComparer.Ordinal));
-            if (notReady.Count > 0) problems.Add($"{notReady.Count} package file(s) still being written; the next run picks them up");
-            foreach (var p in problems) output.WriteLine($"  problem: {p}");
-            foreach (var u in owners.Unknown) output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
-            if (leftUnpacked.Count > 0)
-                output.WriteLine($"  to finish on the board ({(pstate.Format == PackageFormat.Deb ? "dpkg --configure -a" : "opkg configure")}, run by run-postinsts at boot): {string.Join(' ', leftUnpacked)}");
-            if (pstate is RpmState { NotWritten: { } why } && applied.Count > 0)
-                output.WriteLine($"  note: the target's rpmdb (var/lib/rpm) is not updated ({why}): 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
-            output.WriteLine($"Summary: {installedCount} installed, {upgraded} upgraded, {removals.Count} removed, {problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
-                (applied.Count == 0 && problems.Count == 0 ? " — up to date" : ""));
-            return new FeedUpdateResult(installedCount, upgraded, removals.Count, problems, notReady.Count);
+            SaveRecorded(state, _recorded);
+            if (manifestNames.Count > 0) File.WriteAllLines(Path.Combine(state.Directory, ManifestFile), manifestNames.Order(StringComparer.Ordinal));
+            if (notReady > 0) _problems.Add($"{notReady} package file(s) still being written; the next run picks them up");
+            foreach (var p in _problems) _output.WriteLine($"  problem: {p}");
+            foreach (var u in _owners.Unknown) _output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
+            if (_leftUnpacked.Count > 0)
+                _output.WriteLine($"  to finish on the board ({(pstate.Format == PackageFormat.Deb ? "dpkg --configure -a" : "opkg configure")}, run by run-postinsts at boot): {string.Join(' ', _leftUnpacked)}");
+            if (pstate is RpmState { NotWritten: { } why } && _applied.Count > 0)
+                _output.WriteLine($"  note: the target's rpmdb (var/lib/rpm) is not updated ({why}): 'rpm -q' on the board shows the image's versions; rootfs-export records applied rpms in its state directory");
+            _output.WriteLine($"Summary: {_installed} installed, {_upgraded} upgraded, {removed} removed, {_problems.Count} problem(s) in {clock.Elapsed.TotalSeconds:F2} s" +
+                (_applied.Count == 0 && _problems.Count == 0 ? " — up to date" : ""));
         }
     }
 

@@ -107,6 +107,33 @@ public sealed class FeedWatch
 
     public async Task RunAsync(CancellationToken cancel)
     {
+        var watchers = StartWatchers();
+        var socketPath = SocketPath(_layout, _image);
+        using var listener = Listen(socketPath);
+        var accept = AcceptLoop(listener, cancel);
+        try
+        {
+            while (!cancel.IsCancellationRequested)
+            {
+                await _wake.WaitAsync(cancel);
+                // debounce: wait until the burst has been quiet for a while
+                var burst = Stopwatch.StartNew();
+                while (burst.Elapsed < MaxBurst && await _wake.WaitAsync(Quiet, cancel)) { }
+                if (!await RefreshOnce(cancel)) { await Task.Delay(NotReadyRetry, cancel); Poke("retry: packages were still being written"); }
+            }
+        }
+        catch (OperationCanceledException) { }
+        finally
+        {
+            foreach (var w in watchers) w.Dispose();
+            listener.Close();
+            try { File.Delete(socketPath); } catch (IOException) { }
+            try { await accept; } catch (Exception) { }
+        }
+    }
+
+    private List<FileSystemWatcher> StartWatchers()
+    {
         var watchers = new List<FileSystemWatcher>();
         foreach (var dir in WatchedDirectories().Distinct())
         {
@@ -119,57 +146,49 @@ public sealed class FeedWatch
             watchers.Add(w);
             _log.WriteLine($"watching {dir}");
         }
-        var socketPath = SocketPath(_layout, _image);
+        return watchers;
+    }
+
+    /// <summary>The build's socket: a build (or a test) says "build-done" there.</summary>
+    private Socket Listen(string socketPath)
+    {
         Directory.CreateDirectory(Path.GetDirectoryName(socketPath)!);
         if (File.Exists(socketPath)) File.Delete(socketPath); // left by a killed watch; a live one would hold the export lock in refresh
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         listener.Listen(8);
         _log.WriteLine($"listening on {socketPath} (send \"{BuildDoneMessage}\\n\", reply \"ok\\n\")");
         _log.Flush();
-        var accept = AcceptLoop(listener, cancel);
+        return listener;
+    }
+
+    /// <summary>One refresh for the events gathered so far; false when packages were still being written.</summary>
+    private async Task<bool> RefreshOnce(CancellationToken cancel)
+    {
+        DateTime started;
+        string reason;
+        lock (_gate)
+        {
+            started = _firstEvent ?? DateTime.UtcNow;
+            reason = string.Join("; ", _reasons) + (_moreReasons.Count > 0 ? $"; {_moreReasons.Count} more" : "");
+            _firstEvent = null;
+            _reasons.Clear();
+            _moreReasons.Clear();
+        }
+        var clock = Stopwatch.StartNew();
+        bool done;
         try
         {
-            while (!cancel.IsCancellationRequested)
-            {
-                await _wake.WaitAsync(cancel);
-                // debounce: wait until the burst has been quiet for a while
-                var burst = Stopwatch.StartNew();
-                while (burst.Elapsed < MaxBurst && await _wake.WaitAsync(Quiet, cancel)) { }
-                DateTime started;
-                string reason;
-                lock (_gate)
-                {
-                    started = _firstEvent ?? DateTime.UtcNow;
-                    reason = string.Join("; ", _reasons) + (_moreReasons.Count > 0 ? $"; {_moreReasons.Count} more" : "");
-                    _firstEvent = null;
-                    _reasons.Clear();
-                    _moreReasons.Clear();
-                }
-                var clock = Stopwatch.StartNew();
-                bool done;
-                try
-                {
-                    done = await _refresh(cancel);
-                }
-                catch (UserFacingException e)
-                {
-                    _log.WriteLine($"refresh failed: {e.Message}");
-                    done = true;
-                }
-                _log.WriteLine($"refresh ({reason}) took {clock.Elapsed.TotalSeconds:F2} s, {(DateTime.UtcNow - started).TotalSeconds:F2} s after the first change");
-                _log.Flush();
-                if (!done) { await Task.Delay(NotReadyRetry, cancel); Poke("retry: packages were still being written"); }
-            }
+            done = await _refresh(cancel);
         }
-        catch (OperationCanceledException) { }
-        finally
+        catch (UserFacingException e)
         {
-            foreach (var w in watchers) w.Dispose();
-            listener.Close();
-            try { File.Delete(socketPath); } catch (IOException) { }
-            try { await accept; } catch (Exception) { }
+            _log.WriteLine($"refresh failed: {e.Message}");
+            done = true;
         }
+        _log.WriteLine($"refresh ({reason}) took {clock.Elapsed.TotalSeconds:F2} s, {(DateTime.UtcNow - started).TotalSeconds:F2} s after the first change");
+        _log.Flush();
+        return done;
     }
 
     private async Task AcceptLoop(Socket listener, CancellationToken cancel)

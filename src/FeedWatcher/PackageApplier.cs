@@ -22,59 +22,83 @@ public static partial class PackageApplier
     public static ApplyOutcome Apply(PackageFile pkg, ControlStanza? old, IReadOnlyCollection<string> oldList, PackageState state, ExportWriter writer,
         FilesDb db, bool autoInstalled, OwnerNames owners, PermsFile? perms)
     {
-        var where = Path.GetFileName(pkg.Path);
-        var tree = state.Tree;
-        var conffiles = new ConffileRules(pkg, old, state, writer, db);
-        // dpkg: exactly what `dpkg --unpack` leaves (the board's dpkg --configure -a finishes every package, so none
-        // is ever configured before a dependency); opkg and rpm: configured unless a postinst must run on the board
-        bool unpacked = pkg.HasPostinst || state.Format == PackageFormat.Deb;
-        var newList = new List<string>();
-        var directories = new HashSet<string>(StringComparer.Ordinal);
-        // dpkg writes info/<pkg>.md5sums itself when a .deb ships none
-        var md5sums = state.Format == PackageFormat.Deb && !pkg.ControlMembers.ContainsKey("md5sums") ? new List<(string Path, string Md5)>() : null;
+        var run = new Application(pkg, old, state, writer, db, autoInstalled);
         db.InTransaction(() =>
         {
-            tree.Forget();
-            pkg.ReadData(member =>
-            {
-                var path = ExportPath.Parse(member.Name, $"{where}: data entry");
-                if (path.IsRoot) return;
-                WriteMember(member, path, "/" + path.Value);
-                newList.Add("/" + path.Value);
-                if (member.Type == TarMemberType.Directory) directories.Add("/" + path.Value);
-            }, owners.Resolve);
+            run.Tree.Forget();
+            pkg.ReadData(run.Member, owners.Resolve);
             if (perms != null)
             {
-                perms.Apply(writer, where);
-                foreach (var node in perms.Nodes) if (!newList.Contains(node)) newList.Add(node);
+                perms.Apply(writer, run.Where);
+                foreach (var node in perms.Nodes) if (!run.NewList.Contains(node)) run.NewList.Add(node);
             }
-            RemoveObsolete(pkg.Name, oldList, newList, state, writer, db, keepDirectories: state.Format == PackageFormat.Ipk);
-            WriteRecords();
+            RemoveObsolete(pkg.Name, oldList, run.NewList, state, writer, db, keepDirectories: state.Format == PackageFormat.Ipk);
+            run.WriteRecords();
         });
-        var notes = conffiles.Notes;
-        if (unpacked && state.Format != PackageFormat.Deb) notes.Add("postinst not run on the host: left 'install ok unpacked' for run-postinsts/" + (state.Format == PackageFormat.Deb ? "dpkg --configure -a" : state.Format == PackageFormat.Rpm ? "rerun on the board" : "opkg configure"));
-        return new ApplyOutcome(unpacked, notes);
+        var notes = run.Conffiles.Notes;
+        if (run.Unpacked && state.Format != PackageFormat.Deb) notes.Add("postinst not run on the host: left 'install ok unpacked' for run-postinsts/" + (state.Format == PackageFormat.Rpm ? "rerun on the board" : "opkg configure"));
+        return new ApplyOutcome(run.Unpacked, notes);
+    }
 
-        void WriteMember(TarMember member, ExportPath path, string target)
+    /// <summary>One package being applied: its members written into the export, then the package manager's records.</summary>
+    private sealed class Application
+    {
+        private readonly PackageFile pkg;
+        private readonly ControlStanza? old;
+        private readonly PackageState state;
+        private readonly ExportWriter writer;
+        private readonly FilesDb db;
+        private readonly bool autoInstalled;
+        private readonly HashSet<string> directories = new(StringComparer.Ordinal);
+        // dpkg writes info/<pkg>.md5sums itself when a .deb ships none
+        private readonly List<(string Path, string Md5)>? md5sums;
+        public readonly string Where;
+        public readonly TargetTree Tree;
+        public readonly ConffileRules Conffiles;
+        public readonly List<string> NewList = [];
+        // dpkg: exactly what `dpkg --unpack` leaves (the board's dpkg --configure -a finishes every package, so none
+        // is ever configured before a dependency); opkg and rpm: configured unless a postinst must run on the board
+        public readonly bool Unpacked;
+
+        public Application(PackageFile pkg, ControlStanza? old, PackageState state, ExportWriter writer, FilesDb db, bool autoInstalled)
+        {
+            (this.pkg, this.old, this.state, this.writer, this.db, this.autoInstalled) = (pkg, old, state, writer, db, autoInstalled);
+            Where = Path.GetFileName(pkg.Path);
+            Tree = state.Tree;
+            Conffiles = new ConffileRules(pkg, old, state, writer, db);
+            Unpacked = pkg.HasPostinst || state.Format == PackageFormat.Deb;
+            md5sums = state.Format == PackageFormat.Deb && !pkg.ControlMembers.ContainsKey("md5sums") ? [] : null;
+        }
+
+        public void Member(TarMember member)
+        {
+            var path = ExportPath.Parse(member.Name, $"{Where}: data entry");
+            if (path.IsRoot) return;
+            WriteMember(member, path, "/" + path.Value);
+            NewList.Add("/" + path.Value);
+            if (member.Type == TarMemberType.Directory) directories.Add("/" + path.Value);
+        }
+
+        private void WriteMember(TarMember member, ExportPath path, string target)
         {
             // xattrs (file capabilities, ACLs) go into files.db as the image unpacker records them
             uint perms = member.Mode;
-            var xattrs = MemberXattrs.Of(member, $"{where}: data entry '{member.Name}'", ref perms);
+            var xattrs = MemberXattrs.Of(member, $"{Where}: data entry '{member.Name}'", ref perms);
             var meta = new EntryMeta(member.Uid, member.Gid, perms, 0, member.Mtime, xattrs);
             // directories of the package land where the target's symlinks lead (merged /usr: bin -> usr/bin)
-            var real = tree.Resolve(path.Value, followLast: false, $"{where}: data entry");
+            var real = Tree.Resolve(path.Value, followLast: false, $"{Where}: data entry");
             switch (member.Type)
             {
                 case TarMemberType.Directory: Directory(path, real, meta); break;
-                case TarMemberType.Symlink: writer.Symlink(real, member.LinkName, meta); tree.Forget(); break;
-                case TarMemberType.HardLink: writer.HardLink(real, tree.Resolve(ExportPath.Parse(member.LinkName, $"{where}: hard link target").Value, followLast: false)); break;
+                case TarMemberType.Symlink: writer.Symlink(real, member.LinkName, meta); Tree.Forget(); break;
+                case TarMemberType.HardLink: writer.HardLink(real, Tree.Resolve(ExportPath.Parse(member.LinkName, $"{Where}: hard link target").Value, followLast: false)); break;
                 case TarMemberType.CharDevice or TarMemberType.BlockDevice:
                     writer.Special(real, member.Type == TarMemberType.CharDevice ? EntryKind.CharDevice : EntryKind.BlockDevice,
                         meta with { Rdev = Posix.Native.Libc.MakeDev(member.DevMajor, member.DevMinor) });
                     break;
                 case TarMemberType.Fifo: writer.Special(real, EntryKind.Fifo, meta); break;
-                case TarMemberType.File or TarMemberType.Contiguous when conffiles.IsConffile(target):
-                    var md5 = conffiles.Apply(real, target, member.Data, meta, unpacked);
+                case TarMemberType.File or TarMemberType.Contiguous when Conffiles.IsConffile(target):
+                    var md5 = Conffiles.Apply(real, target, member.Data, meta, Unpacked);
                     md5sums?.Add((path.Value, md5));
                     break;
                 case TarMemberType.File or TarMemberType.Contiguous when md5sums != null:
@@ -86,28 +110,28 @@ public static partial class PackageApplier
                     break;
                 case TarMemberType.File or TarMemberType.Contiguous: writer.RegularFile(real, member.Data, meta); break;
                 default:
-                    throw new UserFacingException($"{where}: data entry '{member.Name}' has tar type '{member.Type.Flag()}'");
+                    throw new UserFacingException($"{Where}: data entry '{member.Name}' has tar type '{member.Type.Flag()}'");
             }
         }
 
         // dpkg and opkg leave a directory that is already there as it is (owner, mode), a symlink to one included
-        void Directory(ExportPath path, ExportPath real, EntryMeta meta)
+        private void Directory(ExportPath path, ExportPath real, EntryMeta meta)
         {
-            var followed = tree.Resolve(path.Value, followLast: true);
-            if (tree.IsDirectory(followed) && db.GetByPath(writer.DbPath(followed)) != null) return;
+            var followed = Tree.Resolve(path.Value, followLast: true);
+            if (Tree.IsDirectory(followed) && db.GetByPath(writer.DbPath(followed)) != null) return;
             writer.Directory(real, meta);
-            tree.Forget();
+            Tree.Forget();
         }
 
-        void WriteRecords()
+        public void WriteRecords()
         {
             var now = DateTimeOffset.UtcNow;
             var root = new EntryMeta(0, 0, 0x1a4, Mtime: now);
             var written = new HashSet<string>(StringComparer.Ordinal);
             // opkg's file_hash_set_file_owner skips the data.tar's directory entries (names ending in '/'), so its
             // info/<pkg>.list names no directory; dpkg's lists them
-            var listed = state.Format == PackageFormat.Ipk ? newList.Where(p => !directories.Contains(p)).ToList() : newList;
-            var records = state.Record(pkg, old, listed, conffiles.Recorded, unpacked, autoInstalled, now.ToUnixTimeSeconds());
+            var listed = state.Format == PackageFormat.Ipk ? NewList.Where(p => !directories.Contains(p)).ToList() : NewList;
+            var records = state.Record(pkg, old, listed, Conffiles.Recorded, Unpacked, autoInstalled, now.ToUnixTimeSeconds());
             if (md5sums != null)
                 records.Add(($"{state.InfoDir}/{DpkgState.InfoName(pkg.Control)}.md5sums", System.Text.Encoding.UTF8.GetBytes(string.Concat(md5sums.Select(m => $"{m.Md5}  {m.Path}\n"))), false));
             foreach (var (rel, content, executable) in records)

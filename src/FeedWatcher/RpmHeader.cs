@@ -223,31 +223,14 @@ internal static class CpioReader
         long offset = 0;
         while (true)
         {
-            if (payload.ReadAtLeast(fields, 110, throwOnEndOfStream: false) < 110) throw new UserFacingException($"{where}: rpm payload truncated at byte {offset}");
-            if (!fields.AsSpan(0, 6).SequenceEqual("070701"u8) && !fields.AsSpan(0, 6).SequenceEqual("070702"u8))
-                throw new UserFacingException($"{where}: rpm payload is not a newc cpio at byte {offset}");
-            uint Hex(int i) => Convert.ToUInt32(Encoding.ASCII.GetString(fields, 6 + i * 8, 8), 16);
-            long ino = Hex(0);
-            uint mode = Hex(1), nlink = Hex(4), mtime = Hex(5);
-            long size = Hex(6);
-            int nameSize = (int)Hex(11);
-            if (nameSize <= 0 || nameSize > 65536) throw new UserFacingException($"{where}: rpm payload name size {nameSize} at byte {offset}");
-            var nameBytes = new byte[nameSize + Pad(110 + nameSize)];
-            if (payload.ReadAtLeast(nameBytes, nameBytes.Length, false) < nameBytes.Length) throw new UserFacingException($"{where}: rpm payload truncated in a name");
-            var name = Encoding.UTF8.GetString(nameBytes, 0, nameSize - 1);
-            offset += 110 + nameBytes.Length;
+            var (ino, mode, nlink, mtime, size, name, headerBytes) = ReadHeader(payload, fields, offset, where);
+            offset += headerBytes;
             if (name == "TRAILER!!!") yield break;
             var target = "/" + name.TrimStart('.', '/');
             if (!byPath.TryGetValue(target, out int idx)) throw new UserFacingException($"{where}: payload file {target} is not in the rpm header");
             var (uid, gid) = resolveOwner((idx < users.Count ? users[idx] : "root", idx < groups.Count ? groups[idx] : "root"));
-            uint type = mode & 0xf000;
             var data = new PackageFile.BoundedStream(payload, size);
-            var tarType = type switch
-            {
-                0x4000 => ExportTree.TarMemberType.Directory, 0xa000 => ExportTree.TarMemberType.Symlink, 0x2000 => ExportTree.TarMemberType.CharDevice,
-                0x6000 => ExportTree.TarMemberType.BlockDevice, 0x1000 => ExportTree.TarMemberType.Fifo, 0x8000 => ExportTree.TarMemberType.File,
-                _ => throw new UserFacingException($"{where}: {target} has an unsupported file type {type:x}"),
-            };
+            var tarType = MemberType(mode, target, where);
             if (tarType == ExportTree.TarMemberType.File && nlink > 1 && size == 0)
             {
                 // an earlier name of a hard-link set: linked when the name with the data arrives
@@ -255,14 +238,7 @@ internal static class CpioReader
                 list.Add(target);
                 continue;
             }
-            string linkName = "";
-            if (tarType == ExportTree.TarMemberType.Symlink)
-            {
-                using var ms = new MemoryStream();
-                data.CopyTo(ms);
-                linkName = Encoding.UTF8.GetString(ms.ToArray());
-                if (linkName.Length == 0 && idx < links.Count) linkName = links[idx];
-            }
+            string linkName = tarType == ExportTree.TarMemberType.Symlink ? SymlinkTarget(data, links, idx) : "";
             long rdev = idx < rdevs.Length ? rdevs[idx] : 0;
             var member = new ExportTree.TarMember
             {
@@ -275,14 +251,47 @@ internal static class CpioReader
             Skip(payload, Pad(size));
             offset += size + Pad(size);
             if (tarType == ExportTree.TarMemberType.File && pendingLinks.Remove(ino, out var names))
-                foreach (var other in names)
-                    yield return new ExportTree.TarMember
-                    {
-                        Name = "." + other, LinkName = "." + target, Type = ExportTree.TarMemberType.HardLink, Mode = mode & 0xfff, Uid = uid, Gid = gid, Size = 0,
-                        Mtime = member.Mtime, DevMajor = 0, DevMinor = 0, Pax = new Dictionary<string, byte[]>(), Data = Stream.Null,
-                    };
+                foreach (var other in names) yield return HardLink(other, target, member);
         }
     }
+
+    /// <summary>One newc header and its name: (ino, mode, nlink, mtime, size, name, bytes read including padding).</summary>
+    private static (long, uint, uint, uint, long, string, int) ReadHeader(Stream payload, byte[] fields, long offset, string where)
+    {
+        if (payload.ReadAtLeast(fields, 110, throwOnEndOfStream: false) < 110) throw new UserFacingException($"{where}: rpm payload truncated at byte {offset}");
+        if (!fields.AsSpan(0, 6).SequenceEqual("070701"u8) && !fields.AsSpan(0, 6).SequenceEqual("070702"u8))
+            throw new UserFacingException($"{where}: rpm payload is not a newc cpio at byte {offset}");
+        uint Hex(int i) => Convert.ToUInt32(Encoding.ASCII.GetString(fields, 6 + i * 8, 8), 16);
+        int nameSize = (int)Hex(11);
+        if (nameSize <= 0 || nameSize > 65536) throw new UserFacingException($"{where}: rpm payload name size {nameSize} at byte {offset}");
+        var nameBytes = new byte[nameSize + Pad(110 + nameSize)];
+        if (payload.ReadAtLeast(nameBytes, nameBytes.Length, false) < nameBytes.Length) throw new UserFacingException($"{where}: rpm payload truncated in a name");
+        var name = Encoding.UTF8.GetString(nameBytes, 0, nameSize - 1);
+        return (Hex(0), Hex(1), Hex(4), Hex(5), Hex(6), name, 110 + nameBytes.Length);
+    }
+
+    private static ExportTree.TarMemberType MemberType(uint mode, string target, string where) => (mode & 0xf000) switch
+    {
+        0x4000 => ExportTree.TarMemberType.Directory, 0xa000 => ExportTree.TarMemberType.Symlink, 0x2000 => ExportTree.TarMemberType.CharDevice,
+        0x6000 => ExportTree.TarMemberType.BlockDevice, 0x1000 => ExportTree.TarMemberType.Fifo, 0x8000 => ExportTree.TarMemberType.File,
+        _ => throw new UserFacingException($"{where}: {target} has an unsupported file type {mode & 0xf000:x}"),
+    };
+
+    /// <summary>A symlink's target from its data, or from the header when the payload carries none.</summary>
+    private static string SymlinkTarget(Stream data, IReadOnlyList<string> links, int idx)
+    {
+        using var ms = new MemoryStream();
+        data.CopyTo(ms);
+        var target = Encoding.UTF8.GetString(ms.ToArray());
+        return target.Length == 0 && idx < links.Count ? links[idx] : target;
+    }
+
+    /// <summary>An earlier name of a hard-link set, linked to the name that carried the data.</summary>
+    private static ExportTree.TarMember HardLink(string other, string target, ExportTree.TarMember member) => new()
+    {
+        Name = "." + other, LinkName = "." + target, Type = ExportTree.TarMemberType.HardLink, Mode = member.Mode, Uid = member.Uid, Gid = member.Gid, Size = 0,
+        Mtime = member.Mtime, DevMajor = 0, DevMinor = 0, Pax = new Dictionary<string, byte[]>(), Data = Stream.Null,
+    };
 
     /// <summary>%caps of a file as the PAX xattr record a data.tar would carry (rpm sets it with cap_set_file).</summary>
     private static Dictionary<string, byte[]> Capability(IReadOnlyList<string> caps, int idx, string target, string where)

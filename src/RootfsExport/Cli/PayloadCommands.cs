@@ -9,7 +9,14 @@ public static class PayloadCommands
     public static IEnumerable<Command> Create()
     {
         var payload = new Command("payload", "Kernel-only netboot payloads: a modules cpio and a FIT image");
+        payload.Subcommands.Add(Modules());
+        payload.Subcommands.Add(Fit());
+        payload.Subcommands.Add(Inspect());
+        yield return payload;
+    }
 
+    private static Command Modules()
+    {
         var root = new Argument<DirectoryInfo>("source") { Description = "export or modules_install staging dir (INSTALL_MOD_PATH)" };
         var output = new Option<FileInfo>("-o", "--output") { Description = "output: modules.cpio or modules.cpio.gz", Required = true };
         var append = new Option<FileInfo?>("--append") { Description = "initramfs (cpio[.gz]) to put first; the kernel unpacks concatenated cpios" };
@@ -22,7 +29,11 @@ public static class PayloadCommands
             Console.WriteLine($"wrote {p.GetValue(output)!.FullName}");
             return 0;
         });
+        return modules;
+    }
 
+    private static Command Fit()
+    {
         var kernel = new Option<FileInfo>("--kernel") { Description = "Image, Image.gz, zImage or bzImage", Required = true };
         var dtbDir = new Option<DirectoryInfo>("--dtb-dir") { Description = "directory with the .dtb files (searched recursively)", Required = true };
         var ramdisk = new Option<FileInfo?>("--ramdisk") { Description = "ramdisk for every configuration (e.g. the modules cpio)" };
@@ -54,7 +65,11 @@ public static class PayloadCommands
             Console.WriteLine($"wrote {p.GetValue(fitOut)!.FullName}: {dtbs.Count} configuration(s), arch {a}{(rd != null ? ", with ramdisk" : "")}");
             return 0;
         });
+        return fit;
+    }
 
+    private static Command Inspect()
+    {
         var fitFile = new Argument<FileInfo>("image") { Description = "a FIT image" };
         var inspect = new Command("inspect", "List a FIT image's configurations") { fitFile };
         inspect.SetAction(p =>
@@ -65,10 +80,6 @@ public static class PayloadCommands
             catch (InvalidDataException e) { throw new UserFacingException($"{file.Name}: {e.Message}"); }
             return 0;
         });
-
-        payload.Subcommands.Add(modules);
-        payload.Subcommands.Add(fit);
-        payload.Subcommands.Add(inspect);
-        yield return payload;
+        return inspect;
     }
 }
