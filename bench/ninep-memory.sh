@@ -50,5 +50,5 @@ for pass in 1 2; do
     walk --connections "$conns" >"$work/walk$pass.log"
 done
 echo "serve --9p, $files files walked whole by $conns connections, twice: $(tail -1 "$work/walk2.log")"
-echo "build: ${ROOTFS_EXPORT_JIT:+JIT}${ROOTFS_EXPORT_JIT:-native}; machine: $(nproc) cores, $(uname -r), $(date -u +%F)"
+echo "build: $([ "${ROOTFS_EXPORT_JIT:-0}" = 1 ] && echo JIT || echo native); machine: $(nproc) cores, $(uname -r), $(date -u +%F)"
 printf 'RSS idle %d MB, peak (VmHWM) %d MB, after %d MB\n' $((idle / 1024)) $(($(kb VmHWM) / 1024)) $(($(kb VmRSS) / 1024))
