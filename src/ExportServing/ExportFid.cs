@@ -46,9 +46,26 @@ public sealed class ExportFid : NinePFid
     /// <summary>A detached object's owner and mode (its database row went with its name), shared by its fids.</summary>
     public OrphanRow? Orphan;
 
+    /// <summary>A board's fid: the board whose merged view <see cref="Path"/> names an object of, else null.</summary>
+    public BoardLayer? Board { get; init; }
+
+    /// <summary>
+    /// A board's fid: the fid of its object in the layer that holds it (the board's own or the shared export),
+    /// taken at <see cref="LayerGeneration"/>; looked up again once the board's layer changed.
+    /// </summary>
+    internal ExportFid? Inner;
+    internal readonly object BindingLock = new();
+    internal ExportFileSystem? InnerLayer;
+    internal long LayerGeneration = -1;
+
     /// <summary>The last reference went: the host fds and cached directories close.</summary>
     protected override void OnReleased()
     {
+        if (Interlocked.Exchange(ref Inner, null) is { } inner)
+        {
+            InnerLayer?.Clunk(inner);
+            inner.Release();
+        }
         int fd = Interlocked.Exchange(ref Fd, -1);
         if (fd >= 0) Libc.Close(fd);
         int pin = Interlocked.Exchange(ref Pin, -1);

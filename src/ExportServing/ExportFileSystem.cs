@@ -15,7 +15,7 @@ namespace RootfsExport.ExportServing;
 /// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) or an *at() call on a single name with NOFOLLOW, so no client
 /// request can reach or follow anything outside the export.
 /// </summary>
-public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisposable
+public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid>, IDisposable
 {
     private const ulong Resolve = Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS;
     private const uint StatxMask = Libc.STATX_BASIC_STATS;
@@ -25,24 +25,29 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     private readonly HostDir _root;
     private readonly long _rootDev;
     private readonly IOwnershipStore _store;
+    internal IOwnershipStore Store => _store;
     private readonly HashSet<ExportFid> _liveFids = new();
     private readonly string[] _attachNames;
     private readonly BoardUsers _users;
     private const uint S_ISGID = 0x400, S_ISVTX = 0x200;
-    private const int MayRead = 4, MayWrite = 2, MayExec = 1;
+    internal const int MayRead = 4, MayWrite = 2, MayExec = 1;
 
     /// <summary>Canonical absolute path of the export: the prefix of every DB path.</summary>
     public string ExportPath { get; }
 
-    public ExportFileSystem(string exportPath, IOwnershipStore store, IEnumerable<string>? aliases = null)
+    /// <param name="qidDevice">the device whose inode numbers are qid paths as they are (a board's layer: the
+    /// shared export's, so the two layers' qids differ when they sit on different file systems)</param>
+    /// <param name="readUsersFile">where etc/passwd and etc/group are read (a board's layer: its merged view)</param>
+    public ExportFileSystem(string exportPath, IOwnershipStore store, IEnumerable<string>? aliases = null,
+        long? qidDevice = null, Func<string, string?>? readUsersFile = null)
     {
         ExportPath = ExportPaths.Canonical(exportPath);
         _store = store;
         _rootFd = Libc.OpenAt(Libc.AT_FDCWD, ExportPath, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (_rootFd < 0) throw PosixException.Last("open export", ExportPath);
-        _rootDev = StatFd(_rootFd).Dev();
+        _rootDev = qidDevice ?? StatFd(_rootFd).Dev();
         _root = new HostDir(_rootFd, "", owned: false);
-        _users = new BoardUsers(ReadExportFile);
+        _users = new BoardUsers(readUsersFile ?? ReadExportFile);
         _attachNames = new[] { ExportPath }.Concat((aliases ?? []).Select(a => Path.GetFullPath(a).TrimEnd('/'))).Distinct().ToArray();
     }
 
@@ -50,18 +55,18 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
 
     public string DbPath(string rel) => ExportPaths.Join(ExportPath, rel);
 
-    private static string Child(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
+    internal static string Child(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
 
-    private static string ParentOf(string rel)
+    internal static string ParentOf(string rel)
     {
         int slash = rel.LastIndexOf('/');
         return slash < 0 ? "" : rel[..slash];
     }
 
-    private static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
+    internal static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
 
     /// <summary>A new fid: renames and unlinks keep it current from now on.</summary>
-    private ExportFid Track(ExportFid fid)
+    internal ExportFid Track(ExportFid fid)
     {
         lock (_liveFids) _liveFids.Add(fid);
         return fid;
@@ -89,7 +94,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     /// Opens a relative path below the export without following any symlink; caller closes. Always non-blocking:
     /// a FIFO swapped in under a name must never park a server thread in open() (no effect on regular files).
     /// </summary>
-    private int OpenRel(string rel, int flags)
+    internal int OpenRel(string rel, int flags)
     {
         // openat2 refuses O_NONBLOCK together with O_PATH (which never blocks anyway)
         if ((flags & Libc.O_PATH) == 0) flags |= Libc.O_NONBLOCK;
@@ -99,7 +104,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     }
 
     /// <summary>The directory at rel, opened from the root (the root itself for ""); caller releases.</summary>
-    private HostDir OpenDir(string rel) =>
+    internal HostDir OpenDir(string rel) =>
         rel.Length == 0 ? _root : new HostDir(OpenRel(rel, Libc.O_PATH | Libc.O_DIRECTORY), rel);
 
     /// <summary>The directory at rel, which is the name `name` in the open directory `holder`.</summary>
@@ -160,19 +165,19 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
         return fd;
     }
 
-    private static Statx StatFd(int fd)
+    internal static Statx StatFd(int fd)
     {
         if (Libc.StatxAt(fd, "", Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) throw PosixException.Last("stat");
         return st;
     }
 
-    private static Statx StatAt(int dirFd, string name)
+    internal static Statx StatAt(int dirFd, string name)
     {
         if (Libc.StatxAt(dirFd, name, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) throw PosixException.Last("stat", name);
         return st;
     }
 
-    private Statx StatRel(string rel)
+    internal Statx StatRel(string rel)
     {
         if (rel.Length == 0) return StatFd(_rootFd);
         using var dir = OpenDir(ParentOf(rel));
@@ -182,7 +187,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     // ---------------- ownership ----------------
 
     /// <summary>The mode the client sees: the DB's when it describes this object, the host's otherwise.</summary>
-    private static uint EffectiveMode(in Statx st, FileRow? row)
+    internal static uint EffectiveMode(in Statx st, FileRow? row)
     {
         uint hostType = st.Mode & Libc.S_IFMT;
         if (row is null) return st.Mode;
@@ -193,7 +198,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
         return st.Mode; // a stale row (pseudo would drop it): trust the disk
     }
 
-    private FileRow? RowFor(string rel, in Statx st)
+    internal FileRow? RowFor(string rel, in Statx st)
     {
         var row = _store.Get(DbPath(rel));
         if (row is null) return null;
@@ -216,16 +221,16 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
         return dev == _rootDev ? st.Ino : st.Ino ^ ((ulong)dev << 44);
     }
 
-    private static QidType QidTypeOf(uint mode) => (mode & Libc.S_IFMT) switch
+    internal static QidType QidTypeOf(uint mode) => (mode & Libc.S_IFMT) switch
     {
         Libc.S_IFDIR => QidType.Dir,
         Libc.S_IFLNK => QidType.Symlink,
         _ => QidType.File,
     };
 
-    private Qid QidOf(string rel, in Statx st) => new(QidTypeOf(EffectiveMode(st, _store.Get(DbPath(rel)))), 0, QidPath(st));
+    internal Qid QidOf(string rel, in Statx st) => new(QidTypeOf(EffectiveMode(st, _store.Get(DbPath(rel)))), 0, QidPath(st));
 
-    private static bool IsDir(in Statx st) => (st.Mode & Libc.S_IFMT) == Libc.S_IFDIR;
+    internal static bool IsDir(in Statx st) => (st.Mode & Libc.S_IFMT) == Libc.S_IFDIR;
 
     /// <summary>Linux's new_encode_dev, which the v9fs client decodes Rgetattr's rdev with.</summary>
     private static ulong KernelDev(long glibcDev)
@@ -237,7 +242,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     // ---------------- permissions (fids attached as a board user other than root: access=user) ----------------
 
     /// <summary>etc/passwd or etc/group of the export, for <see cref="BoardUsers"/>; null when absent.</summary>
-    private string? ReadExportFile(string rel)
+    internal string? ReadExportFile(string rel)
     {
         int fd;
         try { fd = OpenRel(rel, Libc.O_RDONLY); }
@@ -258,13 +263,13 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     }
 
     /// <summary>Root may do anything (CAP_DAC_OVERRIDE), so its requests cost no check at all.</summary>
-    private void Require(ExportFid fid, FileRow? row, in Statx st, int want, string what)
+    internal void Require(ExportFid fid, FileRow? row, in Statx st, int want, string what)
     {
         if (fid.Uid != 0 && !Permits(fid.Uid, row, st, want)) throw new NinePException(Errno.EACCES, $"{what}: permission denied");
     }
 
     /// <summary>Search (and for a change, write) permission in the directory dir.</summary>
-    private void RequireInDir(ExportFid fid, HostDir dir, int want)
+    internal void RequireInDir(ExportFid fid, HostDir dir, int want)
     {
         if (fid.Uid == 0) return;
         var st = StatFd(dir.Fd);
@@ -280,7 +285,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     }
 
     /// <summary>Removing or replacing name in dir: write and search on dir, and in a sticky directory ownership.</summary>
-    private void RequireMayDelete(ExportFid fid, HostDir dir, string name)
+    internal void RequireMayDelete(ExportFid fid, HostDir dir, string name)
     {
         if (fid.Uid == 0) return;
         var dst = StatFd(dir.Fd);
@@ -352,7 +357,7 @@ public sealed unsafe class ExportFileSystem : INinePFileSystem<ExportFid>, IDisp
     }
 
     /// <summary>aname's path inside the export.</summary>
-    private string AttachPath(string aname)
+    internal string AttachPath(string aname)
     {
         var name = aname.Length > 1 ? aname.TrimEnd('/') : aname;
         string? rel = null;

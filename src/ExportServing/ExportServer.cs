@@ -15,15 +15,19 @@ public sealed class ExportServer : IDisposable
     private readonly OwnershipStore _store;
 
     public NinePServer<ExportFid> Server { get; }
+    /// <summary>The shared export.</summary>
     public ExportFileSystem FileSystem { get; }
+    /// <summary>What the server serves: the shared export and each board's layer over it.</summary>
+    public LabFileSystem Lab { get; }
     public PseudoState State { get; }
 
-    private ExportServer(PseudoState state, PseudoState.WriterLock writerLock, OwnershipStore store, ExportFileSystem fs, NinePServer<ExportFid> server)
+    private ExportServer(PseudoState state, PseudoState.WriterLock writerLock, OwnershipStore store, LabFileSystem lab, NinePServer<ExportFid> server)
     {
         State = state;
         _lock = writerLock;
         _store = store;
-        FileSystem = fs;
+        Lab = lab;
+        FileSystem = lab.Shared;
         Server = server;
     }
 
@@ -38,8 +42,8 @@ public sealed class ExportServer : IDisposable
         try
         {
             store = new OwnershipStore(FilesDb.Open(state, create: false), options?.Log);
-            var fs = new ExportFileSystem(exportDir, store, [exportDir]);
-            return new ExportServer(state, writerLock, store, fs, new NinePServer<ExportFid>(fs, options));
+            var lab = new LabFileSystem(new ExportFileSystem(exportDir, store, [exportDir]), options?.Log);
+            return new ExportServer(state, writerLock, store, lab, new NinePServer<ExportFid>(lab, options));
         }
         catch
         {
@@ -86,6 +90,7 @@ public sealed class ExportServer : IDisposable
 
     public void Dispose()
     {
+        Lab.Dispose();
         FileSystem.Dispose();
         _store.Dispose();
         _lock.Dispose();
