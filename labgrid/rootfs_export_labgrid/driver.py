@@ -217,17 +217,18 @@ class RootfsExportDriver(Driver):
 
     @step(title="stop")
     def stop(self, timeout=60.0):
-        """Stops serve as Ctrl-C does (it flushes the ownership database), then its process group if anything of
-        it is left. Returns serve's exit code (None when nothing ran)."""
+        """Stops serve with SIGTERM (it commits the ownership database as on Ctrl-C), then its process group if
+        anything of it is left. Not SIGINT: a process started from a script's background job inherits SIGINT
+        ignored, and serve would never see it. Returns serve's exit code (None when nothing ran)."""
         process, self._server = self._server, None
         if process is None:
             return None
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.logger.warning("serve did not stop on SIGINT within %s s; killing it", timeout)
+                self.logger.warning("serve did not stop on SIGTERM within %s s; killing it", timeout)
         self._kill_group(process.pid)
         code = process.wait()
         if self._reader is not None:

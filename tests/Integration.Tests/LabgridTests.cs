@@ -91,4 +91,55 @@ public sealed class LabgridTests(ITestOutputHelper output)
         export PATH=/bin:/sbin PS1='rfe-board# '
         while true; do setsid cttyhack sh; done
         """;
+
+    /// <summary>
+    /// The usb9pfs side on the usbg rig (tests/rigs/usbg-guest.sh, docs/TEST-RIGS.md): Linux's own usb9pfs gadget,
+    /// seen by the guest's USB host with no udev daemon. labgrid's udev manager finds it as USB9PFSGadget (port,
+    /// ids, serial from sysfs; a gadget matched at another port stays unavailable), and the driver serves the sample
+    /// export to that port (`serve --usb --path`, as uid 65534) with the command line the board mounts it by.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "EndToEnd")]
+    public void On_the_usbg_rig_the_gadget_resource_matches_and_the_driver_serves_the_board()
+    {
+        using var dir = new ScratchDir("rfe-lgrig");
+        var script = Path.Combine(PackageDir, "tests", "rig_usb9pfs.py");
+        var py = $"/usr/bin/env PYTHONPATH={PackageDir}:{Path.Combine(PackageDir, "tests")} PYTHONDONTWRITEBYTECODE=1 " +
+                 $"ROOTFS_EXPORT_COMMAND='dotnet {ToolCopy.Dll}' /usr/bin/python3 {script}";
+        var console = UsbgRig.Boot(dir.Path, $$"""
+            make_gadget lgboard
+            ( i=0; while [ $i -lt 3600 ]; do chmod a+rw /dev/bus/usb/*/* 2>/dev/null; sleep 0.25; i=$((i+1)); done ) & UDEV=$!
+            mkdir -p /host$WORK/mem && mount -t tmpfs -o size=256m,mode=0755 mem /host$WORK/mem || echo "@@FAIL tmpfs"
+            chown 65534:65534 /host$WORK/mem
+            PORT=$(gadget_port lgboard)
+            host {{py}} match $PORT || echo "@@FAIL match"
+            spawn $WORK/lg.log {{py}} serve $PORT lgboard $WORK/mem $WORK/mem/stop
+            wait_log $WORK/lg.log "@@MOUNT" 600
+            set -- $(sed -n 's/^@@MOUNT //p' $WORK/lg.log)
+            if mount -t 9p -o "$1" "$2" /mnt; then
+              echo "@@READ $(cat /mnt/etc/hostname)"
+              umount /mnt || echo "@@FAIL umount"
+            else
+              echo "@@FAIL mount -o $1 $2"
+            fi
+            touch /host$WORK/mem/stop
+            wait_log $WORK/lg.log "@@STOPPED" 180
+            kill $UDEV
+            echo "@@LG-LOG"; cat $WORK/lg.log
+            """, TimeSpan.FromMinutes(15));
+        output.WriteLine(console);
+        UsbgRig.ShouldHaveRun(console);
+        var found = System.Text.RegularExpressions.Regex.Match(console, @"@@MATCH (\{.*\})");
+        Assert.True(found.Success, "the rig printed no match");
+        using var json = System.Text.Json.JsonDocument.Parse(found.Groups[1].Value);
+        var m = json.RootElement;
+        Assert.True(m.GetProperty("avail").GetBoolean());
+        Assert.Equal("1-1", m.GetProperty("path").GetString());
+        Assert.Equal(0x1d6b, m.GetProperty("vendor_id").GetInt32());
+        Assert.Equal(0x0109, m.GetProperty("model_id").GetInt32());
+        Assert.Equal("lgboard", m.GetProperty("serial").GetString());
+        Assert.False(m.GetProperty("elsewhere").GetBoolean());
+        Assert.Contains("@@READ qemux86-64", console);
+        Assert.Contains("@@STOPPED 0", console);
+    }
 }
