@@ -21,6 +21,10 @@ public sealed class ReadAheadStream : ReadOnlyStream
     private int _currentPos, _currentLen;
     private bool _ended;
 
+    /// <summary>Time the consumer waited for decoded data, and the decoder thread spent decoding (Stopwatch ticks).</summary>
+    public long ConsumerWaitTicks { get; private set; }
+    public long DecodeTicks { get; private set; }
+
     public ReadAheadStream(Stream inner)
     {
         _inner = inner;
@@ -36,6 +40,7 @@ public sealed class ReadAheadStream : ReadOnlyStream
             while (!_stop.IsCancellationRequested)
             {
                 var buf = _free.Take(_stop.Token);
+                long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 int len = 0;
                 while (len < buf.Length)
                 {
@@ -43,6 +48,7 @@ public sealed class ReadAheadStream : ReadOnlyStream
                     if (n == 0) break;
                     len += n;
                 }
+                DecodeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - started;
                 if (len == 0) break;
                 _blocks.Add((buf, len), _stop.Token);
                 if (len < buf.Length) break;
@@ -60,7 +66,10 @@ public sealed class ReadAheadStream : ReadOnlyStream
         {
             if (_current != null) { _free.Add(_current); _current = null; }
             if (_ended) return 0;
-            if (!_blocks.TryTake(out var block, Timeout.Infinite))
+            long waitStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+            bool got = _blocks.TryTake(out var block, Timeout.Infinite);
+            ConsumerWaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitStarted;
+            if (!got)
             {
                 _ended = true;
                 if (_error != null) throw _error is IOException or InvalidDataException ? Rethrow(_error) : new IOException(_error.Message, _error);

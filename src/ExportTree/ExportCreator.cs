@@ -51,6 +51,7 @@ public static class ExportCreator
     private static (long Entries, long Bytes, CompressionKind Kind) BuildStaged(string tarball, string export, string tmpTree, IUnpackProgress? progress, CancellationToken cancel)
     {
         var tmpState = new PseudoState(tmpTree + ".pseudo_state");
+        var started = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             Directory.CreateDirectory(tmpTree);
@@ -59,14 +60,21 @@ public static class ExportCreator
             CompressionKind kind;
             using (tmpState.AcquireWriterLock())
             using (var db = FilesDb.Open(tmpState))
-            using (var writer = new ExportWriter(tmpTree, export, db))
             using (var file = new FileStream(tarball, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan))
             using (var tar = Decompression.OpenDecoded(file, out kind))
+            using (var tx = db.BeginTransaction())
             {
-                var unpacker = new TarUnpacker(writer, Path.GetFileName(tarball));
-                db.InTransaction(() => unpacker.Unpack(tar, progress, cancel));
-                entries = unpacker.Entries;
+                // the writer (and its files.db thread) ends before the transaction commits or rolls back
+                using (var writer = new ExportWriter(tmpTree, export, db, newTree: true))
+                {
+                    var unpacker = new TarUnpacker(writer, Path.GetFileName(tarball));
+                    unpacker.Unpack(tar, progress, cancel);
+                    writer.Flush();
+                    entries = unpacker.Entries;
+                }
+                tx.Commit();
                 bytes = file.Position;
+                UnpackPhases.Print("unpack", started.Elapsed, DecoderPhases(tar));
             }
             ImageStamp.Write(tmpState, tarball);
             return (entries, bytes, kind);
@@ -78,6 +86,9 @@ public static class ExportCreator
             throw;
         }
     }
+
+    private static (string, long)[] DecoderPhases(Stream tar) =>
+        tar is ReadAheadStream r ? [("decoder thread busy", r.DecodeTicks), ("waited for decoded data", r.ConsumerWaitTicks)] : [];
 
     /// <summary>Moves the staged tree and state into place: a fresh create by rename, a replace by exchange.</summary>
     private static void SwapIn(string export, string tmpTree, PseudoState state, bool replace, bool exportEmpty)

@@ -18,25 +18,61 @@ public sealed class ExportWriter : IDisposable
     private readonly List<(ExportPath Path, DateTimeOffset Mtime)> _deferredDirTimes = new();
     private readonly byte[] _buffer = new byte[1 << 20];
     private readonly uint _umask;
+    private readonly OwnershipRecorder? _recorder;
+    private readonly FilesDb _db;
+
+    /// <summary>
+    /// True while the tree and files.db were new and empty and nothing has been removed or replaced since:
+    /// then no row can hold the path or the inode of an object just created, and its row goes in as a plain
+    /// insert (a third of the statements of <see cref="FilesDb.PutNew"/>).
+    /// </summary>
+    private bool _onlyCreated;
 
     /// <summary>True when creating with this mode leaves it intact (the umask takes nothing away).</summary>
     private bool CreatesExactly(uint onDisk) => (onDisk & _umask) == 0;
 
-    public FilesDb Db { get; }
+    /// <summary>files.db, with every write handed over so far in it.</summary>
+    public FilesDb Db
+    {
+        get
+        {
+            _recorder?.Drain();
+            return _db;
+        }
+    }
 
     /// <summary>The absolute path recorded in files.db for the export root (the final, canonical location).</summary>
     public string DbRoot { get; }
 
     /// <param name="treeOnDisk">Where the tree is now (may be a directory that is renamed into place later).</param>
     /// <param name="dbRoot">The canonical path the export will have; rows are recorded under it.</param>
-    public ExportWriter(string treeOnDisk, string dbRoot, FilesDb db)
+    /// <param name="newTree">the tree and files.db are new and empty (a staged unpack): files.db is written on
+    /// a thread of its own, in the caller's transaction; <see cref="Flush"/> before committing it</param>
+    public ExportWriter(string treeOnDisk, string dbRoot, FilesDb db, bool newTree = false)
     {
         // With the umask known, objects are created with their final on-disk mode and need no chmod after.
         _umask = Libc.Umask(0x12);
         Libc.Umask(_umask);
         _root = HostDirectory.Open(treeOnDisk);
         DbRoot = dbRoot;
-        Db = db;
+        _db = db;
+        if (newTree)
+        {
+            _onlyCreated = db.Count() == 0;
+            _recorder = new OwnershipRecorder(db);
+        }
+    }
+
+    /// <summary>Waits until every files.db write handed over is done (rethrows a failed write's error).</summary>
+    public void Flush() => _recorder?.Drain();
+
+    /// <summary>A files.db write: on the recorder's thread when there is one, else here and now.</summary>
+    private void Write(Action<FilesDb> write)
+    {
+        if (_recorder != null) { _recorder.Post(write); return; }
+        long started = UnpackPhases.Start();
+        write(_db);
+        UnpackPhases.Stop(ref UnpackPhases.Record, started);
     }
 
     public string DbPath(ExportPath path) => ExportPaths.Join(DbRoot, path.Value);
@@ -48,6 +84,7 @@ public sealed class ExportWriter : IDisposable
     {
         uint mode = FileRow.S_IFDIR | (meta.Permissions & 0xfff);
         Statx st;
+        bool created = false;
         if (path.IsRoot)
         {
             _root.ChmodSelf(StMode.OnDisk(mode, true));
@@ -61,6 +98,7 @@ public sealed class ExportWriter : IDisposable
             try
             {
                 parent.CreateDirectory(path.Name, exact ? onDisk : 0x1c0);
+                created = true;
             }
             catch (PosixException e) when (e.Errno == Errno.EEXIST)
             {
@@ -71,7 +109,7 @@ public sealed class ExportWriter : IDisposable
             if (!exact) parent.Chmod(path.Name, onDisk);
             st = parent.Stat(path.Name);
         }
-        Record(path, st, meta, mode, replaceInode: false);
+        Record(path, st, meta, mode, replaceInode: false, created);
         if (meta.Mtime is { } m) _deferredDirTimes.Add((path, m));
     }
 
@@ -94,6 +132,7 @@ public sealed class ExportWriter : IDisposable
             var existing = parent.Stat(name);
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
+            _onlyCreated = false; // the old object's inode may be freed and come back
             fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, exact ? onDisk : 0x180);
         }
         Statx st;
@@ -112,18 +151,20 @@ public sealed class ExportWriter : IDisposable
         }
         Libc.Close(fd);
         if (name != target) HostDirectory.Rename(parent, name, parent, target);
-        Record(path, st, meta, mode, replaceInode: true);
+        Record(path, st, meta, mode, replaceInode: true, created: name == target);
     }
 
     public void Symlink(ExportPath path, string linkTarget, EntryMeta meta)
     {
         var parent = OpenParent(path);
+        bool created = true;
         try
         {
             parent.CreateSymlink(path.Name, linkTarget);
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
+            created = _onlyCreated = false;
             var tmp = TempName(path.Name);
             parent.CreateSymlink(tmp, linkTarget);
             var existing = parent.Stat(path.Name);
@@ -131,7 +172,7 @@ public sealed class ExportWriter : IDisposable
             HostDirectory.Rename(parent, tmp, parent, path.Name);
         }
         var st = parent.Stat(path.Name);
-        Record(path, st, meta, FileRow.S_IFLNK | 0x1ff, replaceInode: true);
+        Record(path, st, meta, FileRow.S_IFLNK | 0x1ff, replaceInode: true, created);
     }
 
     /// <summary>Another name for an object already in the export; shares its row's ownership (same dev/ino).</summary>
@@ -150,13 +191,15 @@ public sealed class ExportWriter : IDisposable
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
+            _onlyCreated = false;
             var tmp = TempName(path.Name);
             HostDirectory.Link(targetParent, target.Name, parent, tmp);
             HostDirectory.Rename(parent, tmp, parent, path.Name);
         }
         var row = Db.GetByPath(DbPath(target)) ?? Db.GetByDevIno(targetSt.Dev(), targetSt.InoSigned()).FirstOrDefault()
             ?? throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}': its target '{ArchiveText.Shown(target.Value)}' has no ownership record");
-        Db.PutLink(row with { Path = DbPath(path), Dev = targetSt.Dev(), Ino = targetSt.InoSigned() });
+        var link = row with { Path = DbPath(path), Dev = targetSt.Dev(), Ino = targetSt.InoSigned() };
+        Write(db => db.PutLink(link));
     }
 
     /// <summary>
@@ -176,8 +219,10 @@ public sealed class ExportWriter : IDisposable
         uint mode = type | (meta.Permissions & 0xfff);
         var parent = OpenParent(path);
         string name = path.Name;
+        bool created = true;
         if (parent.TryStat(name, out var existing))
         {
+            created = _onlyCreated = false;
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
         }
@@ -187,14 +232,14 @@ public sealed class ExportWriter : IDisposable
         if (name != path.Name) HostDirectory.Rename(parent, name, parent, path.Name);
         var st = parent.Stat(path.Name);
         long rdev = kind is EntryKind.CharDevice or EntryKind.BlockDevice ? meta.Rdev : 0;
-        Record(path, st, meta with { Rdev = rdev }, mode, replaceInode: true);
+        Record(path, st, meta with { Rdev = rdev }, mode, replaceInode: true, created);
     }
 
     /// <summary>Changes the recorded ownership of an existing object (all its hard links).</summary>
     public void SetOwnership(ExportPath path, uint uid, uint gid, uint permissions)
     {
         var row = Db.GetByPath(DbPath(path)) ?? throw new UserFacingException($"'{ArchiveText.Shown(path.Value)}' has no ownership record");
-        Db.UpdateOwnership(row.Dev, row.Ino, uid, gid, permissions);
+        Write(db => db.UpdateOwnership(row.Dev, row.Ino, uid, gid, permissions));
     }
 
     /// <summary>Removes an object (a directory with everything below it) from disk and DB.</summary>
@@ -202,7 +247,9 @@ public sealed class ExportWriter : IDisposable
     {
         if (path.IsRoot) throw new InvalidOperationException("refusing to remove the export root");
         var parent = OpenParent(path);
-        if (!parent.TryStat(path.Name, out var st)) { Db.DeleteTree(DbPath(path)); return; }
+        _onlyCreated = false;
+        var dbPath = DbPath(path);
+        if (!parent.TryStat(path.Name, out var st)) { Write(db => db.DeleteTree(dbPath)); return; }
         RemoveObject(parent, path, st);
     }
 
@@ -235,29 +282,45 @@ public sealed class ExportWriter : IDisposable
 
     // ---- internals ----
 
-    private void Record(ExportPath path, in Statx st, EntryMeta meta, uint mode, bool replaceInode)
+    /// <param name="created">the object was made by this call, not put over or adopting another</param>
+    private void Record(ExportPath path, in Statx st, EntryMeta meta, uint mode, bool replaceInode, bool created)
     {
         var row = new FileRow(DbPath(path), st.Dev(), st.InoSigned(), meta.Uid, meta.Gid, mode, meta.Rdev);
-        if (replaceInode) Db.PutNew(row);
-        else Db.Put(row);
-        if (replaceInode && meta.Xattrs is null) return;
-        if (!replaceInode) Db.DeleteXattrs(row.Dev, row.Ino);
-        if (meta.Xattrs is null) return;
-        foreach (var (name, value) in meta.Xattrs) Db.SetXattr(row.Dev, row.Ino, name, value);
+        var xattrs = meta.Xattrs;
+        if (created && _onlyCreated)
+        {
+            if (xattrs is null) Write(db => db.PutCreated(row));
+            else Write(db => { db.PutCreated(row); SetXattrs(db, row, xattrs); });
+            return;
+        }
+        Write(db =>
+        {
+            if (replaceInode) db.PutNew(row);
+            else db.Put(row);
+            if (!replaceInode) db.DeleteXattrs(row.Dev, row.Ino);
+            if (xattrs != null) SetXattrs(db, row, xattrs);
+        });
+    }
+
+    private static void SetXattrs(FilesDb db, FileRow row, IEnumerable<KeyValuePair<string, byte[]>> xattrs)
+    {
+        foreach (var (name, value) in xattrs) db.SetXattr(row.Dev, row.Ino, name, value);
     }
 
     private void RemoveObject(HostDirectory parent, ExportPath path, in Statx st)
     {
+        _onlyCreated = false;
+        var dbPath = DbPath(path);
         if (StMode.IsDirectory(st.Mode))
         {
             _dirs.DropUnder(path.Value);
             parent.RemoveTree(path.Name);
-            Db.DeleteTree(DbPath(path));
+            Write(db => db.DeleteTree(dbPath));
         }
         else
         {
             parent.Unlink(path.Name);
-            Db.DeletePath(DbPath(path));
+            Write(db => db.DeletePath(dbPath));
         }
     }
 
@@ -315,7 +378,9 @@ public sealed class ExportWriter : IDisposable
             dir.CreateDirectory(component, 0x1c0);
             dir.Chmod(component, 0x1ed);
             var st = dir.Stat(component);
-            Db.PutNew(new FileRow(DbPath(sofar), st.Dev(), st.InoSigned(), 0, 0, FileRow.S_IFDIR | 0x1ed, 0));
+            var row = new FileRow(DbPath(sofar), st.Dev(), st.InoSigned(), 0, 0, FileRow.S_IFDIR | 0x1ed, 0);
+            if (_onlyCreated) Write(db => db.PutCreated(row));
+            else Write(db => db.PutNew(row));
             return dir.OpenDirectory(component);
         }
         catch (PosixException e) when (e.Errno is Errno.ELOOP or Errno.ENOTDIR)
@@ -361,6 +426,7 @@ public sealed class ExportWriter : IDisposable
 
     public void Dispose()
     {
+        _recorder?.Dispose();
         _dirs.Dispose();
         _root.Dispose();
     }

@@ -36,6 +36,7 @@ public sealed class TarUnpacker
         {
             cancel.ThrowIfCancellationRequested();
             TarMember? member;
+            long parseStarted = UnpackPhases.Start();
             try
             {
                 member = reader.Next();
@@ -50,6 +51,8 @@ public sealed class TarUnpacker
             }
             if (member is null) break;
             var path = ExportPath.Parse(member.Name, $"{_archiveName}: entry");
+            long createStarted = UnpackPhases.Start();
+            UnpackPhases.Stop(ref UnpackPhases.Parse, parseStarted);
             try
             {
                 Apply(member, path);
@@ -66,6 +69,7 @@ public sealed class TarUnpacker
             {
                 throw new UserFacingException($"{_archiveName}: entry '{ArchiveText.Shown(member.Name)}': {e.Operation}: {Posix.Native.Libc.Strerror(e.Errno)}", e);
             }
+            UnpackPhases.Stop(ref UnpackPhases.Create, createStarted);
             sawRoot |= path.IsRoot;
             last = member.Name;
             Entries++;

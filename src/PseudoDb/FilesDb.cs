@@ -197,6 +197,12 @@ public sealed class FilesDb : IDisposable
         Insert(row);
     }
 
+    /// <summary>
+    /// Records an object just created where no row can hold its path or its inode: a new, empty files.db
+    /// that nothing was removed from since (a staged unpack). One INSERT, where PutNew needs three statements.
+    /// </summary>
+    public void PutCreated(FileRow row) => Insert(row);
+
     /// <summary>Records another name of an existing inode (a hard link): same dev/ino, own path.</summary>
     public void PutLink(FileRow row)
     {
