@@ -43,8 +43,9 @@ public static class FeedUpdater
         if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database; run 'rootfs-export update {req.Image}' or 'unpack' first");
         output.WriteLine(req.DryRun ? "Update from package feeds (dry run: nothing is changed)" : "Update from package feeds");
 
-        using var writeLock = state.AcquireWriterLock();
-        using var tree = TargetTree.Open(export);
+        // within a whole update the handle holds the writer lock and the export's root; alone, they are taken here
+        using var writeLock = req.Handle is null ? state.AcquireWriterLock() : null;
+        using var tree = req.Handle is null ? TargetTree.Open(export) : TargetTree.Open(req.Handle);
         var pstate = PackageState.Load(tree, state.Directory, () => RpmDatabase.Tool(req.Layout.BuildDir));
         if (pstate is null)
         {

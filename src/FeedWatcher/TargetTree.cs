@@ -29,6 +29,9 @@ public sealed class TargetTree : IDisposable
 
     public static TargetTree Open(string export) => new(export, HostDirectory.Open(export));
 
+    /// <summary>The export a whole update holds: its root fd, already opened by the handle, is shared (a duplicate).</summary>
+    public static TargetTree Open(ExportHandle export) => new(export.Path, export.Root.Duplicate());
+
     /// <summary>
     /// The real location, inside the export, of a target path (absolute or export-relative): symlinks in its
     /// directories are followed within the export, the last component only when <paramref name="followLast"/>.
