@@ -264,3 +264,37 @@ public sealed class BoardOverlayTests
         Assert.Equal("outside the export\n", File.ReadAllText(Path.Combine(fx.Outside, "secret")));
     }
 }
+
+/// <summary>BoardLab off line: what a board changed, by kind with owners, and a reset that drops its layer.</summary>
+public sealed class BoardLabTests
+{
+    [Fact]
+    public async Task Diff_lists_each_change_and_reset_drops_the_layer()
+    {
+        using var fx = new ExportFixture();
+        await using (var srv = new RunningServer(fx.Export))
+        await using (var c = await TestClient.ConnectAsync(srv.Port))
+        {
+            await c.Mount(fx.Export + "@b1");
+            var etc = (await c.Call<Rwalk>(new Twalk(0, 1, ["etc"]))).Qids.Count == 1 ? 1u : 0u;
+            await c.Call<Rlcreate>(new Tlcreate(etc, "motd", 0x8042, 0x1a4, 0));
+            await c.Call<Rsetattr>(new Tsetattr(etc, SetAttrMask.Uid, 0, 1234, 0, 0, 0, 0, 0, 0));
+            await c.Call<Rwalk>(new Twalk(0, 2, ["dev"]));
+            await c.Call<Runlinkat>(new Tunlinkat(2, "null", 0));
+            await c.Call<Rwalk>(new Twalk(0, 3, ["bin", "tool"]));
+            await c.Call<Rsetattr>(new Tsetattr(3, SetAttrMask.Mode, 0x1ed, 0, 0, 0, 0, 0, 0, 0));
+            // the board is served: reset refuses
+            Assert.Throws<UserFacingException>(() => BoardLab.Reset(fx.Export, "b1"));
+        }
+        Assert.Equal(["b1"], BoardLab.List(fx.Export));
+        Assert.Equal(new[]
+        {
+            new BoardChange("bin/tool", BoardChangeKind.Modified, 0, 0, 0x81ed),
+            new BoardChange("dev/null", BoardChangeKind.Deleted, 0, 0, 0x21b6),
+            new BoardChange("etc/motd", BoardChangeKind.Added, 1234, 0, 0x81a4),
+        }, BoardLab.Diff(fx.Export, "b1"));
+        Assert.True(BoardLab.Reset(fx.Export, "b1"));
+        Assert.Empty(BoardLab.List(fx.Export));
+        Assert.False(Directory.Exists(BoardPaths.For(fx.Export, "b1").Upper));
+    }
+}
