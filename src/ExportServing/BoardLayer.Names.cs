@@ -148,7 +148,7 @@ public sealed partial class BoardLayer
             if (isDir) MoveOpaque(oldRel, newRel);
             if (isDir && newShared) MarkOpaque(newRel);
             if (oldShared) Whiteout(oldRel);
-            RenameFids(oldRel, newRel);
+            _fids.Rename(oldRel, newRel);
             Changed();
         }
     }

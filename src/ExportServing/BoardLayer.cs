@@ -26,7 +26,7 @@ public sealed partial class BoardLayer : IDisposable
     private readonly PseudoState.WriterLock _lock;
     private readonly OwnershipStore _store;
     private readonly HashSet<string> _opaque; // merged-view paths of opaque directories
-    private readonly HashSet<ExportFid> _fids = new();
+    private readonly LiveFids _fids = new();
     private long _generation;
 
     public BoardPaths Paths { get; }
@@ -188,26 +188,9 @@ public sealed partial class BoardLayer : IDisposable
 
     // ---------------- fids ----------------
 
-    internal ExportFid NewFid(string rel, uint uid)
-    {
-        var fid = new ExportFid(rel, uid) { Board = this };
-        lock (_fids) _fids.Add(fid);
-        return fid;
-    }
+    internal ExportFid NewFid(string rel, uint uid) => _fids.Add(new ExportFid(rel, uid) { Board = this });
 
-    internal void Forget(ExportFid fid) { lock (_fids) _fids.Remove(fid); }
-
-    /// <summary>Board fids on the renamed object or below it name the new path.</summary>
-    private void RenameFids(string oldRel, string newRel)
-    {
-        lock (_fids)
-            foreach (var f in _fids)
-            {
-                var p = f.Path;
-                if (p == oldRel) f.Path = newRel;
-                else if (p.Length > oldRel.Length && p.StartsWith(oldRel + "/", StringComparison.Ordinal)) f.Path = newRel + p[oldRel.Length..];
-            }
-    }
+    internal void Forget(ExportFid fid) => _fids.Remove(fid);
 
     /// <summary>A fid of the object fid names in the layer holding it now, leased (caller releases).</summary>
     internal (ExportFid Fid, ExportFileSystem Layer) Lease(ExportFid fid)

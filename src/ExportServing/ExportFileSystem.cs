@@ -26,7 +26,7 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
     private readonly long _rootDev;
     private readonly IOwnershipStore _store;
     internal IOwnershipStore Store => _store;
-    private readonly HashSet<ExportFid> _liveFids = new();
+    private readonly LiveFids _liveFids = new();
     private readonly string[] _attachNames;
     private readonly BoardUsers _users;
     private const uint S_ISGID = 0x400, S_ISVTX = 0x200;
@@ -66,27 +66,9 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
     internal static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
 
     /// <summary>A new fid: renames and unlinks keep it current from now on.</summary>
-    internal ExportFid Track(ExportFid fid)
-    {
-        lock (_liveFids) _liveFids.Add(fid);
-        return fid;
-    }
+    internal ExportFid Track(ExportFid fid) => _liveFids.Add(fid);
 
-    public void Clunk(ExportFid fid) { lock (_liveFids) _liveFids.Remove(fid); }
-
-    /// <summary>Keeps every fid on the renamed object or below it pointing at the new path.</summary>
-    private void RenameFids(string oldRel, string newRel)
-    {
-        lock (_liveFids)
-            foreach (var f in _liveFids)
-            {
-                var p = f.Path;
-                if (f.Detached) continue; // it names no path any more
-                if (p == oldRel) f.Path = newRel;
-                else if (p.Length > oldRel.Length && p.StartsWith(oldRel, StringComparison.Ordinal) && p[oldRel.Length] == '/' && oldRel.Length > 0)
-                    f.Path = newRel + p[oldRel.Length..];
-            }
-    }
+    public void Clunk(ExportFid fid) => _liveFids.Remove(fid);
 
     // ---------------- host access ----------------
 
@@ -737,7 +719,7 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
         }
         replaced?.Apply();
         _store.Rename(DbPath(oldRel), DbPath(newRel), targetExisted);
-        RenameFids(oldRel, newRel);
+        _liveFids.Rename(oldRel, newRel);
     }
 
     /// <summary>
@@ -769,8 +751,7 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
 
     private Detachment? PrepareDetach(HostDir dir, string name, string rel)
     {
-        List<ExportFid> naming;
-        lock (_liveFids) naming = _liveFids.Where(f => f.Path == rel && !f.Detached).ToList();
+        var naming = _liveFids.Naming(rel);
         if (naming.Count == 0 || Libc.StatxAt(dir.Fd, name, Libc.AT_SYMLINK_NOFOLLOW, StatxMask, out var st) != 0) return null;
         var fids = new List<(ExportFid, int)>(naming.Count);
         foreach (var f in naming)
