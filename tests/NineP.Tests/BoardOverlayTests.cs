@@ -54,17 +54,19 @@ public sealed class BoardOverlayTests
     }
 
     /// <summary>Every path of the export with its type, host mode and content hash, and files.db's bytes: what no board may change.</summary>
-    internal static string Fingerprint(ExportFixture fx)
+    internal static string Fingerprint(ExportFixture fx) => Fingerprint(fx.Export);
+
+    internal static string Fingerprint(string export)
     {
         var sb = new StringBuilder();
-        foreach (var p in Directory.EnumerateFileSystemEntries(fx.Export, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        foreach (var p in Directory.EnumerateFileSystemEntries(export, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
             var info = new FileInfo(p);
-            sb.Append(p[fx.Export.Length..]).Append(' ').Append(info.Attributes.HasFlag(FileAttributes.ReparsePoint) ? "l:" + info.LinkTarget
+            sb.Append(p[export.Length..]).Append(' ').Append(info.Attributes.HasFlag(FileAttributes.ReparsePoint) ? "l:" + info.LinkTarget
                 : Directory.Exists(p) ? "d" : Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(p))));
             sb.Append(' ').Append(info.UnixFileMode).Append('\n');
         }
-        sb.Append("files.db ").Append(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(fx.State.FilesDbPath))));
+        sb.Append("files.db ").Append(Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(PseudoState.ForExport(export).FilesDbPath))));
         return sb.ToString();
     }
 
