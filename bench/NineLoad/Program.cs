@@ -6,6 +6,8 @@ const string Usage = """
       nineload --server HOST:PORT --aname EXPORT walk  [--connections N] [--depth D]
       nineload --server HOST:PORT --aname EXPORT read PATH [--passes P] [--connections N] [--depth D]
       nineload --server HOST:PORT --aname EXPORT write [--dir DIR] [--files K] [--size B] [--keep] [--connections N] [--depth D]
+      nineload --server HOST:PORT --aname EXPORT readall [--connections N] [--depth D]   (walk, and read every file once)
+      nineload --server HOST:PORT --aname EXPORT touch [--every K] --uid 0   (set the mtime of every K-th file by inode)
       nineload record --listen HOST:PORT --server HOST:PORT --out FILE    (proxies one serial client's run, saving it)
       nineload replay --listen HOST:PORT --in FILE [--connections N]       (answers N such runs from FILE, no work done)
       nineload usb-replay --in FILE                                        (answers a recorded run on a usb9pfs gadget)
@@ -84,6 +86,8 @@ try
         "read" when positional.Count == 2 => await Workloads.ReadAsync(options, positional[1], Int("--passes", 1), cts.Token),
         "write" => await Workloads.WriteAsync(options, opts.GetValueOrDefault("--dir", "/"), Int("--files", 5000), Int("--size", 1024),
             opts.ContainsKey("--keep"), cts.Token),
+        "readall" => await Workloads.ReadAllAsync(options, cts.Token),
+        "touch" => await Workloads.TouchAsync(options, Int("--every", 20), cts.Token),
         _ => null,
     };
     if (result is null) return Fail($"unknown mode '{string.Join(' ', positional)}'");

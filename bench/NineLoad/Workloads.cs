@@ -40,7 +40,7 @@ public sealed record LoadResult(string Mode, int Connections, int Depth, uint Ms
 /// The three loads of the benchmark. Each connection attaches on its own; the clock runs from the moment
 /// all connections are attached (and, for writes, have their directory) until the last one is done.
 /// </summary>
-public static class Workloads
+public static partial class Workloads
 {
     private const uint OpenDirectory = 0x10000; // O_RDONLY | O_DIRECTORY, as v9fs opens a directory
     private const uint CreateFlags = 0x8042;    // O_RDWR | O_CREAT | O_LARGEFILE, what v9fs sends for `echo > new`
@@ -62,7 +62,10 @@ public static class Workloads
             await WalkDirAsync(c, RootFid, counters, ct);
         }, (_, _) => Task.CompletedTask);
 
-    private static async Task WalkDirAsync(NineClient c, uint dirFid, Counters counters, CancellationToken ct)
+    /// <summary>What a tree workload does with each regular file it walks to (the entry's fid stays the caller's).</summary>
+    private delegate Task FileVisit(NineClient c, uint fid, Attributes attr, Counters counters);
+
+    private static async Task WalkDirAsync(NineClient c, uint dirFid, Counters counters, CancellationToken ct, FileVisit? onFile = null)
     {
         ct.ThrowIfCancellationRequested();
         uint open = c.NewFid();
@@ -76,11 +79,11 @@ public static class Workloads
         finally { await c.CheckAsync(new Tclunk(open)); }
         var children = new List<Task>(entries.Count);
         foreach (var e in entries)
-            if (e.Name is not "." and not "..") children.Add(StatEntryAsync(c, dirFid, e.Name, counters, ct));
+            if (e.Name is not "." and not "..") children.Add(StatEntryAsync(c, dirFid, e.Name, counters, ct, onFile));
         await Task.WhenAll(children);
     }
 
-    private static async Task StatEntryAsync(NineClient c, uint dirFid, string name, Counters counters, CancellationToken ct)
+    private static async Task StatEntryAsync(NineClient c, uint dirFid, string name, Counters counters, CancellationToken ct, FileVisit? onFile)
     {
         ct.ThrowIfCancellationRequested();
         uint fid = c.NewFid();
@@ -92,8 +95,9 @@ public static class Workloads
             Interlocked.Increment(ref counters.Items);
             switch (a.Mode & 0xF000)
             {
-                case 0x4000: await WalkDirAsync(c, fid, counters, ct); break;
+                case 0x4000: await WalkDirAsync(c, fid, counters, ct, onFile); break;
                 case 0xA000: await c.CallAsync<Rreadlink>(new Treadlink(fid)); break;
+                case 0x8000 when onFile != null: await onFile(c, fid, a, counters); break;
             }
         }
         finally { await c.CheckAsync(new Tclunk(fid)); }
