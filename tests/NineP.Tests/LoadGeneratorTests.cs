@@ -228,3 +228,32 @@ public class LoadGeneratorTests
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }
+
+/// <summary>bench/overlay.sh's loads: every file read whole through a board, and touch copying files up into the board's layer only.</summary>
+public class OverlayLoadTests
+{
+    [Fact]
+    public async Task Readall_reads_every_file_and_touch_copies_up_on_a_board_only()
+    {
+        using var fx = new ExportFixture(bigFileBytes: 300_000);
+        var before = BoardOverlayTests.Fingerprint(fx);
+        var regular = RegularFiles(fx.Export).Where(f => f != "dev/null").ToArray(); // a char device in files.db
+        var files = regular.Select(f => new FileInfo(Path.Combine(fx.Export, f))).ToList();
+        await using (var srv = new RunningServer(fx.Export))
+        {
+            var o = new LoadOptions { Server = new IPEndPoint(IPAddress.Loopback, srv.Port), Aname = fx.Export + "@bench", Uid = 0, Gid = 0, Msize = 8192 + 24 };
+            var read = await Workloads.ReadAllAsync(o, CancellationToken.None);
+            Assert.Equal(files.Sum(f => f.Length), read.Bytes);
+            var touch = await Workloads.TouchAsync(o, every: 1, CancellationToken.None);
+            Assert.Equal(files.Count, touch.Bytes);
+        }
+        Assert.Equal(before, BoardOverlayTests.Fingerprint(fx));
+        var layer = ExportServing.BoardPaths.For(fx.Export, "bench").Upper;
+        Assert.Equal(regular, RegularFiles(layer));
+        Assert.Equal(1_700_000_000, new DateTimeOffset(File.GetLastWriteTimeUtc(Path.Combine(layer, "etc/hostname"))).ToUnixTimeSeconds());
+    }
+
+    /// <summary>The regular files under dir (relative, sorted), symlinks not followed.</summary>
+    private static string[] RegularFiles(string dir) =>
+        Run.Program("find", dir, "-type", "f", "-printf", "%P\n").ShouldSucceed().Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal).ToArray();
+}
