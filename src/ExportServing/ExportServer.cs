@@ -38,6 +38,11 @@ public sealed class ExportServer : IDisposable
         if (!state.Exists)
             throw new UserFacingException($"{exportDir} has no pseudo database ({state.FilesDbPath}); unpack the rootfs with 'rootfs-export unpack' (or runqemu-extract-sdk) first");
         var writerLock = state.AcquireWriterLock();
+        if (BoardCommit.Unfinished(state) is { } why)
+        {
+            writerLock.Dispose();
+            throw new UserFacingException($"{exportDir}: {why}");
+        }
         OwnershipStore? store = null;
         try
         {

@@ -11,7 +11,8 @@ foreach (var command in FoundationCommands.Create()
              .Concat([DevCommand.Create()])
              .Concat(UsbCommands.Create())
              .Concat(InstallCommand.Create())
-             .Concat(BlockCommands.Create()))
+             .Concat(BlockCommands.Create())
+             .Concat(BoardCommands.Create()))
     root.Subcommands.Add(command);
 
 return await CliRunner.RunAsync(root, args);

@@ -1,0 +1,215 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using RootfsExport.NineP.Protocol;
+using RootfsExport.PseudoDb;
+using RootfsExport.TestSupport;
+using Xunit;
+
+namespace RootfsExport.NineP.Tests;
+
+/// <summary>
+/// `rootfs-export board list|diff|reset|commit` as users run them (the CLI as uid 65534, the board's changes
+/// made over 9P through a running `serve`): diff lists exactly what the board changed, commit merges it into
+/// the shared export so that `check` is clean and real pseudo sees the board's owners, a commit stopped part
+/// way is finished by the next one (and no serve starts meanwhile), and a served board or export is refused.
+/// </summary>
+public sealed class BoardCommitTests
+{
+    private const uint CreateWrite = 0x8042; // O_RDWR | O_CREAT | O_LARGEFILE
+    private const uint WriteTrunc = 0x8201;
+
+    private static BackgroundTool Serve(ExportFixture fx, out int port)
+    {
+        var serve = new BackgroundTool(["serve", fx.Export, "--9p", "tcp:127.0.0.1:0"]);
+        serve.WaitFor("cmdline:");
+        port = int.Parse(Regex.Match(serve.Output, @"on tcp:127\.0\.0\.1:(\d+)").Groups[1].Value);
+        return serve;
+    }
+
+    private static async Task<uint> Walk(TestClient c, uint from, uint newFid, params string[] names)
+    {
+        var r = await c.Call<Rwalk>(new Twalk(from, newFid, names));
+        Assert.True(names.Length == r.Qids.Count, $"walk {string.Join('/', names)}: {r.Qids.Count} of {names.Length}");
+        return newFid;
+    }
+
+    private static async Task Create(TestClient c, uint dirFid, string name, string text, uint mode)
+    {
+        await c.Call<Rlcreate>(new Tlcreate(dirFid, name, CreateWrite, mode, 0));
+        await c.Call<Rwrite>(new Twrite(dirFid, 0, Encoding.UTF8.GetBytes(text)));
+        await c.Call<Rclunk>(new Tclunk(dirFid));
+    }
+
+    private static Task Setattr(TestClient c, uint fid, SetAttrMask mask, uint mode = 0, uint uid = 0, uint gid = 0) =>
+        c.Call<Rsetattr>(new Tsetattr(fid, mask, mode, uid, gid, 0, 0, 0, 0, 0));
+
+    /// <summary>rock3a's session: creates, chowns, overwrites, chmods, deletes, replaces a directory, links out of the export.</summary>
+    private static async Task ChangeBoard(ExportFixture fx, int port)
+    {
+        await using (var host = await TestClient.ConnectAsync(port))
+        {
+            await host.Mount(fx.Export); // the shared export gets srv/shared/old, which rock3a's new srv/shared must not keep
+            await Create(host, await Walk(host, 0, 1, "srv", "shared"), "old", "old\n", 0x1a4);
+        }
+        await using var b = await TestClient.ConnectAsync(port);
+        await b.Mount(fx.Export + "@rock3a");
+        await Create(b, await Walk(b, 0, 1, "etc"), "motd", "rock3a\n", 0x1a4);
+        await Setattr(b, await Walk(b, 0, 2, "etc", "motd"), SetAttrMask.Uid | SetAttrMask.Gid, uid: 1234, gid: 5678);
+        await b.Call<Rxattrcreate>(new Txattrcreate(2, "user.note", 2, 0));
+        await b.Call<Rwrite>(new Twrite(2, 0, "hi"u8.ToArray()));
+        await b.Call<Rclunk>(new Tclunk(2));
+        await b.Call<Rlopen>(new Tlopen(await Walk(b, 0, 3, "etc", "hostname"), WriteTrunc));
+        await b.Call<Rwrite>(new Twrite(3, 0, "rock3a-host\n"u8.ToArray()));
+        await Setattr(b, await Walk(b, 0, 4, "bin", "tool"), SetAttrMask.Mode | SetAttrMask.Uid, mode: 0x1ed, uid: 7);
+        await b.Call<Runlinkat>(new Tunlinkat(await Walk(b, 0, 5, "dev"), "null", 0));
+        var srv = await Walk(b, 0, 6, "srv");
+        await b.Call<Runlinkat>(new Tunlinkat(await Walk(b, 0, 7, "srv", "shared"), "old", 0));
+        await b.Call<Runlinkat>(new Tunlinkat(srv, "shared", 0x200));
+        await b.Call<Rmkdir>(new Tmkdir(srv, "shared", 0x41c0, 3));
+        await Create(b, await Walk(b, 0, 8, "srv", "shared"), "new", "new\n", 0x180);
+        await b.Call<Rsymlink>(new Tsymlink(0, "lib", fx.Outside, 0)); // a symlink out of the export: stored, never followed
+        await b.Call<Rmkdir>(new Tmkdir(0, "opt", 0x41ed, 0));
+        await Create(b, await Walk(b, 0, 9, "opt"), "run", "#!/bin/sh\n", 0x1ed);
+        await Setattr(b, await Walk(b, 0, 10, "opt", "run"), SetAttrMask.Mode, mode: 0x9ed); // 04755
+    }
+
+    private static readonly string[] ExpectedDiff =
+    [
+        "modified  -rwxr-xr-x 7:0 /bin/tool",
+        "deleted   crw-rw-rw- 0:0 /dev/null",
+        "modified  -rw-r--r-- 0:0 /etc/hostname",
+        "added     -rw-r--r-- 1234:5678 /etc/motd",
+        "added     lrwxrwxrwx 0:0 /lib",
+        "added     drwxr-xr-x 0:0 /opt",
+        "added     -rwsr-xr-x 0:0 /opt/run",
+        "modified  drwx------ 0:3 /srv/shared",
+        "added     -rw------- 0:0 /srv/shared/new",
+    ];
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    [Fact]
+    public async Task Commit_merges_a_boards_changes_so_check_is_clean_and_pseudo_sees_its_owners()
+    {
+        using var fx = new ExportFixture();
+        var outside = fx.OutsideListing();
+        using (var serve = Serve(fx, out var port))
+        {
+            await ChangeBoard(fx, port);
+            Assert.Equal(0, serve.Stop(30));
+        }
+        Assert.Matches(@"^rock3a\s+9 change\(s\): 5 added, 3 modified, 1 deleted\s+not served", Run.Tool("board", "list", fx.Export).ShouldSucceed().Stdout);
+        Assert.Equal(ExpectedDiff, Lines(Run.Tool("board", "diff", fx.Export, "rock3a").ShouldSucceed().Stdout));
+
+        var commit = Run.Tool("board", "commit", fx.Export, "rock3a").ShouldSucceed().Stdout;
+        Assert.Equal(ExpectedDiff, Lines(commit)[..^1]);
+        Assert.Contains("committed board rock3a into", commit);
+        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
+        Assert.Contains("no board has a layer", Run.Tool("board", "list", fx.Export).ShouldSucceed().Stdout);
+        Assert.False(Directory.Exists(Path.Combine(fx.Export + ".boards", "rock3a")));
+
+        Assert.Equal("rock3a-host\n", File.ReadAllText(Path.Combine(fx.Export, "etc/hostname")));
+        Assert.Equal("rock3a\n", File.ReadAllText(Path.Combine(fx.Export, "etc/motd")));
+        Assert.Equal(["new"], Directory.EnumerateFileSystemEntries(Path.Combine(fx.Export, "srv/shared")).Select(Path.GetFileName).ToArray());
+        Assert.False(File.Exists(Path.Combine(fx.Export, "dev/null")));
+        Assert.Equal(fx.Outside, new FileInfo(Path.Combine(fx.Export, "lib")).LinkTarget);
+        Assert.Equal(outside.Append("export.boards").Order().ToArray(), fx.OutsideListing()); // nothing written through the board's symlink
+        Assert.Equal("outside the export\n", File.ReadAllText(Path.Combine(fx.Outside, "secret")));
+        using (var db = FilesDb.Open(fx.State, create: false))
+        {
+            var motd = db.GetByPath(fx.DbPath("etc/motd"))!;
+            Assert.Equal("hi"u8.ToArray(), db.GetXattr(motd.Dev, motd.Ino, "user.note"));
+            Assert.DoesNotContain(db.AllXattrs(), x => x.Name.StartsWith("trusted.overlay.", StringComparison.Ordinal));
+        }
+        PseudoSees(fx, new()
+        {
+            ["bin/tool"] = "7 0 755 regular file",
+            ["etc/hostname"] = "0 0 644 regular file",
+            ["etc/motd"] = "1234 5678 644 regular file",
+            ["lib"] = "0 0 777 symbolic link",
+            ["opt/run"] = "0 0 4755 regular file",
+            ["srv/shared"] = "0 3 700 directory",
+            ["srv/shared/new"] = "0 0 600 regular file",
+        });
+    }
+
+    /// <summary>Real pseudo, on the shared export's state, reports these owners.</summary>
+    private static void PseudoSees(ExportFixture fx, Dictionary<string, string> expected)
+    {
+        Run.RequirePeer("pseudo");
+        var env = new Dictionary<string, string> { ["PSEUDO_PREFIX"] = "/usr", ["PSEUDO_LOCALSTATEDIR"] = fx.State.Directory };
+        var export = ExportPaths.Canonical(fx.Export);
+        try
+        {
+            var stat = Run.Program("pseudo", new[] { "stat", "-c", "%n %u %g %a %F" }.Concat(expected.Keys.Select(k => Path.Combine(export, k))),
+                asUnprivileged: true, env: env, timeout: TimeSpan.FromMinutes(1)).ShouldSucceed().Stdout;
+            Assert.Equal(expected.Select(e => $"{e.Key} {e.Value}").ToArray(), Lines(stat).Select(l => l[(export.Length + 1)..]).ToArray());
+        }
+        finally
+        {
+            Run.Program("pseudo", ["-S"], asUnprivileged: true, env: env, timeout: TimeSpan.FromMinutes(1));
+        }
+    }
+
+    [Fact]
+    public async Task A_commit_stopped_part_way_blocks_serve_and_the_next_commit_finishes_it()
+    {
+        using var fx = new ExportFixture();
+        using (var serve = Serve(fx, out var port))
+        {
+            await using (var b = await TestClient.ConnectAsync(port))
+            {
+                await b.Mount(fx.Export + "@b1");
+                await Setattr(b, await Walk(b, 0, 1, "bin", "tool"), SetAttrMask.Uid, uid: 99);
+                await Create(b, await Walk(b, 0, 2, "etc"), "motd", "b1\n", 0x1a4);
+            }
+            Assert.Equal(0, serve.Stop(30));
+        }
+        var etc = Path.Combine(fx.Export, "etc");
+        Run.Program("chmod", "0555", etc).ShouldSucceed(); // bin/tool goes in, then etc/motd cannot
+        var stopped = Run.Tool("board", "commit", fx.Export, "b1");
+        Assert.Equal(1, stopped.ExitCode);
+        Assert.Contains("stopped part way", stopped.Stderr);
+        var refused = Run.Tool(["serve", fx.Export, "--9p", "tcp:127.0.0.1:0"], null, TimeSpan.FromMinutes(1));
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("commit of board b1 into this export was interrupted", refused.Stderr);
+
+        Run.Program("chmod", "0755", etc).ShouldSucceed();
+        Assert.Contains("finished the interrupted commit of board b1", Run.Tool("board", "commit", fx.Export, "b1").ShouldSucceed().Stdout);
+        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(fx.Export, ".rfe-board-commit*"));
+        PseudoSees(fx, new() { ["bin/tool"] = "99 0 4755 regular file", ["etc/motd"] = "0 0 644 regular file" });
+    }
+
+    [Fact]
+    public async Task A_served_board_or_export_is_refused_and_unknown_names_are_named()
+    {
+        using var fx = new ExportFixture();
+        using (var serve = Serve(fx, out var port))
+        await using (var b = await TestClient.ConnectAsync(port))
+        {
+            await b.Mount(fx.Export + "@b1");
+            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+            Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", Run.Tool("board", "list", fx.Export).ShouldSucceed().Stdout);
+            var commit = Run.Tool("board", "commit", fx.Export, "b1");
+            Assert.Equal(1, commit.ExitCode);
+            Assert.Contains("stop the serve first", commit.Stderr);
+            var reset = Run.Tool("board", "reset", fx.Export, "b1");
+            Assert.Equal(1, reset.ExitCode);
+            Assert.Contains("another writer", reset.Stderr);
+            Assert.Equal(0, serve.Stop(30));
+        }
+        var unknown = Run.Tool("board", "diff", fx.Export, "b2");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("board b2 has no layer beside", unknown.Stderr);
+        Assert.Contains("boards: b1", unknown.Stderr);
+        var bad = Run.Tool("board", "commit", fx.Export, "../x");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("board name '../x' must match", bad.Stderr);
+        var noExport = Run.Tool("board", "list", fx.Scratch["nowhere"]);
+        Assert.Equal(1, noExport.ExitCode);
+        Assert.Contains("does not exist", noExport.Stderr);
+        Assert.Contains("board b1 reset: dropped 1 change(s)", Run.Tool("board", "reset", fx.Export, "b1").ShouldSucceed().Stdout);
+        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
+    }
+}
