@@ -265,4 +265,24 @@ public static partial class Signals
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
+
+    private const nint SIG_DFL = 0, SIG_IGN = 1;
+
+    [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
+    private static unsafe partial int Sigaction(int sig, void* act, void* oldact);
+
+    [LibraryImport("libc", EntryPoint = "signal", SetLastError = true)]
+    private static partial nint Signal(int sig, nint handler);
+
+    /// <summary>
+    /// A signal this process inherited as ignored (a shell's background job gets SIGINT ignored; `trap '' INT`,
+    /// nohup) goes back to its default, so the runtime installs its handler and Ctrl-C/kill -INT reach the
+    /// program. A disposition that is not SIG_IGN (a handler the runtime already installed) is left alone.
+    /// </summary>
+    public static unsafe void UnignoreInherited(int sig)
+    {
+        // struct sigaction begins with the handler on every Linux libc; 256 bytes hold all of it
+        var old = stackalloc nint[32];
+        if (Sigaction(sig, null, old) == 0 && old[0] == SIG_IGN) Signal(sig, SIG_DFL);
+    }
 }
