@@ -1,3 +1,4 @@
+using RootfsExport.ExportTree;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
 using System.Net;
@@ -141,9 +142,15 @@ public static class BootEntries
     public static BootPlan Plan(string exportDir, BootSpecRequest request)
     {
         var path = ExportPath(exportDir);
+        using var export = HostDirectory.Open(path);
+        return Plan(export, path, request);
+    }
+
+    private static BootPlan Plan(HostDirectory export, string path, BootSpecRequest request)
+    {
         var endpoint = request.Endpoint(path);
         Check.MachineId(request.MachineId);
-        using var root = new ExportRoot(path);
+        using var root = new ExportRoot(export, path);
         var files = ExportScanner.Scan(root);
         var warnings = files.Warnings.ToList();
         var options = request.CmdlineOptions(files.Console);
@@ -220,7 +227,9 @@ public static class BootEntries
         if (plan.Entries.Count == 0)
             throw new BootSpecException("export", $"no kernel found in {ExportPath(exportDir)}/boot (looked for {string.Join(", ", ExportScanner.KernelBases)} and <name>-<release>)"
                                                   + (plan.Warnings.Count > 0 ? "; " + string.Join("; ", plan.Warnings) : ""));
-        return Apply(ExportPath(exportDir), request, plan);
+        var path = ExportPath(exportDir);
+        using var export = HostDirectory.Open(path);
+        return Apply(export, path, request, plan);
     }
 
     /// <summary>
@@ -230,16 +239,32 @@ public static class BootEntries
     /// </summary>
     public static BootEntriesResult? Refresh(string exportDir)
     {
-        var request = LoadRequest(exportDir);
+        var path = ExportPath(exportDir);
+        using var export = HostDirectory.Open(path);
+        return Refresh(export, path);
+    }
+
+    /// <summary><see cref="Refresh(string)"/> for an update that holds the export: through its root, not its path.</summary>
+    public static BootEntriesResult? Refresh(ExportHandle export) => Refresh(export.Root, export.Path);
+
+    private static BootEntriesResult? Refresh(HostDirectory export, string path)
+    {
+        var request = LoadRequest(export, path);
         if (request is null) return null;
-        return Apply(ExportPath(exportDir), request, Plan(exportDir, request));
+        return Apply(export, path, request, Plan(export, path, request));
     }
 
     /// <summary>The request stored by the last successful <see cref="Write"/>, or null.</summary>
     public static BootSpecRequest? LoadRequest(string exportDir)
     {
         var path = ExportPath(exportDir);
-        using var root = new ExportRoot(path);
+        using var export = HostDirectory.Open(path);
+        return LoadRequest(export, path);
+    }
+
+    private static BootSpecRequest? LoadRequest(HostDirectory export, string path)
+    {
+        using var root = new ExportRoot(export, path);
         // Resolved like any other in-export path, so a symlinked loader/ cannot point us outside the export.
         var text = root.ReadText("/" + SettingsFile);
         if (text is null) return null;
@@ -270,11 +295,10 @@ public static class BootEntries
         WriteAtomically(loader, Path.GetFileName(SettingsFile), Encoding.UTF8.GetString(settings));
     }
 
-    private static BootEntriesResult Apply(string path, BootSpecRequest request, BootPlan plan)
+    private static BootEntriesResult Apply(HostDirectory export, string path, BootSpecRequest request, BootPlan plan)
     {
         // every access below is an *at() call on directories opened without following symlinks: the board
         // owns the export and may put a symlink anywhere, at any moment
-        using var export = HostDirectory.Open(path);
         using var loader = OpenOrCreate(export, "loader", $"{path}/loader");
         bool fresh = !loader.TryStat("entries", out _);
         using var dir = OpenOrCreate(loader, "entries", $"{path}/{EntriesDirectory}");

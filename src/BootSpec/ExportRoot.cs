@@ -28,6 +28,13 @@ public sealed class ExportRoot : IDisposable
         _dir = HostDirectory.Open(HostPath);
     }
 
+    /// <summary>The export through a directory fd already open (an ExportHandle's root); the root is duplicated, the caller keeps its own.</summary>
+    public ExportRoot(HostDirectory root, string hostPath)
+    {
+        HostPath = hostPath;
+        _dir = root.Duplicate();
+    }
+
     /// <summary>
     /// Resolves a path inside the export ("/etc/os-release", "boot/Image") to its symlink-free form
     /// ("/usr/lib/os-release"), or null when it does not exist or loops.

@@ -121,11 +121,10 @@ public sealed record NinePTcpEndpoint(
     public override void Validate()
     {
         Check.Server(Host);
-        Check.ExportPath(Aname, "aname");
+        NinePAttach.Validate(Aname, Access);
         Check.Port(Port);
         Check.Msize(Msize);
         Check.Cache(Cache);
-        Check.Access(Access);
     }
 
     /// <summary><c>trans=tcp,port=P,version=9p2000.L,msize=M,cache=C,uname=root,access=A,dfltuid=0,dfltgid=0,aname=PATH</c>.</summary>
@@ -134,7 +133,7 @@ public sealed record NinePTcpEndpoint(
         get
         {
             Validate();
-            return $"trans=tcp,port={Port},version=9p2000.L,msize={Msize},cache={Cache},uname={TransportDefaults.NinePUname},access={Access},dfltuid=0,dfltgid=0,aname={Aname}";
+            return $"trans=tcp,port={Port},version=9p2000.L,msize={Msize},{NinePAttach.Options(Cache, Access, Aname)}";
         }
     }
 
@@ -168,8 +167,7 @@ public sealed record UsbgEndpoint(
     public override void Validate()
     {
         Check.Udc(Udc);
-        Check.ExportPath(Aname, "aname");
-        Check.Access(Access);
+        NinePAttach.Validate(Aname, Access);
         if (Buflen < TransportDefaults.MinMsize || Buflen > TransportDefaults.MaxMsize)
             throw new BootSpecException("buflen", $"{Buflen} is outside {TransportDefaults.MinMsize}..{TransportDefaults.MaxMsize}");
         if (Msize is int m)
@@ -186,10 +184,27 @@ public sealed record UsbgEndpoint(
         get
         {
             Validate();
-            var o = $"trans=usbg,cache={TransportDefaults.NinePCache},uname={TransportDefaults.NinePUname},access={Access},dfltuid=0,dfltgid=0,aname={Aname}";
+            var o = $"trans=usbg,{NinePAttach.Options(TransportDefaults.NinePCache, Access, Aname)}";
             return EffectiveMsize is int m ? o + $",msize={m}" : o;
         }
     }
+}
+
+/// <summary>
+/// The attach part of a 9P mount that our server answers, the same over TCP and usb9pfs: cache mode, the user
+/// the client attaches as, access mode, owners of files the server does not name, and the export as aname.
+/// </summary>
+internal static class NinePAttach
+{
+    public static void Validate(string aname, string access)
+    {
+        Check.ExportPath(aname, "aname");
+        Check.Access(access);
+    }
+
+    /// <summary><c>cache=C,uname=root,access=A,dfltuid=0,dfltgid=0,aname=PATH</c>.</summary>
+    public static string Options(string cache, string access, string aname) =>
+        $"cache={cache},uname={TransportDefaults.NinePUname},access={access},dfltuid=0,dfltgid=0,aname={aname}";
 }
 
 /// <summary>9P over virtio (QEMU's own 9P server, <c>-device virtio-9p-…,mount_tag=&lt;tag&gt;</c>); no initramfs needed.</summary>

@@ -27,13 +27,17 @@ public static class ExportUpdater
         bool blockImages;
         using (var exportLock = ExportLock.Acquire(canonical))
         {
+            UpdateTrace.Step("export lock taken");
             int rc = serving ? ReportServedImage(request, tarball, canonical, output) : 0;
             if (!serving) RefreshImage(tarball, canonical, exportLock, output, display);
+            UpdateTrace.Step("image step");
             using var export = ExportHandle.OpenForWriting(canonical);
             outcome = ApplyFeeds(request, export, output);
             outcome = outcome with { ExitCode = Math.Max(rc, outcome.ExitCode) };
+            UpdateTrace.Step("feeds applied");
             blockImages = BlockExport.ImageRegistry.Read(canonical).Images.Count > 0;
             if (!blockImages) RefreshBootEntries(export, output);
+            UpdateTrace.Step("boot entries");
         }
         if (blockImages)
         {
@@ -75,19 +79,20 @@ public static class ExportUpdater
     {
         ExportCreator.Recover(export, held);
         var state = new PseudoState(PseudoState.StatePathFor(export));
-        bool exists = Directory.Exists(export) && state.Exists;
+        bool present = Directory.Exists(export);
+        bool exists = present && state.Exists;
         if (exists && ImageStamp.IsCurrent(state, tarball))
         {
             output.WriteLine($"Export: {export} (image up to date)");
             return;
         }
         bool ours = File.Exists(Path.Combine(state.Directory, ImageStamp.FileName));
-        if (Directory.Exists(export) && Directory.EnumerateFileSystemEntries(export).Any() && !ours)
+        if (present && Directory.EnumerateFileSystemEntries(export).Any() && !ours)
             throw new UserFacingException($"'{export}' exists but was not made by 'rootfs-export update' (no {ImageStamp.FileName} in {state.Directory}); " +
                 "refusing to replace it with the image — use 'rootfs-export unpack --replace <tarball> <export>' if that is what you want, or pass another --export");
         // boot entry settings live in the export; carry them over to a replacing image
-        var settings = Directory.Exists(export) ? BootEntries.ReadSettings(export) : null;
-        bool replace = Directory.Exists(export);
+        var settings = present ? BootEntries.ReadSettings(export) : null;
+        bool replace = present;
         UnpackResult Unpack(IUnpackProgress? progress) => ExportCreator.Unpack(tarball, export, replace, progress, held: held);
         var result = display is null ? Unpack(null) : display($"unpack {Path.GetFileName(tarball)}", new FileInfo(tarball).Length, Unpack);
         output.WriteLine($"Export: {result.Export} ({(result.Replaced ? "replaced with the newer image" : "created")}, {result.Entries} entries in {result.Elapsed.TotalSeconds:F2} s)");
@@ -100,7 +105,7 @@ public static class ExportUpdater
     {
         try
         {
-            if (BootEntries.Refresh(export.Path) is not { } result) return;
+            if (BootEntries.Refresh(export) is not { } result) return;
             ExportAdoption.Sync(export, "loader");
             foreach (var f in result.Written) output.WriteLine($"Boot entry: wrote {f}");
             foreach (var f in result.Removed) output.WriteLine($"Boot entry: removed {f}");
