@@ -15,7 +15,11 @@ public static class Decompression
     };
 
     /// <summary>Wraps a (non-seekable is fine) stream with the decoder its first bytes call for.</summary>
-    public static Stream OpenDecoded(Stream raw, out CompressionKind kind, bool leaveOpen = false)
+    /// <param name="small">
+    /// a small stream (a package's control or data member): decoded on the caller's thread through 64 KiB, without
+    /// the read-ahead thread and its 10 MiB of blocks, which would cost a small package more than its decoding
+    /// </param>
+    public static Stream OpenDecoded(Stream raw, out CompressionKind kind, bool leaveOpen = false, bool small = false)
     {
         var peek = new PeekStream(raw, 6, leaveOpen);
         kind = Detect(peek.Head);
@@ -27,12 +31,13 @@ public static class Decompression
             CompressionKind.Zstd => new ZstdDecoderStream(peek),
             _ => peek,
         };
+        if (small) return new BufferedStream(decoded, 1 << 16);
         // Decode on a second core while the caller writes files; archive readers' 512-byte reads are then
         // served from memory instead of a native decoder call each.
         return kind == CompressionKind.None ? new BufferedStream(decoded, 1 << 20) : new ReadAheadStream(decoded);
     }
 
-    public static Stream OpenDecoded(Stream raw, bool leaveOpen = false) => OpenDecoded(raw, out _, leaveOpen);
+    public static Stream OpenDecoded(Stream raw, bool leaveOpen = false, bool small = false) => OpenDecoded(raw, out _, leaveOpen, small);
 
     /// <summary>Counts bytes read from the compressed file, for progress and error offsets.</summary>
     private sealed class PeekStream : ReadOnlyStream

@@ -16,6 +16,7 @@ public sealed class FeedScanner
 {
     private readonly string _indexPath;
     private readonly Dictionary<string, FeedEntry> _index;
+    private bool _changed; // a run with nothing new does not rewrite the index
 
     public FeedScanner(string indexPath)
     {
@@ -77,6 +78,7 @@ public sealed class FeedScanner
                     var entry = new FeedEntry(file, info.Length, info.LastWriteTimeUtc.Ticks, pkg.Name, pkg.Version, pkg.Architecture, pkg.Sha256,
                         string.Join(", ", new[] { pkg.Control["Pre-Depends"], pkg.Control["Depends"] }.Where(d => !string.IsNullOrWhiteSpace(d))), pkg.Control["Provides"]);
                     _index[file] = entry;
+                    _changed = true;
                     result.Add((entry, priority));
                 }
                 catch (UserFacingException) when (DateTime.UtcNow - info.LastWriteTimeUtc < TimeSpan.FromSeconds(2))
@@ -85,12 +87,13 @@ public sealed class FeedScanner
                 }
             }
         }
-        foreach (var gone in _index.Keys.Where(k => !seen.Contains(k)).ToList()) _index.Remove(gone);
+        foreach (var gone in _index.Keys.Where(k => !seen.Contains(k)).ToList()) _changed |= _index.Remove(gone);
         return (result, notReady);
     }
 
     public void Save()
     {
+        if (!_changed && File.Exists(_indexPath)) return;
         var tmp = _indexPath + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(_index.Values.OrderBy(e => e.Path).ToList(), FeedJson.Default.ListFeedEntry));
         File.Move(tmp, _indexPath, overwrite: true);

@@ -56,6 +56,7 @@ public static class FeedUpdater
         }
         // files.db is opened only when something is to be written: a run with nothing to do stays cheap
         using var files = new LazyWriter(state, export, req.Handle);
+        UpdateTrace.Step("package state read");
         return new FeedRun(req, state, tree, pstate, files, clock).Run();
     }
 
@@ -65,6 +66,7 @@ public static class FeedUpdater
         private readonly TextWriter _output = req.Output;
         private readonly List<string> _problems = [];
         private readonly Dictionary<string, string> _recorded = LoadRecorded(state);
+        private Dictionary<string, string>? _recordedAtStart;
         private readonly OwnerNames _owners = OwnerNames.FromExport(tree);
         private readonly List<string> _applied = [];
         private readonly List<string> _leftUnpacked = [];
@@ -74,6 +76,7 @@ public static class FeedUpdater
 
         public FeedUpdateResult Run()
         {
+            _recordedAtStart = new(_recorded);
             if (pstate is RpmState rpmState && pstate.Status.Count == 0 && _manifest != null)
             {
                 SeedFromManifest(pstate, _manifest);
@@ -89,12 +92,14 @@ public static class FeedUpdater
 
             var scanner = new FeedScanner(Path.Combine(state.Directory, IndexFile));
             var (entries, notReady) = scanner.Scan(req.Layout, _format);
+            UpdateTrace.Step("feed scanned");
             foreach (var f in notReady) _output.WriteLine($"  not ready yet (still being written): {f}");
             if (entries.Count == 0 && notReady.Count == 0)
                 _output.WriteLine($"  no .{_format.ToString().ToLowerInvariant()} packages in {string.Join(", ", FeedScanner.FeedDirs(req.Layout, _format).Select(d => d.Dir).DefaultIfEmpty(req.Layout.Kind == BuildKind.Ptxdist ? req.Layout.PlatformDir + "/packages" : req.Layout.DeployDir + "/" + _format.ToString().ToLowerInvariant()))}");
 
             var (manifestNames, removals) = Removals();
             var planner = Plan(entries, removals);
+            UpdateTrace.Step("planned");
             var installs = planner.Steps.Where(p => p.Installed is null).ToList();
             var upgrades = planner.Steps.Where(p => p.Installed is not null).ToList();
             if (req.DryRun)
@@ -168,6 +173,17 @@ public static class FeedUpdater
             _applied.Add($"{pkg.Name}={pkg.Version}");
             if (outcome.LeftUnpacked) _leftUnpacked.Add(pkg.Name);
             _output.WriteLine($"  {pkg.Name} {(old is null ? "" : old.Version + " → ")}{pkg.Version}{(outcome.Notes.Count > 0 ? " (" + string.Join("; ", outcome.Notes) + ")" : "")}");
+            UpdateTrace.Step($"applied {pkg.Name}");
+        }
+
+        /// <summary>The manifest's package names, for the next run's removals; not rewritten when unchanged.</summary>
+        private void SaveManifest(HashSet<string> manifestNames)
+        {
+            if (manifestNames.Count == 0) return;
+            var path = Path.Combine(state.Directory, ManifestFile);
+            var lines = manifestNames.Order(StringComparer.Ordinal).ToList();
+            if (File.Exists(path) && File.ReadAllLines(path).SequenceEqual(lines)) return;
+            File.WriteAllLines(path, lines);
         }
 
         private void Remove(List<ControlStanza> removals)
@@ -191,8 +207,8 @@ public static class FeedUpdater
                 files.Db.InTransaction(() => files.Writer.RegularFile(ExportPath.Parse("etc/rootfs-export-updated"), new MemoryStream(stamp), new EntryMeta(0, 0, 0x1a4, Mtime: DateTimeOffset.UtcNow)));
             }
             scanner.Save();
-            SaveRecorded(state, _recorded);
-            if (manifestNames.Count > 0) File.WriteAllLines(Path.Combine(state.Directory, ManifestFile), manifestNames.Order(StringComparer.Ordinal));
+            if (_recordedAtStart is null || !SameRecords(_recorded, _recordedAtStart)) SaveRecorded(state, _recorded);
+            SaveManifest(manifestNames);
             if (notReady > 0) _problems.Add($"{notReady} package file(s) still being written; the next run picks them up");
             foreach (var p in _problems) _output.WriteLine($"  problem: {p}");
             foreach (var u in _owners.Unknown) _output.WriteLine($"  note: {u} is not in the export's etc/passwd or etc/group: recorded as root");
@@ -320,6 +336,9 @@ public static class FeedUpdater
         var path = Path.Combine(state.Directory, PackagesFile);
         return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), FeedJson.Default.DictionaryStringString) ?? new() : new();
     }
+
+    private static bool SameRecords(Dictionary<string, string> a, Dictionary<string, string> b) =>
+        a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
 
     private static void SaveRecorded(PseudoState state, Dictionary<string, string> recorded)
     {

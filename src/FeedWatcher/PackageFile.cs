@@ -80,7 +80,7 @@ public sealed class PackageFile
         {
             if (name.StartsWith("control.tar"))
             {
-                using var decoded = Decompression.OpenDecoded(stream, leaveOpen: true);
+                using var decoded = Decompression.OpenDecoded(stream, leaveOpen: true, small: IsSmall(stream));
                 var tar = new TarArchiveReader(decoded);
                 while (tar.Next() is { } m)
                 {
@@ -148,12 +148,19 @@ public sealed class PackageFile
         foreach (var (name, stream) in OuterMembers(Path, Where))
         {
             if (!name.StartsWith("data.tar")) continue;
-            using var decoded = Decompression.OpenDecoded(stream, leaveOpen: true);
+            using var decoded = Decompression.OpenDecoded(stream, leaveOpen: true, small: IsSmall(stream));
             var tar = new TarArchiveReader(decoded);
             while (tar.Next() is { } m) onMember(m);
             return;
         }
     }
+
+    /// <summary>
+    /// A member up to 1 MiB compressed is decoded inline: the read-ahead thread pays off for big data members,
+    /// while for a rebuilt package's few files its buffers (10 MiB per stream, four streams per applied package)
+    /// cost more than the decoding.
+    /// </summary>
+    private static bool IsSmall(Stream member) => member is BoundedStream { Size: <= 1 << 20 };
 
     /// <summary>The members of the outer container: ar (opkg-build's default, dpkg-deb) or tar.gz (legacy ipkg-build / -c).</summary>
     private static IEnumerable<(string Name, Stream Data)> OuterMembers(string path, string where)
@@ -193,6 +200,8 @@ public sealed class PackageFile
     internal sealed class BoundedStream(Stream inner, long length) : ReadOnlyStream
     {
         private long _left = length;
+
+        public long Size => length;
 
         public override int Read(Span<byte> buffer)
         {

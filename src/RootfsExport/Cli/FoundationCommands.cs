@@ -68,6 +68,7 @@ public static class FoundationCommands
         build.AddTo(cmd);
         cmd.SetAction(parse =>
         {
+            UpdateTrace.Step("command line parsed");
             var name = parse.GetValue(image)!;
             var (layout, export) = build.Resolve(parse, name);
             Console.WriteLine(layout.Kind switch
@@ -80,7 +81,10 @@ public static class FoundationCommands
             var real = new FileInfo(tarball).ResolveLinkTarget(true)?.FullName;
             Console.WriteLine($"Image: {tarball}{(real != null ? $" -> {Path.GetFileName(real)}" : "")}");
             var request = new UpdateHandover(layout, name, export, parse.GetValue(install) ?? [], parse.GetValue(noFeeds));
-            return UpdateSteps.RunOrHandOver(request, Console.Out).ExitCode;
+            UpdateTrace.Step("build and image found");
+            var exitCode = UpdateSteps.RunOrHandOver(request, Console.Out).ExitCode;
+            UpdateTrace.Step("update done");
+            return exitCode;
         });
         return cmd;
     }

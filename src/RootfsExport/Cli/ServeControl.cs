@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using RootfsExport.ExportTree.Build;
 using RootfsExport.PseudoDb;
@@ -27,7 +26,7 @@ public static class ServeControl
     /// </summary>
     public static IEnumerable<string> SocketPaths(PseudoState state)
     {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(state.Directory)))[..16];
+        var hash = StateDirectoryHash(state.Directory);
         var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
         if (!string.IsNullOrEmpty(runtime) && Path.IsPathRooted(runtime) && Posix.Native.Libc.Access(runtime, 2 | 1))
         {
@@ -37,6 +36,17 @@ public static class ServeControl
         var inState = Path.Combine(state.Directory, "rootfs-export.sock");
         if (Encoding.UTF8.GetByteCount(inState) <= MaxSocketPath) yield return inState;
         yield return Path.Combine(Path.GetTempPath(), $"rootfs-export-{hash}.sock");
+    }
+
+    /// <summary>
+    /// 64-bit FNV-1a of the state directory's path, in hex: a name, not a secret. Every `update` looks for the
+    /// socket, and SHA-256 would load OpenSSL (libssl, libcrypto, openssl.cnf) into a no-op update for it.
+    /// </summary>
+    private static string StateDirectoryHash(string directory)
+    {
+        ulong h = 14695981039346656037;
+        foreach (var b in Encoding.UTF8.GetBytes(directory)) h = (h ^ b) * 1099511628211;
+        return h.ToString("x16");
     }
 
     /// <summary>Serves update requests until cancelled; one at a time (the apply step serializes with the board's requests itself).</summary>
