@@ -15,10 +15,11 @@ public sealed class FeedWatch
     /// <summary>What a client sends; the reply is "ok\n".</summary>
     public const string BuildDoneMessage = "build-done";
 
-    // sstate links a recipe's packages into the feed within milliseconds; a tenth of a second of quiet ends a
-    // burst. A refresh that lands mid-burst is harmless (the next one applies the rest; a package still being
-    // copied is "not ready" and retried), so the quiet time only saves work and can stay short.
-    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(0.1);
+    // sstate hard-links a recipe's packages into the feed (cp -afl), so each appears whole and a recipe's burst
+    // lasts milliseconds; 30 ms of quiet ends it. A refresh that lands mid-burst is harmless (the next one applies
+    // the rest), and a package still being copied in place (cp -a across file systems) does not parse and is
+    // retried as "not ready", never applied half-written: the quiet time only saves work (docs/FEEDS.md).
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(0.03);
 
     /// <summary>A burst that never goes quiet (a long copy, a build writing steadily) still gets a refresh this often.</summary>
     public static readonly TimeSpan MaxBurst = TimeSpan.FromSeconds(3);
