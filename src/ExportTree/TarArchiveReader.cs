@@ -4,32 +4,6 @@ using System.Text;
 namespace RootfsExport.ExportTree;
 
 /// <summary>
-/// A member the archive describes well but that cannot be kept as it is (a name that is not UTF-8, a device
-/// number too large for dev_t, extended headers past the bound): one clear line, not "corrupt archive".
-/// </summary>
-public sealed class TarEntryException(string message) : Exception(message);
-
-/// <summary>One member of a tar archive, with its PAX records kept as raw bytes.</summary>
-public sealed class TarMember
-{
-    public required string Name { get; init; }
-    public required string LinkName { get; init; }
-    /// <summary>The typeflag (never OldFile: that is resolved to File or Directory).</summary>
-    public required TarMemberType Type { get; init; }
-    /// <summary>Permission bits including setuid/setgid/sticky.</summary>
-    public required uint Mode { get; init; }
-    public required uint Uid { get; init; }
-    public required uint Gid { get; init; }
-    public required long Size { get; init; }
-    public required DateTimeOffset Mtime { get; init; }
-    public required uint DevMajor { get; init; }
-    public required uint DevMinor { get; init; }
-    /// <summary>PAX records of this member (SCHILY.xattr.*, SCHILY.acl.*, ...), values as raw bytes.</summary>
-    public required IReadOnlyDictionary<string, byte[]> Pax { get; init; }
-    public required Stream Data { get; init; }
-}
-
-/// <summary>
 /// Reads ustar/GNU/PAX archives as OE, PTXdist and GNU tar write them. We read tar ourselves rather than
 /// with System.Formats.Tar because its TarReader rejects GNU tar's SCHILY.acl.* records (values contain
 /// newlines: "The extended header contains invalid records") and decodes binary SCHILY.xattr.* values
