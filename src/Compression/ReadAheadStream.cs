@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace RootfsExport.Compression;
 
 /// <summary>
@@ -12,10 +10,10 @@ public sealed class ReadAheadStream : ReadOnlyStream
     private const int BlockSize = 1 << 20;
     private const int Depth = 8;
     private readonly Stream _inner;
-    private readonly BlockingCollection<(byte[] Buffer, int Length)> _blocks = new(Depth);
-    private readonly BlockingCollection<byte[]> _free = new(Depth + 2);
-    private readonly CancellationTokenSource _stop = new();
+    private readonly HandoffQueue<(byte[] Buffer, int Length)> _blocks = new(Depth);
+    private readonly HandoffQueue<byte[]> _free = new(Depth + 2);
     private readonly Thread _producer;
+    private volatile bool _stopping;
     private Exception? _error;
     private byte[]? _current;
     private int _currentPos, _currentLen;
@@ -37,9 +35,8 @@ public sealed class ReadAheadStream : ReadOnlyStream
     {
         try
         {
-            while (!_stop.IsCancellationRequested)
+            while (!_stopping && _free.TryTake(out var buf))
             {
-                var buf = _free.Take(_stop.Token);
                 long started = System.Diagnostics.Stopwatch.GetTimestamp();
                 int len = 0;
                 while (len < buf.Length)
@@ -50,13 +47,11 @@ public sealed class ReadAheadStream : ReadOnlyStream
                 }
                 DecodeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - started;
                 if (len == 0) break;
-                _blocks.Add((buf, len), _stop.Token);
-                if (len < buf.Length) break;
+                if (!_blocks.Add((buf, len)) || len < buf.Length) break;
             }
         }
-        catch (OperationCanceledException) { }
         catch (Exception e) { _error = e; }
-        finally { _blocks.CompleteAdding(); }
+        finally { _blocks.Complete(); }
     }
 
     public override int Read(Span<byte> buffer)
@@ -67,7 +62,7 @@ public sealed class ReadAheadStream : ReadOnlyStream
             if (_current != null) { _free.Add(_current); _current = null; }
             if (_ended) return 0;
             long waitStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-            bool got = _blocks.TryTake(out var block, Timeout.Infinite);
+            bool got = _blocks.TryTake(out var block);
             ConsumerWaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitStarted;
             if (!got)
             {
@@ -90,10 +85,12 @@ public sealed class ReadAheadStream : ReadOnlyStream
     {
         if (disposing)
         {
-            _stop.Cancel();
+            // the decoder stops at its next hand-over: no free block comes, and a full block is refused
+            _stopping = true;
+            _free.Complete();
+            _blocks.Complete();
             _producer.Join();
             _inner.Dispose();
-            _stop.Dispose();
         }
         base.Dispose(disposing);
     }
