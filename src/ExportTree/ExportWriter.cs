@@ -19,6 +19,7 @@ public sealed class ExportWriter : IDisposable
     private readonly byte[] _buffer = new byte[1 << 20];
     private readonly uint _umask;
     private readonly OwnershipRecorder? _recorder;
+    private readonly FileContentWriter? _contents;
     private readonly FilesDb _db;
 
     /// <summary>
@@ -36,7 +37,7 @@ public sealed class ExportWriter : IDisposable
     {
         get
         {
-            _recorder?.Drain();
+            Flush();
             return _db;
         }
     }
@@ -60,11 +61,26 @@ public sealed class ExportWriter : IDisposable
         {
             _onlyCreated = db.Count() == 0;
             _recorder = new OwnershipRecorder(db);
+            if (_onlyCreated) _contents = new FileContentWriter();
         }
     }
 
-    /// <summary>Waits until every files.db write handed over is done (rethrows a failed write's error).</summary>
-    public void Flush() => _recorder?.Drain();
+    /// <summary>Waits until every file and files.db write handed over is done (rethrows a failure).</summary>
+    public void Flush()
+    {
+        _contents?.Drain();
+        _recorder?.Drain();
+    }
+
+    /// <summary>
+    /// Something other than a fresh create follows (a name exists, an object is removed): the files still
+    /// being written must be done and their rows in first, so rows and names change in archive order.
+    /// </summary>
+    private void LeaveFreshCreates()
+    {
+        _contents?.Drain();
+        _onlyCreated = false;
+    }
 
     /// <summary>A files.db write: on the recorder's thread when there is one, else here and now.</summary>
     private void Write(Action<FilesDb> write)
@@ -103,6 +119,7 @@ public sealed class ExportWriter : IDisposable
             catch (PosixException e) when (e.Errno == Errno.EEXIST)
             {
                 exact = false;
+                _contents?.Drain(); // a file of that name may still be being written
                 var existing = parent.Stat(path.Name);
                 if (!StMode.IsDirectory(existing.Mode)) { RemoveObject(parent, path, existing); parent.CreateDirectory(path.Name, 0x1c0); }
             }
@@ -129,11 +146,18 @@ public sealed class ExportWriter : IDisposable
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
+            LeaveFreshCreates(); // the old object's inode may be freed and come back
             var existing = parent.Stat(name);
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
-            _onlyCreated = false; // the old object's inode may be freed and come back
             fd = parent.OpenFile(name, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_EXCL, exact ? onDisk : 0x180);
+        }
+        if (_contents != null && _onlyCreated)
+        {
+            var finish = new FileContentWriter.Finish(path, exact ? null : onDisk, meta.Mtime is { } t ? ToTimespec(t) : null,
+                st => Record(path, st, meta, mode, replaceInode: true, created: true));
+            _contents.Write(fd, content, finish);
+            return;
         }
         Statx st;
         try
@@ -164,7 +188,8 @@ public sealed class ExportWriter : IDisposable
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
-            created = _onlyCreated = false;
+            LeaveFreshCreates();
+            created = false;
             var tmp = TempName(path.Name);
             parent.CreateSymlink(tmp, linkTarget);
             var existing = parent.Stat(path.Name);
@@ -191,15 +216,21 @@ public sealed class ExportWriter : IDisposable
         }
         catch (PosixException e) when (e.Errno == Errno.EEXIST)
         {
-            _onlyCreated = false;
+            LeaveFreshCreates();
             var tmp = TempName(path.Name);
             HostDirectory.Link(targetParent, target.Name, parent, tmp);
             HostDirectory.Rename(parent, tmp, parent, path.Name);
         }
-        var row = Db.GetByPath(DbPath(target)) ?? Db.GetByDevIno(targetSt.Dev(), targetSt.InoSigned()).FirstOrDefault()
-            ?? throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}': its target '{ArchiveText.Shown(target.Value)}' has no ownership record");
-        var link = row with { Path = DbPath(path), Dev = targetSt.Dev(), Ino = targetSt.InoSigned() };
-        Write(db => db.PutLink(link));
+        // the target's row is looked up where it is written, in order after it: no wait for the files.db thread
+        _contents?.Drain(); // the target's row is posted when its content is written
+        string dbTarget = DbPath(target), dbLink = DbPath(path);
+        long dev = targetSt.Dev(), ino = targetSt.InoSigned();
+        Write(db =>
+        {
+            var row = db.GetByPath(dbTarget) ?? db.GetByDevIno(dev, ino).FirstOrDefault()
+                ?? throw new UserFacingException($"hard link '{ArchiveText.Shown(path.Value)}': its target '{ArchiveText.Shown(target.Value)}' has no ownership record");
+            db.PutLink(row with { Path = dbLink, Dev = dev, Ino = ino });
+        });
     }
 
     /// <summary>
@@ -222,7 +253,8 @@ public sealed class ExportWriter : IDisposable
         bool created = true;
         if (parent.TryStat(name, out var existing))
         {
-            created = _onlyCreated = false;
+            LeaveFreshCreates();
+            created = false;
             if (StMode.IsDirectory(existing.Mode)) RemoveObject(parent, path, existing);
             else name = TempName(name);
         }
@@ -247,7 +279,7 @@ public sealed class ExportWriter : IDisposable
     {
         if (path.IsRoot) throw new InvalidOperationException("refusing to remove the export root");
         var parent = OpenParent(path);
-        _onlyCreated = false;
+        LeaveFreshCreates();
         var dbPath = DbPath(path);
         if (!parent.TryStat(path.Name, out var st)) { Write(db => db.DeleteTree(dbPath)); return; }
         RemoveObject(parent, path, st);
@@ -309,7 +341,7 @@ public sealed class ExportWriter : IDisposable
 
     private void RemoveObject(HostDirectory parent, ExportPath path, in Statx st)
     {
-        _onlyCreated = false;
+        LeaveFreshCreates();
         var dbPath = DbPath(path);
         if (StMode.IsDirectory(st.Mode))
         {
@@ -426,6 +458,7 @@ public sealed class ExportWriter : IDisposable
 
     public void Dispose()
     {
+        _contents?.Dispose();
         _recorder?.Dispose();
         _dirs.Dispose();
         _root.Dispose();

@@ -1,5 +1,5 @@
-using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
+using RootfsExport.Compression;
 using RootfsExport.PseudoDb;
 
 namespace RootfsExport.ExportTree;
@@ -9,16 +9,18 @@ namespace RootfsExport.ExportTree;
 /// next objects (tar has no database; this is how we keep up with it on two cores). Writes go over in
 /// batches (one wake-up per batch, not per row) through a bounded queue: a slow database holds the
 /// unpack back instead of piling up rows, so memory stays flat. Writes run in the order they were
-/// posted, inside the caller's transaction; a reader of files.db calls <see cref="Drain"/> first.
+/// posted, inside the caller's transaction; a reader of files.db calls <see cref="Drain"/> first. Any
+/// thread may post.
 /// </summary>
 internal sealed class OwnershipRecorder : IDisposable
 {
     private const int BatchSize = 256;
     private const int QueuedBatches = 8;
     private readonly FilesDb _db;
-    private readonly BlockingCollection<List<Action<FilesDb>>> _batches = new(QueuedBatches);
+    private readonly HandoffQueue<List<Action<FilesDb>>> _batches = new(QueuedBatches);
     private readonly Thread _thread;
     private readonly object _gate = new();
+    private readonly object _posting = new(); // the unpack and the file-contents thread both post
     private List<Action<FilesDb>> _batch = new(BatchSize);
     private int _pending; // batches posted and not yet done (under _gate)
     private ExceptionDispatchInfo? _error;
@@ -34,14 +36,18 @@ internal sealed class OwnershipRecorder : IDisposable
     public void Post(Action<FilesDb> write)
     {
         _error?.Throw();
-        _batch.Add(write);
-        if (_batch.Count >= BatchSize) Send();
+        lock (_posting)
+        {
+            _batch.Add(write);
+            if (_batch.Count >= BatchSize) Send();
+        }
     }
 
     /// <summary>Returns when every write posted so far is in files.db (rethrowing a failed one's error).</summary>
     public void Drain()
     {
-        if (_batch.Count > 0) Send();
+        lock (_posting)
+            if (_batch.Count > 0) Send();
         long started = UnpackPhases.Start();
         lock (_gate)
             while (_pending > 0) Monitor.Wait(_gate);
@@ -61,7 +67,7 @@ internal sealed class OwnershipRecorder : IDisposable
 
     private void Run()
     {
-        foreach (var batch in _batches.GetConsumingEnumerable())
+        while (_batches.TryTake(out var batch))
         {
             long started = UnpackPhases.Start();
             try
@@ -81,8 +87,7 @@ internal sealed class OwnershipRecorder : IDisposable
     /// <summary>Stops the thread after the writes already handed over (unsent ones are dropped).</summary>
     public void Dispose()
     {
-        _batches.CompleteAdding();
+        _batches.Complete();
         _thread.Join();
-        _batches.Dispose();
     }
 }

@@ -19,14 +19,14 @@ public static class UnpackPhases
         if (On) Interlocked.Add(ref total, Stopwatch.GetTimestamp() - started);
     }
 
-    public static long Parse, Create, Record, RecordWait;
+    public static long Parse, Create, Record, RecordWait, Contents;
 
     public static void Print(string what, TimeSpan elapsed, params (string Name, long Ticks)[] more)
     {
         if (!On) return;
         static string Ms(long ticks) => $"{Stopwatch.GetElapsedTime(0, ticks).TotalMilliseconds:F0} ms";
         var parts = new List<string> { $"total {elapsed.TotalMilliseconds:F0} ms", $"parse+wait {Ms(Parse)}", $"create {Ms(Create)}",
-            $"files.db {Ms(Record)}", $"files.db wait {Ms(RecordWait)}" };
+            $"files.db {Ms(Record)}", $"files.db wait {Ms(RecordWait)}", $"file contents thread {Ms(Contents)}" };
         parts.AddRange(more.Select(m => $"{m.Name} {Ms(m.Ticks)}"));
         Console.Error.WriteLine($"rootfs-export: {what}: {string.Join(", ", parts)}");
     }
