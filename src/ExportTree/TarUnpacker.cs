@@ -78,6 +78,20 @@ public sealed class TarUnpacker
         if (Entries == 0) throw new UserFacingException($"{_archiveName}: the archive has no entries");
         if (!sawRoot) _writer.Directory(ExportPath.Root, EntryMeta.Root(0x1ed)); // the export root always has a row
         _writer.FinishDirectoryTimes();
+        Flush();
+    }
+
+    /// <summary>Waits for the last files' contents and rows: a failure there names the archive too.</summary>
+    private void Flush()
+    {
+        try
+        {
+            _writer.Flush();
+        }
+        catch (UserFacingException e) when (!e.Message.StartsWith(_archiveName + ": ", StringComparison.Ordinal))
+        {
+            throw new UserFacingException($"{_archiveName}: {e.Message}", e);
+        }
     }
 
     private static bool IsArchiveError(Exception e) =>
