@@ -115,8 +115,12 @@ public sealed partial class BoardLayer : IDisposable
     internal ExportFileSystem LayerOf(LayerKind kind) => kind == LayerKind.Upper ? Upper : Lower;
 
     /// <summary>Which layer holds rel in the board's view.</summary>
-    internal LayerKind Resolve(string rel)
+    internal LayerKind Resolve(string rel) => Resolve(rel, out _);
+
+    /// <summary>Which layer holds rel; lowerSt is the shared export's stat of it when that is the layer (one statx saved).</summary>
+    private LayerKind Resolve(string rel, out Statx lowerSt)
     {
+        lowerSt = default;
         if (rel.Length == 0) return LayerKind.Upper;
         bool lowerVisible = true;
         int start = 0;
@@ -125,7 +129,7 @@ public sealed partial class BoardLayer : IDisposable
             int slash = rel.IndexOf('/', start);
             var prefix = slash < 0 ? rel : rel[..slash];
             var row = UpperRow(prefix);
-            if (row is null) return lowerVisible && Lower.TryStatRel(rel, out _) ? LayerKind.Lower : LayerKind.Absent;
+            if (row is null) return lowerVisible && Lower.TryStatRel(rel, out lowerSt) ? LayerKind.Lower : LayerKind.Absent;
             if (IsWhiteout(row)) return LayerKind.Absent;
             if (slash < 0) return LayerKind.Upper;
             if (!row.IsDirectory) return LayerKind.Absent;
@@ -152,8 +156,9 @@ public sealed partial class BoardLayer : IDisposable
     /// <summary>Stat of rel in the layer holding it; ENOENT when the board does not see it.</summary>
     internal (LayerKind Kind, Statx St) Stat(string rel)
     {
-        var kind = Resolve(rel);
-        if (kind == LayerKind.Absent || !LayerOf(kind).TryStatRel(rel, out var st)) throw new NinePException(Errno.ENOENT, $"{rel}: no such file");
+        var kind = Resolve(rel, out var st);
+        if (kind == LayerKind.Lower) return (kind, st);
+        if (kind == LayerKind.Absent || !Upper.TryStatRel(rel, out st)) throw new NinePException(Errno.ENOENT, $"{rel}: no such file");
         return (kind, st);
     }
 

@@ -56,15 +56,17 @@ public sealed class LabFileSystem(ExportFileSystem shared, Action<string>? log =
         var qids = new List<Qid>(names.Count);
         walked = null;
         var cur = fid.Path;
+        var (kind, st) = (LayerKind.Absent, default(Statx)); // the last name's, so each name is resolved once
         for (int i = 0; i < names.Count; i++)
         {
             try
             {
-                var (kind, st) = b.Stat(cur);
+                if (i == 0) (kind, st) = b.Stat(cur);
                 if (!ExportFileSystem.IsDir(st)) throw new NinePException(Errno.ENOTDIR, "walk through a non-directory");
                 if (names[i] is not ("." or "..")) b.LayerOf(kind).RequireAt(fid, cur, ExportFileSystem.MayExec);
                 cur = names[i] switch { "." => cur, ".." => ExportFileSystem.ParentOf(cur), var n => ExportFileSystem.Child(cur, n) };
-                qids.Add(b.QidOf(cur));
+                (kind, st) = b.Stat(cur);
+                qids.Add(b.LayerOf(kind).QidOf(cur, st));
             }
             catch when (i > 0)
             {
