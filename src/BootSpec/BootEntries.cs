@@ -45,6 +45,8 @@ public sealed record BootSpecRequest
     public string? NbdName { get; init; }
     /// <summary>nbd: the image served; its record's root hash goes on the line when it has a verity tree.</summary>
     public string? Image { get; init; }
+    /// <summary>9P (tcp, usbg): the board's name; its aname becomes &lt;export&gt;@&lt;board&gt;, the board's own copy-on-write layer.</summary>
+    public string? Board { get; init; }
 
     public static readonly string[] Transports = ["nfs", "tcp", "usbg", "virtio", "nbd"];
 
@@ -52,6 +54,9 @@ public sealed record BootSpecRequest
     public RootEndpoint Endpoint(string exportPath)
     {
         if (Transport != "nbd") RequireNone(("--name", NbdName), ("--image", Image));
+        if (Transport is not ("tcp" or "usbg") && Board != null)
+            throw new BootSpecException("board", $"--board does not apply to --transport {Transport}: a board's own layer is served over 9P (tcp or usbg){(Transport == "nbd" ? "; an nbd board names its export with --name" : "")}");
+        var aname = Board is null ? exportPath : $"{exportPath}@{Board}";
         switch (Transport)
         {
             case "nfs":
@@ -59,12 +64,12 @@ public sealed record BootSpecRequest
                 return Validated(new NfsEndpoint(ServerAddress(), exportPath, Port ?? TransportDefaults.NfsPort));
             case "tcp":
                 RequireNone(("--tag", Tag), ("--udc", Udc), ("--buflen", Buflen));
-                return Validated(new NinePTcpEndpoint(ServerAddress(), exportPath, Port ?? TransportDefaults.NinePTcpPort,
+                return Validated(new NinePTcpEndpoint(ServerAddress(), aname, Port ?? TransportDefaults.NinePTcpPort,
                     Msize ?? TransportDefaults.NinePMsize, Cache ?? TransportDefaults.NinePCache, Access ?? TransportDefaults.NinePAccess));
             case "usbg":
                 RequireNone(("--server", Server), ("--port", Port), ("--tag", Tag), ("--cache", Cache));
                 if (Udc is null) throw new BootSpecException("udc", "--udc is required for --transport usbg (the board's UDC, see /sys/class/udc there, e.g. ci_hdrc.0)");
-                return Validated(new UsbgEndpoint(Udc, exportPath, Msize, Access ?? TransportDefaults.NinePAccess, Buflen ?? TransportDefaults.UsbgBuflen));
+                return Validated(new UsbgEndpoint(Udc, aname, Msize, Access ?? TransportDefaults.NinePAccess, Buflen ?? TransportDefaults.UsbgBuflen));
             case "virtio":
                 RequireNone(("--server", Server), ("--port", Port), ("--udc", Udc), ("--buflen", Buflen), ("--access", Access));
                 return Validated(new VirtioEndpoint(Tag ?? TransportDefaults.VirtioTag, Msize ?? TransportDefaults.NinePMsize, Cache ?? TransportDefaults.NinePCache));

@@ -29,11 +29,15 @@ public static class BootCommands
         public readonly Option<string?> Append = new("--append") { Description = "Further kernel arguments, appended at the end" };
         public readonly Option<string?> NbdName = new("--name") { Description = "nbd: the export name the board asks for (its board name with serve --nbd; default 'default')" };
         public readonly Option<string?> Image = new("--image") { Description = "nbd: the image served; with a dm-verity tree (image --verity) its root hash goes on the line" };
+        public readonly Option<string?> Board = new("--board")
+        {
+            Description = "tcp, usbg: the board's name: it attaches aname=<export>@<board>, its own copy-on-write layer over the export (see rootfs-export board)",
+        };
 
         public void AddTo(Command c)
         {
             c.Arguments.Add(Export);
-            foreach (var o in new Option[] { Transport, Server, Port, Tag, Udc, Console, Ip, Msize, Buflen, Cache, Access, Append, NbdName, Image })
+            foreach (var o in new Option[] { Transport, Server, Port, Tag, Udc, Console, Ip, Msize, Buflen, Cache, Access, Append, NbdName, Image, Board })
                 c.Options.Add(o);
         }
 
@@ -53,6 +57,7 @@ public static class BootCommands
             Append = p.GetValue(Append),
             NbdName = p.GetValue(NbdName),
             Image = p.GetValue(Image) is { } image ? Path.GetFullPath(image) : null,
+            Board = p.GetValue(Board) is { } board ? ExportServing.BoardPaths.CheckName(board) : null,
         };
     }
 

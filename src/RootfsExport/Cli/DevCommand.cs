@@ -24,12 +24,13 @@ public static class DevCommand
         var udc = new Option<string>("--udc") { Description = "--usb: the board's UDC name, for the printed command line", DefaultValueFactory = _ => "ci_hdrc.0" };
         var buflen = new Option<int>("--buflen") { Description = $"--usb: the board gadget's buflen (default {TransportDefaults.UsbgBuflen})", DefaultValueFactory = _ => TransportDefaults.UsbgBuflen };
         var trace = new Option<bool>("--trace") { Description = "log every 9P request and reply to stderr" };
+        var board = new Option<string?>("--board") { Description = "9P: the board's name: the printed command line attaches aname=<export>@<board>, its own copy-on-write layer (see rootfs-export board)" };
         var gadgets = new GadgetOptions();
         var nfs = new NfsServe(withBuildDir: false);
         var cmd = new Command("dev", "The development loop: update the export, serve it to the board, and apply every package the build drops while serving " +
             "(the board sees it within seconds, no remount); prints the board's command line; Ctrl-C stops")
         {
-            image, ninep, usb, udc, buflen, trace,
+            image, ninep, usb, udc, buflen, trace, board,
         };
         build.AddTo(cmd);
         gadgets.AddTo(cmd);
@@ -39,6 +40,8 @@ public static class DevCommand
             LongRunningRuntime.Enter();
             int transports = (parse.GetValue(ninep) != null ? 1 : 0) + (parse.GetValue(usb) ? 1 : 0) + (parse.GetValue(nfs.Nfs) ? 1 : 0);
             if (transports > 1) throw new UserFacingException("choose one transport: --9p, --usb or --nfs");
+            var boardName = parse.GetValue(board) is { } b ? BoardPaths.CheckName(b) : null;
+            if (boardName != null && parse.GetValue(nfs.Nfs)) throw new UserFacingException("--board: a board's own layer is served over 9P (--9p or --usb), not NFS");
             var name = parse.GetValue(image)!;
             var (layout, export) = build.Resolve(parse, name);
             var request = new UpdateHandover(layout, name, export, [], NoFeeds: false);
@@ -50,8 +53,8 @@ public static class DevCommand
             bool isUsb = parse.GetValue(usb);
             using var server = ExportServer.Open(export, ServeCommands.Options(parse.GetValue(trace), isUsb ? UsbCommands.Log : line => Console.Error.WriteLine(line)));
             Func<CancellationToken, Task> serve = isUsb
-                ? t => ServeCommands.ServeGadgetsAsync(server, gadgets.Filter(parse), Board(parse.GetValue(udc)!, parse.GetValue(buflen)), t)
-                : t => ServeCommands.ListenNinePAsync(server, ListenAddress.Parse(parse.GetValue(ninep) ?? $"tcp:127.0.0.1:{TransportDefaults.NinePTcpPort}"), t);
+                ? t => ServeCommands.ServeGadgetsAsync(server, gadgets.Filter(parse), Board(parse.GetValue(udc)!, parse.GetValue(buflen)), t, boardName)
+                : t => ServeCommands.ListenNinePAsync(server, ListenAddress.Parse(parse.GetValue(ninep) ?? $"tcp:127.0.0.1:{TransportDefaults.NinePTcpPort}"), t, boardName);
             var watch = new FeedWatch(layout, name, _ => Task.FromResult(UpdateSteps.RunWhileServing(server, request, Console.Out).NotReady == 0), Console.Out);
             await ServeCommands.Together(stop.Token, serve, t => ServeCommands.ControlAsync(server, t), watch.RunAsync);
             Console.WriteLine("stopped; the database is consistent");

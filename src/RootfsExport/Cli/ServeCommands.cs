@@ -87,16 +87,19 @@ public static class ServeCommands
         catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
     }
 
+    /// <summary>What a board attaches: the export, or with a board name its own layer (&lt;export&gt;@&lt;board&gt;).</summary>
+    internal static string Aname(string exportPath, string? board) => board is null ? exportPath : $"{exportPath}@{board}";
+
     internal static ServerOptions Options(bool trace, Action<string> log) => new() { Trace = trace ? log : null, Log = log };
 
     /// <summary>Binds, prints the mount line and kernel command line, and serves 9P on the address until stopped.</summary>
-    internal static async Task ListenNinePAsync(ExportServer server, ListenAddress address, CancellationToken stop)
+    internal static async Task ListenNinePAsync(ExportServer server, ListenAddress address, CancellationToken stop, string? board = null)
     {
         using var listener = ExportServer.Bind(address);
         if (listener.LocalEndPoint is IPEndPoint ep) address = address with { Port = ep.Port };
         var exportPath = server.FileSystem.ExportPath;
         Console.WriteLine($"serving {exportPath} over 9P2000.L on {address}");
-        foreach (var line in ClientHints(address, exportPath)) Console.WriteLine(line);
+        foreach (var line in ClientHints(address, Aname(exportPath, board))) Console.WriteLine(line);
         Console.Out.Flush();
         try { await server.Server.ListenAsync(listener, stop); }
         finally
@@ -105,11 +108,11 @@ public static class ServeCommands
         }
     }
 
-    internal static async Task ServeGadgetsAsync(ExportServer server, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, CancellationToken stop)
+    internal static async Task ServeGadgetsAsync(ExportServer server, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, CancellationToken stop, string? boardName = null)
     {
         var exportPath = server.FileSystem.ExportPath;
         Console.WriteLine($"serving {exportPath} over 9P2000.L to usb9pfs gadgets ({filter})");
-        foreach (var line in UsbCommands.BoardHints(exportPath, board.Udc, board.Buflen)) Console.WriteLine(line);
+        foreach (var line in UsbCommands.BoardHints(Aname(exportPath, boardName), board.Udc, board.Buflen)) Console.WriteLine(line);
         Console.Out.Flush();
         // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot. The gadget
         // keeps one request in flight, so each is served in strict ping-pong on a thread of its own.
