@@ -34,6 +34,8 @@ public sealed class UsbgTransport(IBulkEndpoints pipe, IDisposable? owner = null
     /// <summary>The board's buflen caps msize on its side already; this is only our ceiling (Linux's own 4 MiB).</summary>
     public int MaxMessageSize => 4 * 1024 * 1024 + 4096;
     public string Description => pipe.Description;
+    /// <summary>The gadget served, when the pipe is a real USB link (the host's --board mapping looks at its port and serial).</summary>
+    public Usb9pfsGadget? Gadget => (pipe as UsbgLink)?.Gadget;
     public long Requests => Interlocked.Read(ref _requests);
     public long BytesIn => Interlocked.Read(ref _bytesIn);
     public long BytesOut => Interlocked.Read(ref _bytesOut);

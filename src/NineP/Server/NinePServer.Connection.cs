@@ -29,7 +29,10 @@ public sealed partial class NinePServer<TFid>
         private Exception? _writeFailure;
 
         private static RequestHandlers<TFid> NewHandlers(NinePServer<TFid> server, INinePTransport transport) =>
-            new(server.FileSystem, new FidTable<TFid>(server.FileSystem)) { Msize = Math.Min(server._options.MaxMessageSize, transport.MaxMessageSize) };
+            new(server.FileSystem, new FidTable<TFid>(server.FileSystem)) {
+                Msize = Math.Min(server._options.MaxMessageSize, transport.MaxMessageSize),
+                AnameFor = transport is IAttachNaming naming ? naming.Aname : null,
+            };
 
         /// <summary>Reads frames and serves them until the client goes, the transport fails or the token fires.</summary>
         public async Task RunAsync(CancellationToken ct)

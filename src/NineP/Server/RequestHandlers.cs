@@ -20,6 +20,9 @@ internal sealed class RequestHandlers<TFid>(INinePFileSystem<TFid> fs, FidTable<
     /// <summary>The msize agreed by Tversion: caps read and readdir replies.</summary>
     public int Msize { get; set; }
 
+    /// <summary>The aname attached for the one a client sends (the transport's <see cref="Transport.IAttachNaming"/>), or null: as sent.</summary>
+    public Func<string, string>? AnameFor { get; init; }
+
 
     /// <summary>Metadata requests that take microseconds: served on the read loop, they skip a thread-pool hop.</summary>
     public static bool IsQuick(Message m) => m is Twalk or Tgetattr or Tclunk or Treadlink or Tlopen or Tstatfs or Tsetattr
@@ -68,7 +71,7 @@ internal sealed class RequestHandlers<TFid>(INinePFileSystem<TFid> fs, FidTable<
     private Rattach Attach(Tattach a)
     {
         if (a.Afid != P9.NoFid) throw new NinePException(Errno.EINVAL, "no authentication: afid must be NOFID");
-        var fid = _fs.Attach(a.Aname, AttachUid(a), out var qid);
+        var fid = _fs.Attach(AnameFor?.Invoke(a.Aname) ?? a.Aname, AttachUid(a), out var qid);
         _fids.Add(a.Fid, fid);
         return new Rattach(qid);
     }

@@ -43,6 +43,15 @@ public interface IBlockingNinePTransport : INinePTransport
     bool OneRequestAtATime => false;
 }
 
+/// <summary>
+/// A transport whose host side decides what its client attaches (a usb9pfs board given a board's layer by its USB
+/// port or serial): the server attaches <see cref="Aname"/> of what the client asked for.
+/// </summary>
+public interface IAttachNaming
+{
+    string Aname(string requested);
+}
+
 /// <summary>A transport with one request in flight at a time (usb9pfs: the gadget sends its next T-message only after the reply).</summary>
 public interface ISerialNinePTransport : IBlockingNinePTransport
 {

@@ -53,7 +53,8 @@ public static class DevCommand
             bool isUsb = parse.GetValue(usb);
             using var server = ExportServer.Open(export, ServeCommands.Options(parse.GetValue(trace), isUsb ? UsbCommands.Log : line => Console.Error.WriteLine(line)));
             Func<CancellationToken, Task> serve = isUsb
-                ? t => ServeCommands.ServeGadgetsAsync(server, gadgets.Filter(parse), Board(parse.GetValue(udc)!, parse.GetValue(buflen)), t, boardName)
+                ? t => ServeCommands.ServeGadgetsAsync(server, gadgets.Filter(parse), Board(parse.GetValue(udc)!, parse.GetValue(buflen)), t,
+                    boardName is null ? null : UsbBoards.Every(boardName))
                 : t => ServeCommands.ListenNinePAsync(server, ListenAddress.Parse(parse.GetValue(ninep) ?? $"tcp:127.0.0.1:{TransportDefaults.NinePTcpPort}"), t, boardName);
             var watch = new FeedWatch(layout, name, _ => Task.FromResult(UpdateSteps.RunWhileServing(server, request, Console.Out).NotReady == 0), Console.Out);
             await ServeCommands.Together(stop.Token, serve, t => ServeCommands.ControlAsync(server, t), watch.RunAsync);

@@ -19,6 +19,10 @@ public static class ServeCommands
         var udc = new Option<string>("--udc") { Description = "--usb: the board's UDC name = usb9pfs instance name, for the printed mount line and cmdline", DefaultValueFactory = _ => "ci_hdrc.0" };
         var buflen = new Option<int>("--buflen") { Description = $"--usb: the buflen the board's gadget uses (default {TransportDefaults.UsbgBuflen}), for the printed mount line", DefaultValueFactory = _ => TransportDefaults.UsbgBuflen };
         var gadgets = new GadgetOptions();
+        var boards = new Option<string[]>("--board")
+        {
+            Description = "--usb: PATH-OR-SERIAL=BOARD, repeatable: the gadget at that USB port (e.g. 2-1.1.2, see `usb list`) or with that serial attaches the board's own layer, whatever aname it sends",
+        };
         var nfs = new NfsServe();
         var nbd = new NbdServe(nfs.Bind);
         var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (TCP/unix socket by default, or usb9pfs) or NFS, with the ownership from the pseudo database");
@@ -26,6 +30,7 @@ public static class ServeCommands
         cmd.Options.Add(ninep);
         cmd.Options.Add(usb);
         gadgets.AddTo(cmd);
+        cmd.Options.Add(boards);
         cmd.Options.Add(udc);
         cmd.Options.Add(buflen);
         cmd.Options.Add(trace);
@@ -35,6 +40,9 @@ public static class ServeCommands
         {
             LongRunningRuntime.Enter();
             var dir = parseResult.GetValue(export)!;
+            var usbBoards = UsbBoards.Parse(parseResult.GetValue(boards) ?? []);
+            if (!usbBoards.IsEmpty && !parseResult.GetValue(usb))
+                throw new UserFacingException("--board PATH-OR-SERIAL=BOARD applies to --usb; a TCP board attaches aname=<export>@<board> itself (rootfs-export cmdline --board)");
             if (parseResult.GetValue(nbd.Nbd))
             {
                 if (parseResult.GetValue(ninep) != null || parseResult.GetValue(usb) || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb, --nfs or --nbd");
@@ -45,7 +53,7 @@ public static class ServeCommands
                 if (parseResult.GetValue(ninep) != null || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb or --nfs");
                 var board = new UsbgEndpoint(parseResult.GetValue(udc)!, "/", Buflen: parseResult.GetValue(buflen));
                 board.Validate(); // names the field (udc, buflen)
-                return await ServeUsb(dir, gadgets.Filter(parseResult), board, parseResult.GetValue(trace), ct);
+                return await ServeUsb(dir, gadgets.Filter(parseResult), board, usbBoards, parseResult.GetValue(trace), ct);
             }
             if (parseResult.GetValue(nfs.Nfs))
             {
@@ -67,11 +75,11 @@ public static class ServeCommands
         return 0;
     }
 
-    private static async Task<int> ServeUsb(string dir, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, bool trace, CancellationToken ct)
+    private static async Task<int> ServeUsb(string dir, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, UsbBoards boards, bool trace, CancellationToken ct)
     {
         using var server = ExportServer.Open(dir, Options(trace, UsbCommands.Log));
         using var stop = new StopSignal(ct);
-        await Together(stop.Token, t => ServeGadgetsAsync(server, filter, board, t), t => ControlAsync(server, t));
+        await Together(stop.Token, t => ServeGadgetsAsync(server, filter, board, t, boards), t => ControlAsync(server, t));
         Console.WriteLine("stopped; the database is consistent");
         return 0;
     }
@@ -108,15 +116,17 @@ public static class ServeCommands
         }
     }
 
-    internal static async Task ServeGadgetsAsync(ExportServer server, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, CancellationToken stop, string? boardName = null)
+    internal static async Task ServeGadgetsAsync(ExportServer server, RootfsExport.Usb9pBridge.GadgetFilter filter, UsbgEndpoint board, CancellationToken stop, UsbBoards? boards = null)
     {
         var exportPath = server.FileSystem.ExportPath;
         Console.WriteLine($"serving {exportPath} over 9P2000.L to usb9pfs gadgets ({filter})");
-        foreach (var line in UsbCommands.BoardHints(Aname(exportPath, boardName), board.Udc, board.Buflen)) Console.WriteLine(line);
+        foreach (var line in UsbCommands.BoardHints(Aname(exportPath, boards?.EveryBoard), board.Udc, board.Buflen)) Console.WriteLine(line);
+        foreach (var line in boards?.Describe() ?? []) Console.WriteLine(line);
         Console.Out.Flush();
         // each attach is a fresh 9P connection: the board starts over with Tversion after a reboot. The gadget
         // keeps one request in flight, so each is served in strict ping-pong on a thread of its own.
-        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, server.Server.ServeAsync, UsbCommands.Log).RunAsync(stop);
+        await new RootfsExport.Usb9pBridge.GadgetSupervisor(filter, (t, ct) => server.Server.ServeAsync(
+            t.Gadget is { } g && boards != null ? boards.For(t, g.Path, g.Serial, UsbCommands.Log) : t, ct), UsbCommands.Log).RunAsync(stop);
     }
 
     /// <summary>The control socket: `update` and `watch` run elsewhere hand their work to this process, the export's one writer.</summary>
