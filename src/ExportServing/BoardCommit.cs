@@ -36,6 +36,7 @@ public static class BoardCommit
             if (pending.Board == board) return new BoardCommitResult([], resumed);
         }
         if (!paths.Exists) throw UnknownBoard(export.Path, board);
+        using var boardLock = paths.State.AcquireWriterLock(); // before the journal: a board held elsewhere leaves nothing to finish
         var changes = BoardLab.Diff(export.Path, board);
         var staging = StagingName(export, paths);
         WriteJournal(export.State, board, staging);

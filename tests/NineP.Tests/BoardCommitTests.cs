@@ -173,6 +173,9 @@ public sealed class BoardCommitTests
         var refused = Run.Tool(["serve", fx.Export, "--9p", "tcp:127.0.0.1:0"], null, TimeSpan.FromMinutes(1));
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("commit of board b1 into this export was interrupted", refused.Stderr);
+        var reset = Run.Tool("board", "reset", fx.Export, "b1"); // its layer is what the next commit finishes from
+        Assert.Equal(1, reset.ExitCode);
+        Assert.Contains("was interrupted", reset.Stderr);
 
         Run.Program("chmod", "0755", etc).ShouldSucceed();
         Assert.Contains("finished the interrupted commit of board b1", Run.Tool("board", "commit", fx.Export, "b1").ShouldSucceed().Stdout);
