@@ -16,8 +16,9 @@ namespace RootfsExport.NineP.Tests;
 /// root, creates, chowns, deletes and overwrites files and makes and chowns a directory; neither sees the
 /// other's changes, and the shared export and its files.db stay as they were. A package rebuilt in the feed
 /// (a changed file, a new one) is applied by `update` while both are mounted and reaches both, except the file
-/// a board overwrote itself. The diff lists exactly each board's changes with owners; a reset board, mounted
-/// again, sees the export as it is.
+/// a board overwrote itself. `board list` shows both served; `board diff` lists exactly each board's changes with
+/// owners; b, after `board reset` and mounted again, sees the export as it is; a's `board commit` leaves `check`
+/// clean and real pseudo seeing a's owners in the shared export.
 /// </summary>
 public class BoardGuestTests(ITestOutputHelper output)
 {
@@ -77,6 +78,9 @@ public class BoardGuestTests(ITestOutputHelper output)
                 foreach (var board in new[] { "a", "b" })
                     await WaitUntil(() => File.Exists(Path.Combine(BoardPaths.For(export, board).Upper, "tmp/changed")), $"board {board}'s changes", guests, serve);
                 Assert.Equal(original, BoardOverlayTests.Fingerprint(export)); // both boards changed only their layers
+                var list = Board("list", export);
+                Assert.Matches(@"(?m)^a\s+6 change\(s\): 3 added, 2 modified, 1 deleted\s+served by pid \d+$", list);
+                Assert.Matches(@"(?m)^b\s+6 change\(s\): 3 added, 2 modified, 1 deleted\s+served by pid \d+$", list);
 
                 // the package is rebuilt (same version): a changed file, a new one; update hands it to the serve
                 build.Ipk("app", "1.0-r0", Arch, [new("/usr/share/app/conf", "conf-2\n"), new("/usr/share/app/readme", "readme-2\n"), new("/usr/share/app/new", "new-2\n")]);
@@ -87,16 +91,15 @@ public class BoardGuestTests(ITestOutputHelper output)
                 Assert.Contains("stopped; the database is consistent", serve.Output);
                 output.WriteLine(serve.Output);
             }
-            Assert.Equal(new[]
-            {
-                new BoardChange("etc/created-by-b", BoardChangeKind.Added, 0, 0, 0x81a4),
-                new BoardChange("etc/hostname", BoardChangeKind.Modified, 4321, 8765, 0x81a4),
-                new BoardChange("etc/issue", BoardChangeKind.Deleted, 0, 0, 0x81a4),
-                new BoardChange("tmp/changed", BoardChangeKind.Added, 0, 0, 0x81a4),
-                new BoardChange("usr/share/app/readme", BoardChangeKind.Modified, 0, 0, 0x81a4),
-                new BoardChange("var/lib/b-data", BoardChangeKind.Added, 4321, 8765, 0x41ed),
-            }, BoardLab.Diff(export, "b"));
-            Assert.True(BoardLab.Reset(export, "b"));
+            Assert.Equal([
+                "added -rw-r--r-- 0:0 /etc/created-by-b",
+                "modified -rw-r--r-- 4321:8765 /etc/hostname",
+                "deleted -rw-r--r-- 0:0 /etc/issue",
+                "added -rw-r--r-- 0:0 /tmp/changed",
+                "modified -rw-r--r-- 0:0 /usr/share/app/readme",
+                "added drwxr-xr-x 4321:8765 /var/lib/b-data",
+            ], Lines(Board("diff", export, "b")));
+            Assert.Contains("board b reset: dropped 6 change(s)", Board("reset", export, "b"));
             using (var again = new BackgroundTool(["serve", export, "--9p", $"tcp:127.0.0.1:{secondPort}"]))
             {
                 await WaitUntil(() => guests.All(g => g.IsCompleted), "the guests' end", guests, again);
@@ -112,7 +115,7 @@ public class BoardGuestTests(ITestOutputHelper output)
         AssertViews(consoles);
         AssertSharedChangedOnlyByTheUpdate(beforeUpdate, BoardOverlayTests.Fingerprint(export));
         Assert.Contains("clean:", build.Check().ShouldSucceed().Stdout);
-        AssertDiffA(export);
+        AssertDiffAndCommitA(export);
     }
 
     /// <summary>What each guest saw: its own changes only, the update except where it changed the path, and after b's reset the export.</summary>
@@ -162,19 +165,61 @@ public class BoardGuestTests(ITestOutputHelper output)
         Assert.Contains("/usr/share/app/conf", changed);
     }
 
-    /// <summary>Board a's diff: exactly its changes (and the marker it left for the host), with owners and modes.</summary>
-    private static void AssertDiffA(string export)
+    /// <summary>
+    /// Board a's diff: exactly its changes (and the marker it left for the host), with owners and modes; then its
+    /// commit into the shared export, after which `check` is clean and real pseudo sees a's owners there.
+    /// </summary>
+    private static void AssertDiffAndCommitA(string export)
     {
-        Assert.Equal(new[]
+        string[] changes =
+        [
+            "added -rw-r--r-- 0:0 /etc/created-by-a",
+            "modified -rw-r--r-- 1234:5678 /etc/hostname",
+            "deleted -rw-r--r-- 0:0 /etc/motd",
+            "added -rw-r--r-- 0:0 /tmp/changed",
+            "modified -rw-r--r-- 0:0 /usr/share/app/conf",
+            "added drwxr-xr-x 1234:5678 /var/lib/a-data",
+        ];
+        Assert.Equal(changes, Lines(Board("diff", export, "a")));
+        var commit = Lines(Board("commit", export, "a"));
+        Assert.Equal(changes, commit[..^1]);
+        Assert.StartsWith("committed board a into ", commit[^1]);
+        Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+        Assert.Equal("a-conf\n", File.ReadAllText(Path.Combine(export, "usr/share/app/conf"))); // the board's own, over the update's
+        Assert.False(File.Exists(Path.Combine(export, "etc/motd")));
+        PseudoSees(export, new()
         {
-            new BoardChange("etc/created-by-a", BoardChangeKind.Added, 0, 0, 0x81a4),
-            new BoardChange("etc/hostname", BoardChangeKind.Modified, 1234, 5678, 0x81a4),
-            new BoardChange("etc/motd", BoardChangeKind.Deleted, 0, 0, 0x81a4),
-            new BoardChange("tmp/changed", BoardChangeKind.Added, 0, 0, 0x81a4),
-            new BoardChange("usr/share/app/conf", BoardChangeKind.Modified, 0, 0, 0x81a4),
-            new BoardChange("var/lib/a-data", BoardChangeKind.Added, 1234, 5678, 0x41ed),
-        }, BoardLab.Diff(export, "a"));
+            ["etc/created-by-a"] = "0 0 644 regular file",
+            ["etc/hostname"] = "1234 5678 644 regular file",
+            ["usr/share/app/conf"] = "0 0 644 regular file",
+            ["var/lib/a-data"] = "1234 5678 755 directory",
+        });
     }
+
+    /// <summary>Real pseudo, on the shared export's own state, reports these owners.</summary>
+    private static void PseudoSees(string export, Dictionary<string, string> expected)
+    {
+        Run.RequirePeer("pseudo");
+        var env = new Dictionary<string, string> { ["PSEUDO_PREFIX"] = "/usr", ["PSEUDO_LOCALSTATEDIR"] = PseudoDb.PseudoState.ForExport(export).Directory };
+        var root = PseudoDb.ExportPaths.Canonical(export);
+        try
+        {
+            var stat = Run.Program("pseudo", new[] { "stat", "-c", "%n %u %g %a %F" }.Concat(expected.Keys.Select(k => Path.Combine(root, k))),
+                asUnprivileged: true, env: env, timeout: TimeSpan.FromMinutes(1)).ShouldSucceed().Stdout;
+            Assert.Equal(expected.Select(e => $"{e.Key} {e.Value}").ToArray(), Lines(stat).Select(l => l[(root.Length + 1)..]).ToArray());
+        }
+        finally
+        {
+            Run.Program("pseudo", ["-S"], asUnprivileged: true, env: env, timeout: TimeSpan.FromMinutes(1));
+        }
+    }
+
+    /// <summary>`rootfs-export board ...` as uid 65534; its standard output.</summary>
+    private static string Board(params string[] args) => Run.Tool(["board", .. args], null).ShouldSucceed().Stdout;
+
+    /// <summary>Non-empty lines, runs of spaces (the CLI's column padding) made one.</summary>
+    private static string[] Lines(string text) =>
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => Regex.Replace(l.Trim(), " +", " ")).ToArray();
 
     /// <summary>
     /// A board's /init: mount as the board, make its changes, report its view, mark that it is done (in its own
