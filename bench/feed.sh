@@ -4,8 +4,8 @@
 #   - one rebuilt package (same name and version, new content) applied by a fresh `update` process, against
 #     `dpkg --root --unpack` of the same package file into a root of its own (run by the invoking user, root, so
 #     its chowns work; fakeroot's own start-up takes seconds here and would swamp it);
-#   - `watch`: from the package landing in the feed (a rename, as sstate's hard link makes it appear whole) to the
-#     new file in the export.
+#   - `watch`: from the package landing in the feed (timed from before a rename, as sstate's hard link makes it
+#     appear whole) to the new file in the export.
 # Each figure is the median of RUNS runs, the builds and the peer alternated in every round; wall and user+sys
 # CPU (the latter suffers less from other load). Run as root (the tools run as uid 65534):
 #   bench/feed.sh [RUNS]        RUNS default 5
@@ -38,15 +38,15 @@ as_user() { if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --
 feed="$work/build/tmp/deploy/ipk/core2-64"
 pkg="hello-sample_1.0-r0_core2-64.ipk"
 export_dir="$work/build/export/bench-image-qemux86-64"
-land() { # content -> a rebuilt hello-sample 1.0-r0 (same name and version) renamed into the feed
-  local d; d=$(mktemp -d "$work/stage.XXXX"); mkdir -p "$d/c" "$d/data/usr/bin"
+build_pkg() { # content -> $work/stage/$pkg: a rebuilt hello-sample 1.0-r0 (same name and version)
+  local d="$work/stage"; rm -rf "$d"; mkdir -p "$d/c" "$d/data/usr/bin"
   printf 'Package: hello-sample\nVersion: 1.0-r0\nArchitecture: core2-64\nMaintainer: b\nDescription: b\n' > "$d/c/control"
   printf 'echo %s\n' "$1" > "$d/data/usr/bin/hello"; chmod 755 "$d/data/usr/bin/hello"; echo 2.0 > "$d/debian-binary"
   tar --numeric-owner --owner=0 --group=0 -czf "$d/control.tar.gz" -C "$d/c" ./control
   tar --numeric-owner --owner=0 --group=0 -czf "$d/data.tar.gz" -C "$d/data" .
   (cd "$d" && ar -crf "$d/$pkg" debian-binary control.tar.gz data.tar.gz); chmod -R a+rwX "$d"
-  as_user mv "$d/$pkg" "$feed/$pkg"; rm -rf "$d"
 }
+land() { build_pkg "$1"; as_user mv "$work/stage/$pkg" "$feed/$pkg"; }   # renamed in whole, as sstate's hard link
 applied() { local line=""; read -r line < "$export_dir/usr/bin/hello" 2>/dev/null || true; [ "$line" = "echo $1" ]; }
 timed() { # out-file command... : wall, user, sys of one run as uid 65534
   /usr/bin/time -f "%e %U %S" -o "$1" setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" "${@:2}" >/dev/null
@@ -84,18 +84,24 @@ done
 
 for b in native jit; do   # watch: rename into the feed -> new content in the export, polled every 2 ms
   : > "$work/watch-$b.log"; chmod 666 "$work/watch-$b.log"
-  as_user "$tools/$b/rootfs-export" watch bench-image > "$work/watch-$b.log" 2>&1 &
+  # started directly (not through a shell function, whose subshell would get the signal): $! is the watch itself
+  if [ "$(id -u)" -eq 0 ]; then setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" "$tools/$b/rootfs-export" watch bench-image > "$work/watch-$b.log" 2>&1 &
+  else BUILDDIR="$work/build" "$tools/$b/rootfs-export" watch bench-image > "$work/watch-$b.log" 2>&1 & fi
   watch_pid=$!
   for _ in $(seq 600); do grep -q "listening on" "$work/watch-$b.log" && break; sleep 0.05; done
   sleep 0.5
   for i in $(seq "$runs"); do
-    tag="hello watch $b $i"; t0=$EPOCHREALTIME; land "$tag"; t1=$EPOCHREALTIME
+    tag="hello watch $b $i"; build_pkg "$tag"
+    t1=$EPOCHREALTIME; as_user mv "$work/stage/$pkg" "$feed/$pkg"   # timed from before the rename (mv's start-up included)
     for _ in $(seq 5000); do applied "$tag" && break; sleep 0.002; done; t2=$EPOCHREALTIME
     applied "$tag" || { echo "feed.sh: watch ($b) did not apply the package" >&2; cat "$work/watch-$b.log" >&2; exit 1; }
     echo "$t2 $t1" | awk '{printf "%.3f\n", $1-$2}' >> "$work/watch-$b.times"
     sleep 0.3
   done
-  kill -INT "$watch_pid"; wait "$watch_pid" || true; watch_pid=""
+  kill -INT "$watch_pid"   # Ctrl-C: it stops by itself (a zombie until waited for)
+  for _ in $(seq 100); do case "$(ps -o stat= -p "$watch_pid" 2>/dev/null)" in ""|Z*) break;; esac; sleep 0.1; done
+  case "$(ps -o stat= -p "$watch_pid" 2>/dev/null)" in ""|Z*) ;; *) echo "feed.sh: watch ($b) did not stop on SIGINT" >&2; kill -KILL "$watch_pid";; esac
+  wait "$watch_pid" || true; watch_pid=""
 done
 
 entries=$(zstd -dc "$img" | tar -t | wc -l)
@@ -110,6 +116,6 @@ for b in native jit; do
     "$(col 1 "one-$b")" "$(cpu "one-$b")" "$(col 1 "dpkg-$b")" "$(cpu "dpkg-$b")" "$(echo "$(col 1 "one-$b") / $(col 1 "dpkg-$b")" | bc -l)"
 done
 for b in native jit; do
-  printf 'watch, %-6s landed -> applied %6.3f s   (runs: %s)\n' "$b" "$(median < "$work/watch-$b.times")" "$(tr '\n' ' ' < "$work/watch-$b.times")"
+  printf 'watch, %-6s rename -> applied %6.3f s   (runs: %s)\n' "$b" "$(median < "$work/watch-$b.times")" "$(tr '\n' ' ' < "$work/watch-$b.times")"
   grep "refresh (" "$work/watch-$b.log" | tail -1 | sed 's/^/    last refresh logged: /'
 done
