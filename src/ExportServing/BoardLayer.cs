@@ -195,6 +195,18 @@ public sealed partial class BoardLayer : IDisposable
 
     internal ExportFid NewFid(string rel, uint uid) => _fids.Add(new ExportFid(rel, uid) { Board = this });
 
+    /// <summary>
+    /// A new fid for rel already bound to the layer a walk found it in, as of generation gen (read before that
+    /// lookup): its first Tgetattr or Tlopen need not look it up again. A change since then rebinds it as usual.
+    /// </summary>
+    internal ExportFid NewFid(string rel, uint uid, LayerKind kind, long gen)
+    {
+        var fid = NewFid(rel, uid);
+        var layer = LayerOf(kind);
+        lock (fid.BindingLock) Rebind(fid, layer.Track(new ExportFid(rel, uid)), layer, gen);
+        return fid;
+    }
+
     internal void Forget(ExportFid fid) => _fids.Remove(fid);
 
     /// <summary>A fid of the object fid names in the layer holding it now, leased (caller releases).</summary>

@@ -57,6 +57,7 @@ public sealed class LabFileSystem(ExportFileSystem shared, Action<string>? log =
         walked = null;
         var cur = fid.Path;
         var (kind, st) = (LayerKind.Absent, default(Statx)); // the last name's, so each name is resolved once
+        long gen = b.Generation; // before the lookups: a change meanwhile makes the new fid look again
         for (int i = 0; i < names.Count; i++)
         {
             try
@@ -73,7 +74,7 @@ public sealed class LabFileSystem(ExportFileSystem shared, Action<string>? log =
                 return qids; // partial walk: no new fid
             }
         }
-        walked = b.NewFid(cur, fid.Uid);
+        walked = names.Count == 0 ? b.NewFid(cur, fid.Uid) : b.NewFid(cur, fid.Uid, kind, gen);
         return qids;
     }
 
