@@ -56,7 +56,7 @@ run() { # build, archive -> "maxrss_kb wall cpu"
     native) cmd=(env -i PATH=/usr/bin:/bin "$tool/bin/rootfs-export") ;;
     jit) cmd=(env -i PATH=/usr/bin:/bin HOME=/tmp DOTNET_CLI_TELEMETRY_OPTOUT=1 "$(command -v dotnet)" "$tool/jit/rootfs-export.dll") ;;
   esac
-  /usr/bin/time -f '%M %e %U %S' -o "$work/t" "${user[@]}" "${cmd[@]}" unpack "$2" "$out" >/dev/null
+  /usr/bin/time -f '%M %e %U %S' -o "$work/t" "${user[@]}" "${cmd[@]}" unpack "$2" "$out" >/dev/null 2>&1
   "${user[@]}" rm -rf "$out" "$out.pseudo_state"
   awk '{printf "%d %s %.2f\n", $1, $2, $3 + $4}' "$work/t"
 }

@@ -83,10 +83,10 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 as_user rm -rf "$work"/r*; rm -rf "$work" "$tool"
 
 median() { # label, column (2 wall, 5 user+sys)
-  grep "^$1 " "$results" | awk -v c="$2" '{print (c == 5 ? $3 + $4 : $c)}' | sort -n |
-    awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+  { grep "^$1 " "$results" || true; } | awk -v c="$2" '{print (c == 5 ? $3 + $4 : $c)}' | sort -n |
+    awk '{a[NR]=$1} END {if (NR == 0) print "-"; else printf "%.2f\n", (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
 }
-ratio() { if [ "$1" = nan ] || [ "$2" = nan ]; then echo "-"; else printf '%.2fx' "$(echo "$1 / $2" | bc -l)"; fi; }
+ratio() { if [ "$1" = - ] || [ "$2" = - ]; then echo "-"; else printf '%.2fx' "$(echo "$1 / $2" | bc -l)"; fi; }
 echo
 echo "rootfs: mmdebstrap --variant=minbase --include=iputils-ping,libcap2-bin bookworm ($entries entries), $runs runs each, medians"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%F), load average before $load_before, after $load_after"
