@@ -79,6 +79,8 @@ public static class ExportUpdater
     {
         ExportCreator.Recover(export, held);
         var state = new PseudoState(PseudoState.StatePathFor(export));
+        // a half-committed board is finished by `board commit` from its layer; a new image or a package now would be lost under it
+        BoardCommitJournal.EnsureNone(export, state);
         bool present = Directory.Exists(export);
         bool exists = present && state.Exists;
         if (exists && ImageStamp.IsCurrent(state, tarball))

@@ -15,11 +15,11 @@ public sealed record BoardCommitResult(IReadOnlyList<BoardChange> Changes, strin
 /// staged objects are renamed into place, whiteouts and opaque directories remove what the board deleted, and
 /// the rows go into the shared files.db, committed last. The board's layer is only read until then, so a
 /// commit that dies part way is finished by the next `board commit` (applying a layer twice gives the same
-/// result), and no serve starts on the export while the journal says a commit is unfinished.
+/// result), and nothing else writes to the export (serve, update, check --repair, ...) while the journal
+/// (<see cref="BoardCommitJournal"/>) says a commit is unfinished.
 /// </summary>
 public static class BoardCommit
 {
-    public const string JournalName = "rootfs-export-board-commit.journal";
     private const string TrashPrefix = ".committed-";
 
     /// <summary>Commits board into the export at exportDir, finishing an interrupted commit first.</summary>
@@ -29,7 +29,7 @@ public static class BoardCommit
         if (paths.State.HeldByThisProcess) throw new UserFacingException($"board {board} is being served by this process; stop serving it first");
         using var export = OpenExport(exportDir);
         string? resumed = null;
-        if (ReadJournal(export.State) is { } pending)
+        if (ReadJournal(export.State) is { } pending) // a commit that stopped part way is finished first, whichever board it was
         {
             Finish(export, BoardPaths.For(export.Path, pending.Board), pending.Staging);
             resumed = pending.Board;
@@ -39,16 +39,10 @@ public static class BoardCommit
         using var boardLock = paths.State.AcquireWriterLock(); // before the journal: a board held elsewhere leaves nothing to finish
         var changes = BoardLab.Diff(export.Path, board);
         var staging = StagingName(export, paths);
-        WriteJournal(export.State, board, staging);
+        new BoardCommitJournal(board, staging).Write(export.State);
         Finish(export, paths, staging);
         return new BoardCommitResult(changes, resumed);
     }
-
-    /// <summary>Why a serve may not start: a commit into this export was interrupted and must be finished first.</summary>
-    public static string? Unfinished(PseudoState exportState) =>
-        ReadJournal(exportState) is { } j
-            ? $"a commit of board {j.Board} into this export was interrupted (journal {Path.Combine(exportState.Directory, JournalName)}); finish it with 'rootfs-export board commit <export> {j.Board}'"
-            : null;
 
     public static UserFacingException UnknownBoard(string export, string board)
     {
@@ -58,7 +52,7 @@ public static class BoardCommit
 
     private static ExportHandle OpenExport(string exportDir)
     {
-        try { return ExportHandle.OpenForWriting(exportDir); }
+        try { return ExportHandle.OpenForBoardCommit(exportDir); }
         catch (UserFacingException e) when (Directory.Exists(exportDir) && PseudoState.ForExport(exportDir).Exists)
         {
             throw new UserFacingException($"cannot commit into {exportDir} now: {e.Message} (a commit changes the shared export every board sees; stop the serve first)");
@@ -128,35 +122,20 @@ public static class BoardCommit
         using var upper = HostDirectory.Open(paths.Upper);
         for (int i = 0; ; i++)
         {
-            var name = i == 0 ? ".rfe-board-commit" : $".rfe-board-commit.{i}";
+            var name = i == 0 ? BoardCommitJournal.StagingPrefix : $"{BoardCommitJournal.StagingPrefix}.{i}";
             if (!export.Root.TryStat(name, out _) && !upper.TryStat(name, out _)) return name;
         }
     }
 
     private static void RemoveStaging(ExportHandle export, string staging) => export.Root.RemoveTree(staging);
 
-    private sealed record Journal(string Board, string Staging);
-
-    private static Journal? ReadJournal(PseudoState state)
+    /// <summary>The journal, its board name held to the rules every board name follows.</summary>
+    private static BoardCommitJournal? ReadJournal(PseudoState state)
     {
-        var file = Path.Combine(state.Directory, JournalName);
-        if (!File.Exists(file)) return null;
-        var lines = File.ReadAllLines(file);
-        if (lines.Length < 2 || BoardPaths.NameProblem(lines[0]) != null || !lines[1].StartsWith(".rfe-board-commit", StringComparison.Ordinal) || lines[1].Contains('/'))
-            throw new UserFacingException($"{file}: not a board commit journal (expected a board name and a staging name); remove it if no commit ran");
-        return new Journal(lines[0], lines[1]);
+        var journal = BoardCommitJournal.Read(state);
+        if (journal != null && BoardPaths.NameProblem(journal.Board) != null) throw BoardCommitJournal.NotAJournal(BoardCommitJournal.PathIn(state));
+        return journal;
     }
 
-    private static void WriteJournal(PseudoState state, string board, string staging)
-    {
-        var file = Path.Combine(state.Directory, JournalName);
-        using (var f = new FileStream(file + ".new", FileMode.Create, FileAccess.Write))
-        {
-            f.Write(System.Text.Encoding.UTF8.GetBytes($"{board}\n{staging}\n"));
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(file + ".new", file, overwrite: true);
-    }
-
-    private static void DeleteJournal(PseudoState state) => File.Delete(Path.Combine(state.Directory, JournalName));
+    private static void DeleteJournal(PseudoState state) => BoardCommitJournal.Delete(state);
 }

@@ -1,3 +1,4 @@
+using RootfsExport.ExportTree;
 using RootfsExport.Posix;
 using RootfsExport.PseudoDb;
 
@@ -47,7 +48,7 @@ public static class BoardLab
         var paths = BoardPaths.For(exportDir, board);
         if (!Directory.Exists(paths.Upper) && !paths.Exists) return false;
         if (paths.State.HeldByThisProcess) throw new UserFacingException($"board {board} is being served by this process; stop serving it first");
-        if (BoardCommit.Unfinished(PseudoState.ForExport(exportDir)) is { } why) throw new UserFacingException($"board {board} cannot be reset now: {why}");
+        if (BoardCommitJournal.Unfinished(exportDir, PseudoState.ForExport(exportDir)) is { } why) throw new UserFacingException($"board {board} cannot be reset now: {why}");
         using (paths.State.AcquireWriterLock()) // a serve holding the board refuses us here, naming itself
         using (var boards = HostDirectory.Open(paths.BoardsDir))
         {

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using RootfsExport.ExportTree;
 using RootfsExport.NineP.Server;
 using RootfsExport.NineP.Transport;
 using RootfsExport.PseudoDb;
@@ -38,10 +39,11 @@ public sealed class ExportServer : IDisposable
         if (!state.Exists)
             throw new UserFacingException($"{exportDir} has no pseudo database ({state.FilesDbPath}); unpack the rootfs with 'rootfs-export unpack' (or runqemu-extract-sdk) first");
         var writerLock = state.AcquireWriterLock();
-        if (BoardCommit.Unfinished(state) is { } why)
+        try { BoardCommitJournal.EnsureNone(exportDir, state); }
+        catch
         {
             writerLock.Dispose();
-            throw new UserFacingException($"{exportDir}: {why}");
+            throw;
         }
         OwnershipStore? store = null;
         try

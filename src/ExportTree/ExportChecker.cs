@@ -37,6 +37,8 @@ public static class ExportChecker
     public static CheckReport Check(string exportDir, bool repair)
     {
         using var handle = repair ? ExportHandle.OpenForWriting(exportDir) : ExportHandle.OpenForReading(exportDir);
+        // objects of the board may be in the export without rows until `board commit` finishes: say that, not each of them
+        BoardCommitJournal.EnsureNone(handle.Path, handle.State);
         var export = handle.Path;
         var db = handle.Db;
         var problems = new List<Problem>();

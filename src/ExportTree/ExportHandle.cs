@@ -30,20 +30,38 @@ public sealed class ExportHandle : IDisposable
     /// <summary>
     /// An existing export with its ownership database, for changing it: takes the writer lock (refused while a
     /// pseudo server or another writer holds it; nested in a process that already holds it, as a serve does).
+    /// Refused while a board commit into the export is unfinished (<see cref="BoardCommitJournal"/>).
     /// </summary>
-    public static ExportHandle OpenForWriting(string exportDir) => Open(exportDir, write: true);
+    public static ExportHandle OpenForWriting(string exportDir) => Open(exportDir, write: true, finishingCommit: false);
+
+    /// <summary>For `board commit` alone: like <see cref="OpenForWriting"/>, but an unfinished commit is its to finish.</summary>
+    public static ExportHandle OpenForBoardCommit(string exportDir) => Open(exportDir, write: true, finishingCommit: true);
 
     /// <summary>An existing export for reading; says so when a pseudo server may be changing it meanwhile.</summary>
-    public static ExportHandle OpenForReading(string exportDir) => Open(exportDir, write: false);
+    public static ExportHandle OpenForReading(string exportDir) => Open(exportDir, write: false, finishingCommit: false);
 
-    private static ExportHandle Open(string exportDir, bool write)
+    private static ExportHandle Open(string exportDir, bool write, bool finishingCommit)
     {
         var export = ExportPaths.Canonical(exportDir);
         if (!Directory.Exists(export)) throw new UserFacingException($"export '{export}' does not exist");
         var state = new PseudoState(PseudoState.StatePathFor(export));
         if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database ({state.FilesDbPath}); create it with 'rootfs-export unpack'");
-        if (!write) state.EnsureNoLiveServer();
-        return new ExportHandle(export, state, write ? state.AcquireWriterLock() : null);
+        if (!write)
+        {
+            state.EnsureNoLiveServer();
+            return new ExportHandle(export, state, null);
+        }
+        var writerLock = state.AcquireWriterLock(); // first: a commit still running holds it and is named by the refusal
+        try
+        {
+            if (!finishingCommit) BoardCommitJournal.EnsureNone(export, state);
+        }
+        catch
+        {
+            writerLock.Dispose();
+            throw;
+        }
+        return new ExportHandle(export, state, writerLock);
     }
 
     /// <summary>The export root, opened once; the start of every confined access.</summary>

@@ -11,16 +11,19 @@ namespace RootfsExport.NineP.Tests;
 /// `rootfs-export board list|diff|reset|commit` as users run them (the CLI as uid 65534, the board's changes
 /// made over 9P through a running `serve`): diff lists exactly what the board changed, commit merges it into
 /// the shared export so that `check` is clean and real pseudo sees the board's owners, a commit stopped part
-/// way is finished by the next one (and no serve starts meanwhile), and a served board or export is refused.
+/// way is finished by the next one (and no serve, update or check runs over it meanwhile), and a served board or
+/// export is refused.
 /// </summary>
 public sealed class BoardCommitTests
 {
     private const uint CreateWrite = 0x8042; // O_RDWR | O_CREAT | O_LARGEFILE
     private const uint WriteTrunc = 0x8201;
 
-    private static BackgroundTool Serve(ExportFixture fx, out int port)
+    private static BackgroundTool Serve(ExportFixture fx, out int port) => Serve(fx.Export, out port);
+
+    private static BackgroundTool Serve(string export, out int port)
     {
-        var serve = new BackgroundTool(["serve", fx.Export, "--9p", "tcp:127.0.0.1:0"]);
+        var serve = new BackgroundTool(["serve", export, "--9p", "tcp:127.0.0.1:0"]);
         serve.WaitFor("cmdline:");
         port = int.Parse(Regex.Match(serve.Output, @"on tcp:127\.0\.0\.1:(\d+)").Groups[1].Value);
         return serve;
@@ -134,11 +137,13 @@ public sealed class BoardCommitTests
     }
 
     /// <summary>Real pseudo, on the shared export's state, reports these owners.</summary>
-    private static void PseudoSees(ExportFixture fx, Dictionary<string, string> expected)
+    private static void PseudoSees(ExportFixture fx, Dictionary<string, string> expected) => PseudoSees(fx.Export, expected);
+
+    private static void PseudoSees(string exportDir, Dictionary<string, string> expected)
     {
         Run.RequirePeer("pseudo");
-        var env = new Dictionary<string, string> { ["PSEUDO_PREFIX"] = "/usr", ["PSEUDO_LOCALSTATEDIR"] = fx.State.Directory };
-        var export = ExportPaths.Canonical(fx.Export);
+        var env = new Dictionary<string, string> { ["PSEUDO_PREFIX"] = "/usr", ["PSEUDO_LOCALSTATEDIR"] = PseudoState.ForExport(exportDir).Directory };
+        var export = ExportPaths.Canonical(exportDir);
         try
         {
             var stat = Run.Program("pseudo", new[] { "stat", "-c", "%n %u %g %a %F" }.Concat(expected.Keys.Select(k => Path.Combine(export, k))),
@@ -151,37 +156,86 @@ public sealed class BoardCommitTests
         }
     }
 
-    [Fact]
-    public async Task A_commit_stopped_part_way_blocks_serve_and_the_next_commit_finishes_it()
+    /// <summary>The sample OE build, copied, with its export made by `update --no-feeds`: a feed package is still pending.</summary>
+    private sealed class UpdatedBuild : IDisposable
     {
-        using var fx = new ExportFixture();
-        using (var serve = Serve(fx, out var port))
+        public ScratchDir Dir { get; } = new("rfe-commit");
+        public string Root => Dir["build"];
+        public string Export => Path.Combine(Root, "export", "reference-base-image-qemux86-64");
+        public PseudoState State => PseudoState.ForExport(Export);
+
+        public UpdatedBuild()
+        {
+            Run.Program("cp", "-a", Repository.SampleBuild, Root).ShouldSucceed();
+            if (Run.IsRoot) Run.Program("chown", "-R", $"{Run.NobodyId}:{Run.NobodyId}", Root).ShouldSucceed();
+            Update("--no-feeds").ShouldSucceed();
+        }
+
+        public RunResult Update(params string[] extra) =>
+            Run.Tool(["update", "reference-base-image", .. extra], new Dictionary<string, string> { ["BUILDDIR"] = Root }, TimeSpan.FromMinutes(2), Dir.Path);
+
+        /// <summary>Every object of the export (inode, mode, size, mtime) and files.db's bytes: what a refused run must leave alone.</summary>
+        public string Snapshot()
+        {
+            var tree = Run.Program("find", Export, "-printf", "%P %i %m %s %T@ %l\n").ShouldSucceed().Stdout;
+            var db = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(State.FilesDbPath)));
+            return string.Join('\n', Lines(tree).Order(StringComparer.Ordinal)) + "\nfiles.db " + db;
+        }
+
+        public void Dispose() => Dir.Dispose();
+    }
+
+    [Fact]
+    public async Task A_commit_stopped_part_way_blocks_serve_update_and_check_and_the_next_commit_finishes_it()
+    {
+        using var build = new UpdatedBuild();
+        var export = build.Export;
+        using (var serve = Serve(export, out var port))
         {
             await using (var b = await TestClient.ConnectAsync(port))
             {
-                await b.Mount(fx.Export + "@b1");
-                await Setattr(b, await Walk(b, 0, 1, "bin", "tool"), SetAttrMask.Uid, uid: 99);
+                await b.Mount(export + "@b1");
+                await Setattr(b, await Walk(b, 0, 1, "bin", "busybox"), SetAttrMask.Uid, uid: 99);
                 await Create(b, await Walk(b, 0, 2, "etc"), "motd", "b1\n", 0x1a4);
             }
             Assert.Equal(0, serve.Stop(30));
         }
-        var etc = Path.Combine(fx.Export, "etc");
-        Run.Program("chmod", "0555", etc).ShouldSucceed(); // bin/tool goes in, then etc/motd cannot
-        var stopped = Run.Tool("board", "commit", fx.Export, "b1");
+        var etc = Path.Combine(export, "etc");
+        Run.Program("chmod", "0555", etc).ShouldSucceed(); // bin/busybox goes in, then etc/motd cannot
+        var stopped = Run.Tool("board", "commit", export, "b1");
         Assert.Equal(1, stopped.ExitCode);
         Assert.Contains("stopped part way", stopped.Stderr);
-        var refused = Run.Tool(["serve", fx.Export, "--9p", "tcp:127.0.0.1:0"], null, TimeSpan.FromMinutes(1));
+
+        var canonical = ExportPaths.Canonical(export);
+        var journal = Path.Combine(build.State.Directory, "rootfs-export-board-commit.journal");
+        var finishHint = $"'rootfs-export board commit {canonical} b1'";
+        var before = build.Snapshot();
+        var update = build.Update(); // the feed's newer hello-sample would go in, were it not refused
+        Assert.Equal(1, update.ExitCode);
+        Assert.Contains($"commit of board b1 into this export was interrupted (journal {journal})", update.Stderr);
+        Assert.Contains(finishHint, update.Stderr);
+        Assert.DoesNotContain("hello-sample", update.Stdout);
+        var check = Run.Tool("check", export);
+        Assert.Equal(1, check.ExitCode);
+        Assert.Contains(finishHint, check.Stderr);
+        Assert.DoesNotContain("MissingRow", check.Stdout + check.Stderr);
+        Assert.Contains(finishHint, Run.Tool("check", "--repair", export).Stderr);
+        var refused = Run.Tool(["serve", export, "--9p", "tcp:127.0.0.1:0"], null, TimeSpan.FromMinutes(1));
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("commit of board b1 into this export was interrupted", refused.Stderr);
-        var reset = Run.Tool("board", "reset", fx.Export, "b1"); // its layer is what the next commit finishes from
+        Assert.Contains(finishHint, refused.Stderr);
+        var reset = Run.Tool("board", "reset", export, "b1"); // its layer is what the next commit finishes from
         Assert.Equal(1, reset.ExitCode);
         Assert.Contains("was interrupted", reset.Stderr);
+        Assert.Equal(before, build.Snapshot());
 
         Run.Program("chmod", "0755", etc).ShouldSucceed();
-        Assert.Contains("finished the interrupted commit of board b1", Run.Tool("board", "commit", fx.Export, "b1").ShouldSucceed().Stdout);
-        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(fx.Export, ".rfe-board-commit*"));
-        PseudoSees(fx, new() { ["bin/tool"] = "99 0 4755 regular file", ["etc/motd"] = "0 0 644 regular file" });
+        Assert.Contains("finished the interrupted commit of board b1", Run.Tool("board", "commit", export, "b1").ShouldSucceed().Stdout);
+        Assert.False(File.Exists(journal));
+        Assert.Contains("hello-sample 1.0-r0 → 1.1-r0", build.Update().ShouldSucceed().Stdout);
+        Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(export, ".rfe-board-commit*"));
+        PseudoSees(export, new() { ["bin/busybox"] = "99 0 755 regular file", ["etc/motd"] = "0 0 644 regular file" });
     }
 
     [Fact]
