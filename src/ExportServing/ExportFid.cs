@@ -17,6 +17,10 @@ public sealed class ExportFid : NinePFid
     private volatile string _path;
     private HostDir? _parent, _self;
 
+    /// <summary>The layer's <see cref="LiveFids"/> this fid is in, and its neighbours there (guarded by that set's lock).</summary>
+    internal LiveFids? LiveSet;
+    internal ExportFid? LivePrev, LiveNext;
+
     public ExportFid(string path, uint uid)
     {
         _path = path;
@@ -51,19 +55,31 @@ public sealed class ExportFid : NinePFid
 
     /// <summary>
     /// A board's fid: the fid of its object in the layer that holds it (the board's own or the shared export),
-    /// taken at <see cref="LayerGeneration"/>; looked up again once the board's layer changed.
+    /// taken at <see cref="LayerGeneration"/>; looked up again once the board's layer changed. Kept in an object
+    /// of its own, made on first use: a fid of the shared export (a kernel client keeps one per cached dentry,
+    /// hundreds of thousands) carries one null reference for it instead of four fields and a lock object.
     /// </summary>
-    internal ExportFid? Inner;
-    internal readonly object BindingLock = new();
-    internal ExportFileSystem? InnerLayer;
-    internal long LayerGeneration = -1;
+    internal ExportFid? Inner { get => Volatile.Read(ref _binding)?.Inner; set => Binding.Inner = value; }
+    internal object BindingLock => Binding;
+    internal ExportFileSystem? InnerLayer { get => Volatile.Read(ref _binding)?.InnerLayer; set => Binding.InnerLayer = value; }
+    internal long LayerGeneration { get => Volatile.Read(ref _binding)?.LayerGeneration ?? -1; set => Binding.LayerGeneration = value; }
+
+    private BoardBinding? _binding;
+    private BoardBinding Binding => Volatile.Read(ref _binding) ?? Interlocked.CompareExchange(ref _binding, new BoardBinding(), null) ?? _binding!;
+
+    private sealed class BoardBinding
+    {
+        public ExportFid? Inner;
+        public ExportFileSystem? InnerLayer;
+        public long LayerGeneration = -1;
+    }
 
     /// <summary>The last reference went: the host fds and cached directories close.</summary>
     protected override void OnReleased()
     {
-        if (Interlocked.Exchange(ref Inner, null) is { } inner)
+        if (Volatile.Read(ref _binding) is { } b && Interlocked.Exchange(ref b.Inner, null) is { } inner)
         {
-            InnerLayer?.Clunk(inner);
+            b.InnerLayer?.Clunk(inner);
             inner.Release();
         }
         int fd = Interlocked.Exchange(ref Fd, -1);

@@ -18,7 +18,7 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
     private readonly Dictionary<string, FileRow> _byPath = new(StringComparer.Ordinal);
     // every path of an inode: a create checks for stale rows of a reused inode and a chown reaches all links,
     // without scanning every row of the export (a 10,000-entry rootfs made each create a 10,000-row scan)
-    private readonly Dictionary<(long Dev, long Ino), List<string>> _byInode = new();
+    private readonly InodeIndex _byInode = new();
     // Alone: runs between two transactions, with none of ours open (a host-side change through another connection)
     private readonly BlockingCollection<(Action Op, bool Alone)> _queue = new();
     private readonly Thread _writer;
@@ -129,16 +129,12 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
     /// <summary>A row of the inode under any of its names (an open file whose own name went may have other links).</summary>
     public FileRow? ByInode(long dev, long ino)
     {
-        lock (_lock) return _byInode.TryGetValue((dev, ino), out var paths) && paths.Count > 0 ? _byPath[paths[0]] : null;
+        lock (_lock) return _byInode.First(dev, ino) is { } path ? _byPath[path] : null;
     }
 
     // ---- the cache and its inode index change together (callers hold _lock) ----
 
-    private void Index(FileRow row)
-    {
-        if (!_byInode.TryGetValue((row.Dev, row.Ino), out var paths)) _byInode[(row.Dev, row.Ino)] = paths = new List<string>(1);
-        paths.Add(row.Path);
-    }
+    private void Index(FileRow row) => _byInode.Add(row.Dev, row.Ino, row.Path);
 
     private void Set(FileRow row)
     {
@@ -152,15 +148,9 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
         if (_byPath.Remove(path, out var old)) Unindex(old);
     }
 
-    private void Unindex(FileRow row)
-    {
-        if (!_byInode.TryGetValue((row.Dev, row.Ino), out var paths)) return;
-        paths.Remove(row.Path);
-        if (paths.Count == 0) _byInode.Remove((row.Dev, row.Ino));
-    }
+    private void Unindex(FileRow row) => _byInode.Remove(row.Dev, row.Ino, row.Path);
 
-    private List<FileRow> RowsOf(long dev, long ino) =>
-        _byInode.TryGetValue((dev, ino), out var paths) ? paths.Select(p => _byPath[p]).ToList() : [];
+    private List<FileRow> RowsOf(long dev, long ino) => _byInode.All(dev, ino).ConvertAll(p => _byPath[p]);
 
     /// <summary>Records a new object (and drops stale rows of a reused inode, as FilesDb.PutNew does).</summary>
     public void PutNew(FileRow row)

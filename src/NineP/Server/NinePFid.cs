@@ -18,8 +18,12 @@ public abstract class NinePFid
 {
     private int _refs = 1;
 
-    /// <summary>Serializes the open-state changes of this fid (open, create, xattr, readdir snapshot).</summary>
-    internal readonly object Gate = new();
+    /// <summary>
+    /// Serializes the open-state changes of this fid (open, create, xattr, readdir snapshot). Made on first use:
+    /// most fids are walked, stat'ed and clunked without one (a client may hold hundreds of thousands).
+    /// </summary>
+    internal object Gate => Volatile.Read(ref _gate) ?? Interlocked.CompareExchange(ref _gate, new object(), null) ?? _gate!;
+    private object? _gate;
 
     internal FidOpenState OpenState;
     internal bool OpenForWriting;

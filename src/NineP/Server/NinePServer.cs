@@ -53,6 +53,7 @@ public sealed partial class NinePServer<TFid>(INinePFileSystem<TFid> fs, ServerO
     /// <summary>Accepts TCP or unix-socket clients until the token fires.</summary>
     public async Task ListenAsync(Socket listener, CancellationToken cancellationToken)
     {
+        MemoryTrace.StartIfAsked();
         var clients = new List<Task>();
         try
         {
