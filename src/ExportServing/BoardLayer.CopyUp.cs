@@ -1,4 +1,3 @@
-using System.Text;
 using Microsoft.Win32.SafeHandles;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;

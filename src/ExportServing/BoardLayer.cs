@@ -1,5 +1,4 @@
 using RootfsExport.NineP.Protocol;
-using System.Text;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;

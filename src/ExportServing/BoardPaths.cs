@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using RootfsExport.Posix;
 using RootfsExport.PseudoDb;
 
 namespace RootfsExport.ExportServing;

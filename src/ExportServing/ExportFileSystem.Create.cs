@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Text;
 using RootfsExport.NineP.Protocol;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;

@@ -4,7 +4,6 @@ using RootfsExport.NineP.Protocol;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
-using RootfsExport.PseudoDb;
 
 namespace RootfsExport.ExportServing;
 

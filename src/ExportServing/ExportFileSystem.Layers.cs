@@ -1,6 +1,5 @@
 using RootfsExport.NineP.Protocol;
 using RootfsExport.PseudoDb;
-using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
 
 namespace RootfsExport.ExportServing;

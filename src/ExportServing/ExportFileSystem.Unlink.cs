@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Text;
-using RootfsExport.NineP.Protocol;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;

@@ -1,10 +1,7 @@
-using System.Runtime.InteropServices;
 using System.Text;
-using RootfsExport.NineP.Protocol;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
-using RootfsExport.PseudoDb;
 
 namespace RootfsExport.ExportServing;
 

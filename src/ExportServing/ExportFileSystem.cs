@@ -1,7 +1,3 @@
-using System.Buffers.Binary;
-using System.Runtime.InteropServices;
-using System.Text;
-using RootfsExport.NineP.Protocol;
 using RootfsExport.NineP.Server;
 using RootfsExport.Posix;
 using RootfsExport.Posix.Native;
