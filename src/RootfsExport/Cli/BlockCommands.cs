@@ -68,7 +68,7 @@ public sealed class NbdServe(Option<string> bind)
 {
     public Option<bool> Nbd { get; } = new("--nbd") { Description = "serve the export's ext4 image (rootfs-export image) over NBD with nbdkit, each board with a copy-on-write overlay of its own" };
     public Option<int> Port { get; } = new("--port") { Description = $"--nbd: the first board's port; board i gets PORT+i (default {TransportDefaults.NbdPort})", DefaultValueFactory = _ => TransportDefaults.NbdPort };
-    public Option<string[]> Boards { get; } = new("--board") { Description = "--nbd: a board name (= its NBD export name); repeat for more (default: the boards named before, else 'default')" };
+    public Option<string[]> Boards { get; } = new("--board") { Description = "repeatable. --nbd: BOARD, a board name (= its NBD export name; default: the boards named before, else 'default'). --usb: PATH-OR-SERIAL=BOARD, the gadget at that USB port (e.g. 2-1.1.2, see `usb list`) or with that serial attaches the board's own layer, whatever aname it sends" };
     public Option<bool> ReadOnly { get; } = new("--read-only") { Description = "--nbd: one read-only export for every board, no overlays" };
     public Option<string?> Reset { get; } = new("--reset") { Description = "--nbd: drop BOARD's overlay (on the running serve; it starts again empty)" };
     public Option<string?> Image { get; } = new("--image") { Description = "--nbd: the image to serve (default: the one built from the export)" };

@@ -19,18 +19,14 @@ public static class ServeCommands
         var udc = new Option<string>("--udc") { Description = "--usb: the board's UDC name = usb9pfs instance name, for the printed mount line and cmdline", DefaultValueFactory = _ => "ci_hdrc.0" };
         var buflen = new Option<int>("--buflen") { Description = $"--usb: the buflen the board's gadget uses (default {TransportDefaults.UsbgBuflen}), for the printed mount line", DefaultValueFactory = _ => TransportDefaults.UsbgBuflen };
         var gadgets = new GadgetOptions();
-        var boards = new Option<string[]>("--board")
-        {
-            Description = "--usb: PATH-OR-SERIAL=BOARD, repeatable: the gadget at that USB port (e.g. 2-1.1.2, see `usb list`) or with that serial attaches the board's own layer, whatever aname it sends",
-        };
         var nfs = new NfsServe();
         var nbd = new NbdServe(nfs.Bind);
+        var boards = nbd.Boards; // one --board for both transports that name boards on the host: --nbd and --usb
         var cmd = new Command("serve", "serve an export to a board or guest over 9P2000.L (TCP/unix socket by default, or usb9pfs) or NFS, with the ownership from the pseudo database");
         cmd.Arguments.Add(export);
         cmd.Options.Add(ninep);
         cmd.Options.Add(usb);
         gadgets.AddTo(cmd);
-        cmd.Options.Add(boards);
         cmd.Options.Add(udc);
         cmd.Options.Add(buflen);
         cmd.Options.Add(trace);
@@ -40,9 +36,10 @@ public static class ServeCommands
         {
             LongRunningRuntime.Enter();
             var dir = parseResult.GetValue(export)!;
-            var usbBoards = UsbBoards.Parse(parseResult.GetValue(boards) ?? []);
-            if (!usbBoards.IsEmpty && !parseResult.GetValue(usb))
-                throw new UserFacingException("--board PATH-OR-SERIAL=BOARD applies to --usb; a TCP board attaches aname=<export>@<board> itself (rootfs-export cmdline --board)");
+            var boardValues = parseResult.GetValue(boards) ?? [];
+            if (boardValues.Length > 0 && !parseResult.GetValue(usb) && !parseResult.GetValue(nbd.Nbd))
+                throw new UserFacingException("--board applies to --usb (PATH-OR-SERIAL=BOARD) and --nbd (BOARD); a TCP board attaches aname=<export>@<board> itself (rootfs-export cmdline --board)");
+            var usbBoards = parseResult.GetValue(usb) ? UsbBoards.Parse(boardValues) : UsbBoards.Parse([]);
             if (parseResult.GetValue(nbd.Nbd))
             {
                 if (parseResult.GetValue(ninep) != null || parseResult.GetValue(usb) || parseResult.GetValue(nfs.Nfs)) throw new UserFacingException("choose one transport: --9p, --usb, --nfs or --nbd");
