@@ -23,15 +23,7 @@ public sealed class ServerOverUsbTests : IDisposable
     private readonly ScratchDir _scratch = new("rfe-usb");
     private string Export => _scratch["export"];
 
-    public ServerOverUsbTests()
-    {
-        Directory.CreateDirectory(Export);
-        var state = PseudoState.ForExport(Export);
-        var path = ExportPaths.Canonical(Export);
-        using var db = FilesDb.Open(state);
-        Libc.StatxAt(Libc.AT_FDCWD, Export, Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out var st);
-        db.InTransaction(() => db.PutNew(new FileRow(path, st.Dev(), st.InoSigned(), 0, 0, 0x41ed, 0)));
-    }
+    public ServerOverUsbTests() => EmptyExport.Create(Export);
 
     private byte[][] Board(int bytes) =>
     [

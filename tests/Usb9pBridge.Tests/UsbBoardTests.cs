@@ -19,13 +19,7 @@ public sealed class UsbBoardTests : IDisposable
     private readonly ScratchDir _scratch = new("rfe-usbb");
     private string Export => _scratch["export"];
 
-    public UsbBoardTests()
-    {
-        Directory.CreateDirectory(Export);
-        using var db = FilesDb.Open(PseudoState.ForExport(Export));
-        Libc.StatxAt(Libc.AT_FDCWD, Export, Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out var st);
-        db.InTransaction(() => db.PutNew(new FileRow(ExportPaths.Canonical(Export), st.Dev(), st.InoSigned(), 0, 0, 0x41ed, 0)));
-    }
+    public UsbBoardTests() => EmptyExport.Create(Export);
 
     public void Dispose() => _scratch.Dispose();
 
