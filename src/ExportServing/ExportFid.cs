@@ -45,19 +45,37 @@ public sealed class ExportFid : NinePFid
     public volatile bool Detached;
 
     /// <summary>O_PATH fd of the object of a detached fid that was not open, -1 otherwise; closed with the fid.</summary>
-    public int Pin = -1;
+    public int Pin
+    {
+        get => Volatile.Read(ref _gone)?.Pin ?? -1;
+        set { if (value >= 0 || Volatile.Read(ref _gone) != null) Gone.Pin = value; }
+    }
 
     /// <summary>A detached object's owner and mode (its database row went with its name), shared by its fids.</summary>
-    public OrphanRow? Orphan;
+    public OrphanRow? Orphan
+    {
+        get => Volatile.Read(ref _gone)?.Orphan;
+        set { if (value != null || Volatile.Read(ref _gone) != null) Gone.Orphan = value; }
+    }
+
+    // Pin and Orphan, made when the fid's name goes: most fids never lose theirs
+    private sealed class GoneState
+    {
+        public int Pin = -1;
+        public OrphanRow? Orphan;
+    }
+
+    private GoneState? _gone;
+    private GoneState Gone => Volatile.Read(ref _gone) ?? Interlocked.CompareExchange(ref _gone, new GoneState(), null) ?? _gone!;
 
     /// <summary>A board's fid: the board whose merged view <see cref="Path"/> names an object of, else null.</summary>
-    public BoardLayer? Board { get; init; }
+    public BoardLayer? Board { get => Volatile.Read(ref _binding)?.Board; init { if (value != null) Binding.Board = value; } }
 
     /// <summary>
     /// A board's fid: the fid of its object in the layer that holds it (the board's own or the shared export),
     /// taken at <see cref="LayerGeneration"/>; looked up again once the board's layer changed. Kept in an object
     /// of its own, made on first use: a fid of the shared export (a kernel client keeps one per cached dentry,
-    /// hundreds of thousands) carries one null reference for it instead of four fields and a lock object.
+    /// hundreds of thousands) carries one null reference for it instead of five fields and a lock object.
     /// </summary>
     internal ExportFid? Inner { get => Volatile.Read(ref _binding)?.Inner; set => Binding.Inner = value; }
     internal object BindingLock => Binding;
@@ -72,6 +90,7 @@ public sealed class ExportFid : NinePFid
         public ExportFid? Inner;
         public ExportFileSystem? InnerLayer;
         public long LayerGeneration = -1;
+        public BoardLayer? Board;
     }
 
     /// <summary>The last reference went: the host fds and cached directories close.</summary>
@@ -84,7 +103,7 @@ public sealed class ExportFid : NinePFid
         }
         int fd = Interlocked.Exchange(ref Fd, -1);
         if (fd >= 0) Libc.Close(fd);
-        int pin = Interlocked.Exchange(ref Pin, -1);
+        int pin = Volatile.Read(ref _gone) is { } gone ? Interlocked.Exchange(ref gone.Pin, -1) : -1;
         if (pin >= 0) Libc.Close(pin);
         Interlocked.Exchange(ref _parent, null)?.Release();
         Interlocked.Exchange(ref _self, null)?.Release();

@@ -22,20 +22,46 @@ public abstract class NinePFid
     /// Serializes the open-state changes of this fid (open, create, xattr, readdir snapshot). Made on first use:
     /// most fids are walked, stat'ed and clunked without one (a client may hold hundreds of thousands).
     /// </summary>
-    internal object Gate => Volatile.Read(ref _gate) ?? Interlocked.CompareExchange(ref _gate, new object(), null) ?? _gate!;
-    private object? _gate;
+    internal object Gate => Extra;
 
     internal FidOpenState OpenState;
     internal bool OpenForWriting;
 
     /// <summary>Open directory: the entries readdir serves (cookie = index + 1), taken at offset 0.</summary>
-    internal List<DirEntry>? Snapshot;
+    internal List<DirEntry>? Snapshot
+    {
+        get => Volatile.Read(ref _extra)?.Snapshot;
+        set { if (value != null || Volatile.Read(ref _extra) != null) Extra.Snapshot = value; }
+    }
 
     /// <summary>Result of Txattrwalk: the value (or the NUL-separated name list) read with Tread.</summary>
-    internal byte[]? XattrValue;
+    internal byte[]? XattrValue
+    {
+        get => Volatile.Read(ref _extra)?.XattrValue;
+        set { if (value != null || Volatile.Read(ref _extra) != null) Extra.XattrValue = value; }
+    }
 
     /// <summary>Pending Txattrcreate: written with Twrite, applied at clunk.</summary>
-    internal PendingXattr? XattrWrite;
+    internal PendingXattr? XattrWrite
+    {
+        get => Volatile.Read(ref _extra)?.XattrWrite;
+        set { if (value != null || Volatile.Read(ref _extra) != null) Extra.XattrWrite = value; }
+    }
+
+    /// <summary>
+    /// What only some fids need (an open directory's snapshot, an xattr transfer, the gate), in an object of its own
+    /// made on first use: a fid that is walked, stat'ed and clunked carries one null reference for it (4 clients
+    /// after a walk of 100,000 files hold 400,000 fids).
+    /// </summary>
+    private sealed class FidExtra
+    {
+        public List<DirEntry>? Snapshot;
+        public byte[]? XattrValue;
+        public PendingXattr? XattrWrite;
+    }
+
+    private FidExtra? _extra;
+    private FidExtra Extra => Volatile.Read(ref _extra) ?? Interlocked.CompareExchange(ref _extra, new FidExtra(), null) ?? _extra!;
 
     internal bool IsOpen => OpenState != FidOpenState.None || XattrValue != null || XattrWrite != null;
 
@@ -53,8 +79,7 @@ public abstract class NinePFid
     public void Release()
     {
         if (Interlocked.Decrement(ref _refs) != 0) return;
-        Snapshot = null;
-        XattrValue = null;
+        Volatile.Write(ref _extra, null);
         OnReleased();
     }
 
