@@ -37,6 +37,7 @@ public static class ExportCreator
             throw new UserFacingException($"{state.Directory} exists but the export it belongs to does not; remove it or use --replace");
 
         using var oldLock = Directory.Exists(state.Directory) ? state.AcquireWriterLock() : null;
+        if (exportExists && !exportEmpty) RefuseOverUnfinishedCommit(export, state);
 
         var stamp = $"{Environment.ProcessId}-{Random.Shared.Next():x6}";
         var tmpTree = Path.Combine(parent, $".{Path.GetFileName(export)}.rfe-new-{stamp}");
@@ -45,6 +46,18 @@ public static class ExportCreator
         bool replaced = exportExists && !exportEmpty;
         SwapIn(export, tmpTree, state, replaced, exportEmpty);
         return new UnpackResult(export, state.Directory, entries, bytes, kind, started.Elapsed, replaced);
+    }
+
+    /// <summary>
+    /// A board commit that stopped part way has renamed objects into the export that files.db does not have yet;
+    /// replacing tree and state would silently drop the journal and the half-merged objects with them. Only
+    /// `board commit` finishes it; no command abandons it (what was already moved in is not told apart).
+    /// </summary>
+    private static void RefuseOverUnfinishedCommit(string export, PseudoState state)
+    {
+        if (BoardCommitJournal.Unfinished(export, state) is not { } why) return;
+        throw new UserFacingException($"cannot replace {export} now: {why}, then run 'rootfs-export unpack --replace' again " +
+            "(no command abandons an interrupted commit: objects of the board may already be in the export)");
     }
 
     /// <summary>The new tree and its files.db beside the export (rows carry the final paths); removed again on any failure.</summary>

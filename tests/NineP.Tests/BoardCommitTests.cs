@@ -163,6 +163,7 @@ public sealed class BoardCommitTests
         public string Root => Dir["build"];
         public string Export => Path.Combine(Root, "export", "reference-base-image-qemux86-64");
         public PseudoState State => PseudoState.ForExport(Export);
+        public string Image => Path.Combine(Root, "tmp", "deploy", "images", "qemux86-64", "reference-base-image-qemux86-64.rootfs.tar.zst");
 
         public UpdatedBuild()
         {
@@ -227,6 +228,12 @@ public sealed class BoardCommitTests
         var reset = Run.Tool("board", "reset", export, "b1"); // its layer is what the next commit finishes from
         Assert.Equal(1, reset.ExitCode);
         Assert.Contains("was interrupted", reset.Stderr);
+        var replace = Run.Tool("unpack", "--replace", build.Image, export); // would drop the half-done commit with the old state
+        Assert.Equal(1, replace.ExitCode);
+        Assert.Contains($"cannot replace {canonical} now", replace.Stderr);
+        Assert.Contains($"commit of board b1 into this export was interrupted (journal {journal})", replace.Stderr);
+        Assert.Contains(finishHint, replace.Stderr);
+        Assert.True(File.Exists(journal));
         Assert.Equal(before, build.Snapshot());
 
         Run.Program("chmod", "0755", etc).ShouldSucceed();
