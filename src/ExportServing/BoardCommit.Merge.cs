@@ -19,6 +19,9 @@ internal sealed class LayerMerge : IDisposable
 
     private sealed record Item(string Rel, FileRow Row, ItemKind Kind, string? Staged, bool FirstOfInode);
 
+    /// <summary>A directory of the board and the times it had in the board's layer (what the board saw).</summary>
+    private readonly record struct DirTimes(string Rel, Timespec Atime, Timespec Mtime);
+
     private readonly ExportHandle _export;
     private readonly BoardPaths _paths;
     private readonly string _stagingName;
@@ -27,6 +30,7 @@ internal sealed class LayerMerge : IDisposable
     private readonly string _upperDb;
     private readonly List<Item> _items = [];
     private readonly HashSet<string> _opaque = new(StringComparer.Ordinal);
+    private readonly List<DirTimes> _dirTimes = [];
     private HostDirectory? _staging;
     private (string Rel, HostDirectory Dir)? _parent; // the shared directory of the last item: most items share it
 
@@ -59,7 +63,11 @@ internal sealed class LayerMerge : IDisposable
             var rel = Rel(row.Path);
             var st = UpperStat(rel, row);
             if (BoardLayer.IsWhiteout(row)) _items.Add(new Item(rel, row, ItemKind.Whiteout, null, false));
-            else if (row.IsDirectory) _items.Add(new Item(rel, row, ItemKind.Directory, null, false));
+            else if (row.IsDirectory)
+            {
+                _items.Add(new Item(rel, row, ItemKind.Directory, null, false));
+                _dirTimes.Add(new DirTimes(rel, Time(st.Atime), Time(st.Mtime)));
+            }
             else
             {
                 var name = _items.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -71,6 +79,8 @@ internal sealed class LayerMerge : IDisposable
             }
         }
     }
+
+    private static Timespec Time(StatxTimestamp t) => new() { Sec = t.Sec, Nsec = t.Nsec };
 
     private string Rel(string dbPath) => dbPath.Length == _upperDb.Length ? "" : dbPath[(_upperDb.Length + 1)..];
 
@@ -133,6 +143,22 @@ internal sealed class LayerMerge : IDisposable
                 case ItemKind.Whiteout: RemoveShared(db, item.Rel); break;
                 default: ApplyObject(db, item); break;
             }
+        }
+        _export.Root.RemoveTree(_stagingName); // empty by now; removed before the times are set, as it is in the root
+        KeepDirectoryTimes();
+    }
+
+    /// <summary>
+    /// Every directory of the board ends with the times the board saw, as `rsync -a` of the board's view would
+    /// leave it: the renames and removals above gave each the time of the commit. Last, after every change
+    /// inside them; directories the board never had are not touched by a commit and keep theirs.
+    /// </summary>
+    private void KeepDirectoryTimes()
+    {
+        foreach (var d in _dirTimes)
+        {
+            if (d.Rel.Length == 0) _export.Root.SetTimesSelf(d.Atime, d.Mtime);
+            else SharedParent(d.Rel).SetTimes(ExportFileSystem.NameOf(d.Rel), d.Atime, d.Mtime);
         }
     }
 

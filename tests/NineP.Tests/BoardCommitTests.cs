@@ -136,6 +136,50 @@ public sealed class BoardCommitTests
         });
     }
 
+    /// <summary>A directory's mtime on the host, to the nanosecond.</summary>
+    private static (long, uint) HostMtime(string path)
+    {
+        if (RootfsExport.Posix.Native.Libc.StatxAt(RootfsExport.Posix.Native.Libc.AT_FDCWD, path, RootfsExport.Posix.Native.Libc.AT_SYMLINK_NOFOLLOW,
+                RootfsExport.Posix.Native.Libc.STATX_BASIC_STATS, out var st) != 0) throw new IOException($"stat {path}");
+        return (st.Mtime.Sec, st.Mtime.Nsec);
+    }
+
+    private static async Task<(long, uint)> BoardMtime(TestClient c, uint fid, params string[] names)
+    {
+        var at = names.Length == 0 ? 0 : await Walk(c, 0, fid, names);
+        var a = (await c.Call<Rgetattr>(new Tgetattr(at, AttrMask.Basic))).Attr;
+        if (names.Length > 0) await c.Call<Rclunk>(new Tclunk(at));
+        return ((long)a.MtimeSec, (uint)a.MtimeNsec);
+    }
+
+    [Fact]
+    public async Task Commit_leaves_the_directories_of_the_board_with_the_times_the_board_saw()
+    {
+        using var fx = new ExportFixture();
+        var untouched = new[] { "dev", "srv", "srv/shared" }.ToDictionary(d => d, d => HostMtime(Path.Combine(fx.Export, d)));
+        var seen = new Dictionary<string, (long, uint)>();
+        using (var serve = Serve(fx, out var port))
+        await using (var b = await TestClient.ConnectAsync(port))
+        {
+            await b.Mount(fx.Export + "@b1");
+            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4); // etc and the root are copied up, etc changes
+            await b.Call<Rmkdir>(new Tmkdir(0, "opt", 0x41ed, 0));
+            await Create(b, await Walk(b, 0, 2, "opt"), "run", "#!/bin/sh\n", 0x1ed);
+            await Setattr(b, await Walk(b, 0, 3, "bin", "tool"), SetAttrMask.Mode, mode: 0x1ed); // bin copied up to hold a change
+            await b.Call<Rsetattr>(new Tsetattr(await Walk(b, 0, 4, "srv"), SetAttrMask.Mtime | SetAttrMask.MtimeSet, 0, 0, 0, 0, 0, 0, 978307200, 5)); // touch -d 2001-01-01 /srv
+            foreach (var d in new[] { "", "etc", "opt", "bin", "srv" })
+                seen[d] = await BoardMtime(b, 10, d.Length == 0 ? [] : [d]);
+            Assert.Equal(0, serve.Stop(30));
+        }
+        Assert.Equal((978307200L, 5u), seen["srv"]);
+        Thread.Sleep(50); // the commit's own time differs from every time the board saw
+        Run.Tool("board", "commit", fx.Export, "b1").ShouldSucceed();
+        foreach (var (d, mtime) in seen) Assert.True(mtime == HostMtime(Path.Combine(fx.Export, d)), $"/{d}: board saw {mtime}, the export has {HostMtime(Path.Combine(fx.Export, d))}");
+        Assert.Equal(untouched["dev"], HostMtime(Path.Combine(fx.Export, "dev")));
+        Assert.Equal(untouched["srv/shared"], HostMtime(Path.Combine(fx.Export, "srv/shared")));
+        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
+    }
+
     /// <summary>Real pseudo, on the shared export's state, reports these owners.</summary>
     private static void PseudoSees(ExportFixture fx, Dictionary<string, string> expected) => PseudoSees(fx.Export, expected);
 
