@@ -289,6 +289,17 @@ public sealed class BoardCommitTests
         PseudoSees(export, new() { ["bin/busybox"] = "99 0 755 regular file", ["etc/motd"] = "0 0 644 regular file" });
     }
 
+    /// <summary>`board list` once the serve has recorded the board's change (files.db is written in groups, within 200 ms).</summary>
+    private static string ListWhenRecorded(string export)
+    {
+        for (int i = 0; ; i++)
+        {
+            var list = Run.Tool("board", "list", export).ShouldSucceed().Stdout;
+            if (!list.Contains("no changes") || i == 20) return list;
+            Thread.Sleep(100);
+        }
+    }
+
     [Fact]
     public async Task A_served_board_or_export_is_refused_and_unknown_names_are_named()
     {
@@ -298,7 +309,7 @@ public sealed class BoardCommitTests
         {
             await b.Mount(fx.Export + "@b1");
             await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
-            Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", Run.Tool("board", "list", fx.Export).ShouldSucceed().Stdout);
+            Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", ListWhenRecorded(fx.Export));
             var commit = Run.Tool("board", "commit", fx.Export, "b1");
             Assert.Equal(1, commit.ExitCode);
             Assert.Contains("stop the serve first", commit.Stderr);
