@@ -1,4 +1,5 @@
 using RootfsExport.Posix;
+using RootfsExport.Posix.Native;
 using RootfsExport.PseudoDb;
 
 namespace RootfsExport.ExportTree;
@@ -64,8 +65,18 @@ public sealed class ExportHandle : IDisposable
         return new ExportHandle(export, state, writerLock);
     }
 
-    /// <summary>The export root, opened once; the start of every confined access.</summary>
-    public HostDirectory Root => _root ??= HostDirectory.Open(Path);
+    /// <summary>
+    /// The export root, opened once, without following a symlink in its place (the path is canonical: one
+    /// there now was put there since); the start of every confined access.
+    /// </summary>
+    public HostDirectory Root => _root ??= OpenRoot(Path);
+
+    private static HostDirectory OpenRoot(string canonical)
+    {
+        int fd = Libc.OpenAt(Libc.AT_FDCWD, canonical, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0);
+        if (fd < 0) throw PosixException.Last("open export directory", canonical);
+        return HostDirectory.FromFd(fd);
+    }
 
     /// <summary>files.db, opened on first use (a run with nothing to write never opens it).</summary>
     public FilesDb Db => _db ??= FilesDb.Open(State, create: false);

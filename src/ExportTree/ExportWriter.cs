@@ -50,11 +50,24 @@ public sealed class ExportWriter : IDisposable
     /// <param name="newTree">the tree and files.db are new and empty (a staged unpack): files.db is written on
     /// a thread of its own, in the caller's transaction; <see cref="Flush"/> before committing it</param>
     public ExportWriter(string treeOnDisk, string dbRoot, FilesDb db, bool newTree = false)
+        : this(HostDirectory.Open(treeOnDisk), dbRoot, db, newTree)
+    {
+    }
+
+    /// <summary>
+    /// Writes into an export its handle holds: through a duplicate of the handle's root fd (the export directory
+    /// is not looked up by its path again) and the handle's files.db; the caller owns the transaction.
+    /// </summary>
+    public ExportWriter(ExportHandle export) : this(export.Root.Duplicate(), export.Path, export.Db, newTree: false)
+    {
+    }
+
+    private ExportWriter(HostDirectory root, string dbRoot, FilesDb db, bool newTree)
     {
         // With the umask known, objects are created with their final on-disk mode and need no chmod after.
         _umask = Libc.Umask(0x12);
         Libc.Umask(_umask);
-        _root = HostDirectory.Open(treeOnDisk);
+        _root = root;
         DbRoot = dbRoot;
         _db = db;
         if (newTree)

@@ -73,7 +73,7 @@ public static class OwnershipTransfer
         using var export = ExportHandle.OpenForWriting(exportDir);
         var skipped = new List<string>();
         int applied = 0;
-        using var writer = new ExportWriter(export.Path, export.Path, export.Db);
+        using var writer = new ExportWriter(export);
         export.InTransaction(db =>
         {
             foreach (var rec in records)

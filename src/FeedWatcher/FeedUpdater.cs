@@ -43,9 +43,11 @@ public static class FeedUpdater
         if (!state.Exists) throw new UserFacingException($"'{export}' has no pseudo database; run 'rootfs-export update {req.Image}' or 'unpack' first");
         output.WriteLine(req.DryRun ? "Update from package feeds (dry run: nothing is changed)" : "Update from package feeds");
 
-        // within a whole update the handle holds the writer lock and the export's root; alone, they are taken here
-        using var writeLock = req.Handle is null ? state.AcquireWriterLock() : null;
-        using var tree = req.Handle is null ? TargetTree.Open(export) : TargetTree.Open(req.Handle);
+        // within a whole update the handle holds the writer lock and the export's root; alone, one is opened here:
+        // the export directory is opened once and every step reaches it through that handle
+        using var own = req.Handle is null ? ExportHandle.OpenForWriting(export) : null;
+        var handle = req.Handle ?? own!;
+        using var tree = TargetTree.Open(handle);
         var pstate = PackageState.Load(tree, state.Directory, () => RpmDatabase.Tool(req.Layout.BuildDir));
         if (pstate is null)
         {
@@ -55,7 +57,7 @@ public static class FeedUpdater
             return new FeedUpdateResult(0, 0, 0, []);
         }
         // files.db is opened only when something is to be written: a run with nothing to do stays cheap
-        using var files = new LazyWriter(state, export, req.Handle);
+        using var files = new LazyWriter(handle);
         UpdateTrace.Step("package state read");
         return new FeedRun(req, state, tree, pstate, files, clock).Run();
     }
@@ -221,20 +223,15 @@ public static class FeedUpdater
         }
     }
 
-    /// <summary>files.db and the export writer, opened on first use.</summary>
-    private sealed class LazyWriter(PseudoState state, string export, ExportHandle? shared) : IDisposable
+    /// <summary>files.db and the export writer, opened on first use, both through the export's handle.</summary>
+    private sealed class LazyWriter(ExportHandle export) : IDisposable
     {
-        private FilesDb? _db;
         private ExportWriter? _writer;
 
-        public FilesDb Db => _db ??= shared?.Db ?? FilesDb.Open(state, create: false);
-        public ExportWriter Writer => _writer ??= new ExportWriter(export, export, Db);
+        public FilesDb Db => export.Db; // the handle's: it opens it on first use and closes it
+        public ExportWriter Writer => _writer ??= new ExportWriter(export);
 
-        public void Dispose()
-        {
-            _writer?.Dispose();
-            if (shared is null) _db?.Dispose(); // a shared files.db is its handle's
-        }
+        public void Dispose() => _writer?.Dispose();
     }
 
     private static PermsFile? Perms(BuildLayout layout, string packagePath, string name) =>

@@ -27,8 +27,6 @@ public sealed class TargetTree : IDisposable
         _root = root;
     }
 
-    public static TargetTree Open(string export) => new(export, HostDirectory.Open(export));
-
     /// <summary>The export a whole update holds: its root fd, already opened by the handle, is shared (a duplicate).</summary>
     public static TargetTree Open(ExportHandle export) => new(export.Path, export.Root.Duplicate());
 

@@ -7,7 +7,9 @@ namespace RootfsExport.FeedWatcher.Tests;
 /// <summary>
 /// Issue #20: one `update` takes pseudo's writer lock once and opens files.db once, whatever steps it runs (image
 /// check, feeds, boot entries). Seen from outside with strace on the real CLI run as the unprivileged user: the
-/// opens of files.db and of pseudo.lock, and the fcntl write locks taken.
+/// opens of files.db and of pseudo.lock, and the fcntl write locks taken. The export directory itself is opened
+/// by its path once too: every step after that reaches it through the handle's directory fd, so a path that
+/// changed meanwhile (a symlink put in its place) is never followed.
 /// </summary>
 public sealed class UpdateOpensTests
 {
@@ -31,5 +33,9 @@ public sealed class UpdateOpensTests
         Assert.True(dbOpens.Count == 1, "files.db opened " + dbOpens.Count + " times:\n" + string.Join("\n", dbOpens));
         Assert.True(lockOpens.Count == 1, "pseudo.lock opened for writing " + lockOpens.Count + " times:\n" + string.Join("\n", lockOpens));
         Assert.True(writeLocks >= 1, "no fcntl write lock seen");
+        var export = RootfsExport.PseudoDb.ExportPaths.Canonical(b.Export);
+        var exportOpens = calls.Where(l => l.Contains($"\"{export}\", ") && l.Contains("O_DIRECTORY") && !l.Contains("ENOENT")).ToList();
+        Assert.True(exportOpens.Count == 1, "the export directory opened by path " + exportOpens.Count + " times:\n" + string.Join("\n", exportOpens));
+        Assert.Contains("O_NOFOLLOW", exportOpens[0]); // a symlink put in the export's place is not followed
     }
 }
