@@ -31,6 +31,7 @@ public sealed partial class BoardLayer
         var name = ExportFileSystem.NameOf(rel);
         using (var dir = Upper.OpenDir(ExportFileSystem.ParentOf(rel)))
         {
+            var parentBefore = ExportFileSystem.StatFd(dir.Fd);
             MakeCopy(rel, st, mode, dir.Fd, name);
             var ust = ExportFileSystem.StatAt(dir.Fd, name);
             var urow = new FileRow(Upper.DbPath(rel), ust.Dev(), ust.InoSigned(), uid, gid, mode, rdev);
@@ -39,7 +40,23 @@ public sealed partial class BoardLayer
                 foreach (var x in Lower.Store.ListXattrs(row))
                     if (Lower.Store.GetXattr(row, x) is { } value) _store.SetXattr(urow, x, value);
             KeepTimes(st, dir.Fd, name);
+            KeepParentTimes(parentBefore, dir.Fd);
         }
+    }
+
+    /// <summary>
+    /// A copy-up is no change to the directory holding it: its times go back to what they were (as overlayfs
+    /// restores the parent's), so the board (and a later commit) sees them changed only by what it did there.
+    /// </summary>
+    private static unsafe void KeepParentTimes(in Statx before, int dirFd)
+    {
+        int fd = Libc.OpenAt(dirFd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0); // the O_PATH fd's own directory
+        if (fd < 0) return; // best effort, as for the copy's own times
+        var times = stackalloc Timespec[2];
+        times[0] = new Timespec { Sec = before.Atime.Sec, Nsec = before.Atime.Nsec };
+        times[1] = new Timespec { Sec = before.Mtime.Sec, Nsec = before.Mtime.Nsec };
+        _ = Libc.Futimens(fd, times);
+        Libc.Close(fd);
     }
 
     private unsafe void MakeCopy(string rel, in Statx st, uint mode, int dirFd, string name)
