@@ -133,20 +133,47 @@ public sealed partial class NinePServer<TFid>
                 _ = FlushAsync(old, tag, buffer);
                 return;
             }
+            // Metadata requests take microseconds: served on the read loop, they skip a thread-pool hop each
+            // (the latency a serial client like diodls or the kernel's lookups waits for). Data transfers,
+            // directory snapshots and database reads still run beside the loop.
+            // A one-request-at-a-time transport has every request served on the loop.
+            bool onLoop = _serial || (err == DecodeError.None && RequestHandlers<TFid>.IsQuick(msg!));
+            if (onLoop && _blocking != null)
+            {
+                ServeOnLoop(tag, msg, err, buffer);
+                return;
+            }
+            // Only a request served beside the loop can be flushed: one on the loop is answered before the
+            // next frame (a Tflush naming it) is read.
             TaskCompletionSource? done = null;
-            if (err == DecodeError.None && !_serial)
+            if (err == DecodeError.None && !onLoop)
                 lock (_inFlight)
                     if (!_inFlight.ContainsKey(tag))
                     {
                         done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                         _inFlight[tag] = done.Task;
                     }
-            // Metadata requests take microseconds: served on the read loop, they skip a thread-pool hop each
-            // (the latency a serial client like diodls or the kernel's lookups waits for). Data transfers,
-            // directory snapshots and database reads still run beside the loop.
-            // A one-request-at-a-time transport has every request served on the loop.
-            if (_serial || (err == DecodeError.None && RequestHandlers<TFid>.IsQuick(msg!))) await ServeAsync(tag, msg, err, buffer, done, onReadLoop: true);
-            else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done, onReadLoop: false));
+            if (onLoop) await ServeAsync(tag, msg, err, buffer, done);
+            else _ = Task.Run(() => ServeAsync(tag, msg, err, buffer, done));
+        }
+
+        /// <summary>
+        /// Serves one request of a blocking transport on its read loop, request to reply, with no task or state
+        /// machine on the way: the whole cost a serial client waits for, besides the system calls. The reply is
+        /// queued while more requests are read ahead (a pipelining client gets them in one write).
+        /// </summary>
+        private void ServeOnLoop(ushort tag, Message? msg, DecodeError err, byte[] buffer)
+        {
+            try
+            {
+                if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
+                var reply = Answer(tag, msg, err, out var raw);
+                Send(tag, reply, raw, queue: _readAhead is { HasBufferedFrame: true });
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { _writeFailure ??= e; }
+            catch (OperationCanceledException) { }
+            catch (Exception e) { server.Unexpected(e, "reply"); }
+            finally { Finish(buffer); }
         }
 
         private async Task FlushAsync(Task? old, ushort tag, byte[] buffer)
@@ -166,14 +193,13 @@ public sealed partial class NinePServer<TFid>
             _slots.Release();
         }
 
-        private async Task ServeAsync(ushort tag, Message? msg, DecodeError err, byte[] buffer, TaskCompletionSource? done, bool onReadLoop)
+        private async Task ServeAsync(ushort tag, Message? msg, DecodeError err, byte[] buffer, TaskCompletionSource? done)
         {
             try
             {
                 if (err == DecodeError.BadFrame) return; // no trustworthy tag: nothing to answer
                 var reply = Answer(tag, msg, err, out var raw);
-                // replies to requests served on the read loop are queued while more requests are read ahead
-                await SendAsync(tag, reply, raw, queue: onReadLoop && _blocking != null && _readAhead is { HasBufferedFrame: true });
+                await SendAsync(tag, reply, raw);
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { _writeFailure ??= e; }
             catch (OperationCanceledException) { }
@@ -210,10 +236,44 @@ public sealed partial class NinePServer<TFid>
         }
 
         /// <summary>Writes a reply: a message, or a pre-encoded pooled frame (raw, returned to the pool here).</summary>
-        private async Task SendAsync(ushort tag, Message reply, byte[]? raw, bool queue = false)
+        private async Task SendAsync(ushort tag, Message reply, byte[]? raw)
+        {
+            if (_blocking != null)
+            {
+                Send(tag, reply, raw, queue: false);
+                return;
+            }
+            var frame = Frame(tag, reply, raw, out int len);
+            try
+            {
+                await _writeGate.WaitAsync(_ct);
+                try { await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct); }
+                finally { _writeGate.Release(); }
+            }
+            finally { ArrayPool<byte>.Shared.Return(frame); }
+        }
+
+        /// <summary><see cref="SendAsync"/> for a blocking transport; queue: see <see cref="IReadAheadNinePTransport.QueueFrame"/>.</summary>
+        private void Send(ushort tag, Message reply, byte[]? raw, bool queue)
+        {
+            var frame = Frame(tag, reply, raw, out int len);
+            try
+            {
+                _writeGate.Wait(_ct);
+                try
+                {
+                    if (queue) _readAhead!.QueueFrame(frame.AsSpan(0, len));
+                    else _blocking!.WriteFrame(frame.AsSpan(0, len));
+                }
+                finally { _writeGate.Release(); }
+            }
+            finally { ArrayPool<byte>.Shared.Return(frame); }
+        }
+
+        /// <summary>The reply's frame in a pooled array (the caller returns it): raw as it is, or the message encoded.</summary>
+        private byte[] Frame(ushort tag, Message reply, byte[]? raw, out int len)
         {
             byte[] frame;
-            int len;
             if (raw != null) { frame = raw; len = (int)BinaryPrimitives.ReadUInt32LittleEndian(raw); }
             else
             {
@@ -221,20 +281,8 @@ public sealed partial class NinePServer<TFid>
                 frame = ArrayPool<byte>.Shared.Rent(len);
                 Codec.Encode(frame, tag, reply);
             }
-            try
-            {
-                if (_opt.Trace != null) _opt.Trace($"9p -> {tag} {(raw != null ? $"{(MessageType)raw[4]} {len} bytes" : reply.ToString())}");
-                if (_blocking != null) _writeGate.Wait(_ct);
-                else await _writeGate.WaitAsync(_ct);
-                try
-                {
-                    if (queue) _readAhead!.QueueFrame(frame.AsSpan(0, len));
-                    else if (_blocking != null) _blocking.WriteFrame(frame.AsSpan(0, len));
-                    else await transport.WriteFrameAsync(frame.AsMemory(0, len), _ct);
-                }
-                finally { _writeGate.Release(); }
-            }
-            finally { ArrayPool<byte>.Shared.Return(frame); }
+            if (_opt.Trace != null) _opt.Trace($"9p -> {tag} {(raw != null ? $"{(MessageType)raw[4]} {len} bytes" : reply.ToString())}");
+            return frame;
         }
 
         private Rversion Version(Tversion tv)
