@@ -86,6 +86,29 @@ public class AccessUserTests
         Assert.Equal((1000u, 50u, 0x81a4u), Owner(fx, "proj/f"));
     }
 
+    [Fact]
+    public async Task Search_permission_in_a_directory_comes_from_its_row_and_without_one_from_the_host()
+    {
+        using var fx = new ExportFixture();
+        WriteUsers(fx);
+        await using var srv = new RunningServer(fx.Export);
+        await using var c = await TestClient.ConnectAsync(srv.Port);
+        await c.Mount(fx.Export);
+        await AttachAs(c, fx, Alice, 1000);
+        await c.Call<Rmkdir>(new Tmkdir(Root, "private", 0x1c0, 0));       // 0700 root:root in files.db
+        await c.Call<Rlcreate>(new Tlcreate(await Walk(c, Root, 1, "private"), "f", 0x8042, 0x1a4, 0));
+        File.SetUnixFileMode(Path.Combine(fx.Export, "private"), (UnixFileMode)0x1ff); // the host's mode says 0777
+        var hostMade = Directory.CreateDirectory(Path.Combine(fx.Export, "hostmade")); // no row: the host decides
+        File.WriteAllText(Path.Combine(hostMade.FullName, "g"), "");
+        hostMade.UnixFileMode = (UnixFileMode)0x1c0;
+
+        Assert.Equal(Errno.EACCES, await c.Errno(new Twalk(await Walk(c, Alice, 10, "private"), 11, ["f"])));
+        Assert.Equal(Errno.EACCES, await c.Errno(new Twalk(await Walk(c, Alice, 12, "hostmade"), 13, ["g"])));
+        hostMade.UnixFileMode = (UnixFileMode)0x1ed;
+        await Walk(c, Alice, 14, "hostmade", "g");
+        await Walk(c, Root, 15, "private", "f");
+    }
+
     private static (uint, uint, uint) Owner(ExportFixture fx, string rel)
     {
         var row = fx.Row(rel) ?? throw new Xunit.Sdk.XunitException($"no row for {rel}");
