@@ -111,9 +111,18 @@ internal sealed class LayerMerge : IDisposable
         {
             case Libc.S_IFLNK: _staging!.CreateSymlink(name, dir.ReadLink(from)); break;
             case Libc.S_IFIFO: _staging!.CreateFifo(name, (uint)st.Mode); break;
-            case Libc.S_IFREG: CopyFile(dir, from, name, st); break;
+            case Libc.S_IFREG: CopyFile(dir, from, name, st); return;
             default: throw new UserFacingException($"board {_paths.Board}: {rel} in its layer is neither a file, a symlink nor a FIFO; nothing was committed");
         }
+        KeepTimes(name, st); // a symlink's own times (AT_SYMLINK_NOFOLLOW), a FIFO's: what the board saw
+    }
+
+    private unsafe void KeepTimes(string name, in Statx st)
+    {
+        var times = stackalloc Timespec[2];
+        times[0] = Time(st.Atime);
+        times[1] = Time(st.Mtime);
+        _ = Libc.UtimensAt(_staging!.Fd, name, times, Libc.AT_SYMLINK_NOFOLLOW); // best effort, as for files
     }
 
     private unsafe void CopyFile(HostDirectory dir, string from, string name, in Statx st)

@@ -153,7 +153,7 @@ public sealed class BoardCommitTests
     }
 
     [Fact]
-    public async Task Commit_leaves_the_directories_of_the_board_with_the_times_the_board_saw()
+    public async Task Commit_leaves_the_boards_directories_symlinks_and_fifos_with_the_times_the_board_saw()
     {
         using var fx = new ExportFixture();
         var untouched = new[] { "dev", "bin", "srv", "srv/shared" }.ToDictionary(d => d, d => HostMtime(Path.Combine(fx.Export, d)));
@@ -167,8 +167,10 @@ public sealed class BoardCommitTests
             await Create(b, await Walk(b, 0, 2, "opt"), "run", "#!/bin/sh\n", 0x1ed);
             await Setattr(b, await Walk(b, 0, 3, "bin", "tool"), SetAttrMask.Mode, mode: 0x1ed); // bin copied up to hold a change
             await b.Call<Rsetattr>(new Tsetattr(await Walk(b, 0, 4, "srv"), SetAttrMask.Mtime | SetAttrMask.MtimeSet, 0, 0, 0, 0, 0, 0, 978307200, 5)); // touch -d 2001-01-01 /srv
-            foreach (var d in new[] { "", "etc", "opt", "bin", "srv" })
-                seen[d] = await BoardMtime(b, 10, d.Length == 0 ? [] : [d]);
+            await b.Call<Rsymlink>(new Tsymlink(await Walk(b, 0, 5, "opt"), "link", "run", 0)); // a symlink and a FIFO keep theirs too
+            await b.Call<Rmknod>(new Tmknod(5, "fifo", 0x11a4, 0, 0, 0));
+            foreach (var d in new[] { "", "etc", "opt", "bin", "srv", "opt/link", "opt/fifo" })
+                seen[d] = await BoardMtime(b, 10, d.Length == 0 ? [] : d.Split('/'));
             Assert.Equal(0, serve.Stop(30));
         }
         Assert.Equal((978307200L, 5u), seen["srv"]);
