@@ -13,7 +13,8 @@ public sealed unsafe partial class ExportFileSystem
 
     public Attributes GetAttr(ExportFid fid, AttrMask request)
     {
-        var st = StatObject(fid, out bool fromFd);
+        bool fromFd = false;
+        var st = RecentWalk.Take(fid, out var walkedSt) ? walkedSt : StatObject(fid, out fromFd);
         var row = ObjectRow(fid, st, fromFd);
         uint mode = EffectiveMode(st, row);
         return new Attributes(
@@ -23,6 +24,44 @@ public sealed unsafe partial class ExportFileSystem
             st.Size, st.BlkSize, st.Blocks,
             (ulong)st.Atime.Sec, st.Atime.Nsec, (ulong)st.Mtime.Sec, st.Mtime.Nsec, (ulong)st.Ctime.Sec, st.Ctime.Nsec,
             0, 0, 0, 0);
+    }
+
+    /// <summary>
+    /// The stat the last Twalk on this thread took of the object its new fid names. A client looking a name up
+    /// sends Twalk and then Tgetattr of the new fid (v9fs's lookup, diodls), microseconds apart: that Tgetattr
+    /// is answered from the walk's stat instead of a second statx, provided it is the very fid, nothing was
+    /// changed through the server since the walk looked (<see cref="ChangeClock"/>) and at most
+    /// <see cref="MaxAgeMs"/> passed (a bound on what a change on the host behind the server's back can hide).
+    /// Used once. One per thread: a connection's read loop serves its metadata requests on its own thread.
+    /// </summary>
+    private sealed class RecentWalk
+    {
+        public const double MaxAgeMs = 1;
+        private static readonly long MaxAgeTicks = (long)(System.Diagnostics.Stopwatch.Frequency * MaxAgeMs / 1000);
+        [ThreadStatic] private static RecentWalk? t_last;
+        private ExportFid? _fid;
+        private Statx _st;
+        private long _clock, _at;
+
+        public static void Remember(ExportFid fid, in Statx st, long clock)
+        {
+            var r = t_last ??= new RecentWalk();
+            r._fid = fid;
+            r._st = st;
+            r._clock = clock;
+            r._at = System.Diagnostics.Stopwatch.GetTimestamp();
+        }
+
+        public static bool Take(ExportFid fid, out Statx st)
+        {
+            st = default;
+            if (t_last is not { } r || r._fid != fid) return false;
+            r._fid = null;
+            if (r._clock != ChangeClock.Now || System.Diagnostics.Stopwatch.GetTimestamp() - r._at > MaxAgeTicks) return false;
+            if (fid.Detached || fid.Fd >= 0 || fid.Pin >= 0) return false;
+            st = r._st;
+            return true;
+        }
     }
 
     /// <summary>

@@ -43,12 +43,14 @@ public sealed unsafe partial class ExportFileSystem
     /// </summary>
     public List<Qid> Walk(ExportFid fid, IReadOnlyList<string> names, out ExportFid? walked)
     {
-        var qids = WalkNames(fid, names, out var rel, out var holder);
+        long clock = ChangeClock.Now;
+        var qids = WalkNames(fid, names, out var rel, out var holder, out var st);
         walked = null;
         if (rel is null) return qids;
         walked = new ExportFid(rel, fid.Uid);
         if (holder != null) walked.AdoptParent(holder);
         Track(walked);
+        if (names.Count > 0) RecentWalk.Remember(walked, st, clock);
         return qids;
     }
 
@@ -62,9 +64,10 @@ public sealed unsafe partial class ExportFileSystem
         public HostDir? At; // Cur itself, once a name was looked up in it
     }
 
-    private List<Qid> WalkNames(ExportFid fid, IReadOnlyList<string> names, out string? newRel, out HostDir? holder)
+    private List<Qid> WalkNames(ExportFid fid, IReadOnlyList<string> names, out string? newRel, out HostDir? holder, out Statx st)
     {
         newRel = null;
+        st = default;
         holder = null;
         var qids = new List<Qid>(names.Count);
         if (fid.Detached) throw new NinePException(Errno.ENOENT, "the fid's name was removed");
@@ -86,6 +89,7 @@ public sealed unsafe partial class ExportFileSystem
                 }
             }
             newRel = w.Cur;
+            st = w.St;
             holder = w.Up;
             w.Up = null;
             return qids;

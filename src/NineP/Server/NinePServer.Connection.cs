@@ -232,7 +232,11 @@ public sealed partial class NinePServer<TFid>
                 server.Unexpected(e, msg!.Type.ToString());
                 return new Rlerror(Errno.EIO);
             }
-            finally { server.Gate.Leave(); }
+            finally
+            {
+                if (!RequestHandlers<TFid>.LeavesExportAlone(msg!)) ChangeClock.Tick();
+                server.Gate.Leave();
+            }
         }
 
         /// <summary>Writes a reply: a message, or a pre-encoded pooled frame (raw, returned to the pool here).</summary>

@@ -44,6 +44,7 @@ public sealed class RequestGate
         try { return change(); }
         finally
         {
+            ChangeClock.Tick();
             lock (_gate)
             {
                 _closed = false;

@@ -30,6 +30,13 @@ internal sealed class RequestHandlers<TFid>(INinePFileSystem<TFid> fs, FidTable<
         or Tlcreate or Tmkdir or Tsymlink or Tmknod or Tunlinkat or Tremove or Trename or Trenameat or Tlink or Tlock or Tgetlock
         or Tauth or Tattach;
 
+    /// <summary>
+    /// Requests that never change the export (Tread's atime aside): every other one moves the
+    /// <see cref="ChangeClock"/> once it is answered, Tclunk too (it may set an xattr).
+    /// </summary>
+    public static bool LeavesExportAlone(Message m) => m is Twalk or Tgetattr or Treadlink or Tread or Treaddir or Tstatfs
+        or Txattrwalk or Tgetlock or Tattach or Tauth;
+
     public Message Handle(Message m, ushort tag, out byte[]? raw)
     {
         raw = null;
