@@ -106,7 +106,7 @@ public sealed unsafe partial class ExportFileSystem
         {
             var childRel = Child(rel, e.Name);
             uint hostType = (uint)e.Type << 12;
-            var row = _store.Get(DbPath(childRel));
+            var row = RowAt(childRel);
             uint type = hostType;
             // DT_UNKNOWN (some file systems): the row's type, unchecked
             if (row != null && (RowDescribes(row.Mode & Libc.S_IFMT, hostType) || e.Type == 0)) type = row.Mode & Libc.S_IFMT;

@@ -21,9 +21,25 @@ public sealed unsafe partial class ExportFileSystem
     internal static bool RowDescribes(uint dbType, uint hostType) =>
         dbType == hostType || (hostType == Libc.S_IFREG && dbType is Libc.S_IFCHR or Libc.S_IFBLK or Libc.S_IFSOCK);
 
+    /// <summary>
+    /// The server's row cache, keyed by paths relative to this export (set up by the constructor), or null for
+    /// another store (a plain files.db): its rows are then looked up by their absolute DB paths.
+    /// </summary>
+    private readonly OwnershipStore? _keyed;
+
+    /// <summary>The row recorded for rel, with no absolute path built when the store is keyed by this export.</summary>
+    internal FileRow? RowAt(string rel) => _keyed != null ? _keyed.GetRelative(rel) : _store.Get(DbPath(rel));
+
+    /// <summary>A fid about to be tracked gets the store's string for its path: one string per path, not one per fid.</summary>
+    private ExportFid Interned(ExportFid fid)
+    {
+        if (_keyed != null) fid.Path = _keyed.Intern(fid.Path);
+        return fid;
+    }
+
     internal FileRow? RowFor(string rel, in Statx st)
     {
-        var row = _store.Get(DbPath(rel));
+        var row = RowAt(rel);
         if (row is null) return null;
         return EffectiveMode(st, row) == row.Mode ? row : null;
     }
@@ -51,7 +67,7 @@ public sealed unsafe partial class ExportFileSystem
         _ => QidType.File,
     };
 
-    internal Qid QidOf(string rel, in Statx st) => new(QidTypeOf(EffectiveMode(st, _store.Get(DbPath(rel)))), 0, QidPath(st));
+    internal Qid QidOf(string rel, in Statx st) => new(QidTypeOf(EffectiveMode(st, RowAt(rel))), 0, QidPath(st));
 
     internal static bool IsDir(in Statx st) => (st.Mode & Libc.S_IFMT) == Libc.S_IFDIR;
 

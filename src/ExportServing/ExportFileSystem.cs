@@ -38,6 +38,7 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
     {
         ExportPath = ExportPaths.Canonical(exportPath);
         _store = store;
+        _keyed = store is OwnershipStore cache && cache.KeyByRoot(ExportPath) ? cache : null;
         _rootFd = Libc.OpenAt(Libc.AT_FDCWD, ExportPath, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (_rootFd < 0) throw PosixException.Last("open export", ExportPath);
         _rootDev = qidDevice ?? StatFd(_rootFd).Dev();
@@ -61,7 +62,7 @@ public sealed unsafe partial class ExportFileSystem : INinePFileSystem<ExportFid
     internal static string NameOf(string rel) => rel[(rel.LastIndexOf('/') + 1)..];
 
     /// <summary>A new fid: renames and unlinks keep it current from now on.</summary>
-    internal ExportFid Track(ExportFid fid) => _liveFids.Add(fid);
+    internal ExportFid Track(ExportFid fid) => _liveFids.Add(Interned(fid));
 
     public void Clunk(ExportFid fid) => _liveFids.Remove(fid);
 

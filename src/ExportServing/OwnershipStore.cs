@@ -15,7 +15,14 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
     // the writer thread's view of files.db: the same row semantics, one transaction per burst
     private readonly FilesDbStore _sql;
     private readonly object _lock = new();
+    // Rows by key: a path inside the export root (once KeyByRoot set one) is keyed by its path relative to it ("" = the
+    // root), so the export's absolute path is not repeated in 100,000 keys, a 9P request looks its row up by the
+    // fid's relative path without building the absolute one, and fids share the key string as their path
+    // (Intern). Other paths (no root, or a row outside it) keep their absolute path, which starts with '/' where a
+    // relative key never does. FileRow.Path stays the absolute DB path.
     private readonly Dictionary<string, FileRow> _byPath = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FileRow>.AlternateLookup<ReadOnlySpan<char>> _bySpan;
+    private string? _root;
     // every path of an inode: a create checks for stale rows of a reused inode and a chown reaches all links,
     // without scanning every row of the export (a 10,000-entry rootfs made each create a 10,000-row scan)
     private readonly InodeIndex _byInode = new();
@@ -33,6 +40,7 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
         _db = db;
         _sql = new FilesDbStore(db);
         _log = log;
+        _bySpan = _byPath.GetAlternateLookup<ReadOnlySpan<char>>();
         LoadRows();
         _writer = new Thread(WriterLoop) { IsBackground = true, Name = "files.db writer" };
         _writer.Start();
@@ -99,7 +107,9 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
             _byPath.Clear();
             _byInode.Clear();
             _noXattrs.Clear();
-            foreach (var row in _db.All()) if (_byPath.TryAdd(row.Path, row)) Index(row);
+            var rows = _db.All();
+            _byPath.EnsureCapacity(rows.Count); // grown by doubling, every old array was large-object garbage
+            foreach (var row in rows) if (_byPath.TryAdd(KeyString(row.Path), row)) Index(row);
         }
     }
 
@@ -123,13 +133,60 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
 
     public FileRow? Get(string path)
     {
-        lock (_lock) return _byPath.GetValueOrDefault(path);
+        lock (_lock) return _bySpan.TryGetValue(Key(path), out var row) ? row : null;
+    }
+
+    /// <summary>
+    /// From now on, keys paths inside root (canonical, absolute) relative to it; false when another root is set
+    /// already (the store then serves that root's paths by their absolute paths as before).
+    /// </summary>
+    public bool KeyByRoot(string root)
+    {
+        lock (_lock)
+        {
+            if (_root != null) return _root == root;
+            var rows = _byPath.Values.ToList();
+            _root = root;
+            _byPath.Clear();
+            foreach (var row in rows) _byPath[KeyString(row.Path)] = row;
+            return true;
+        }
+    }
+
+    /// <summary>The row of a path relative to the root given to <see cref="KeyByRoot"/> ("" = the root), without allocating.</summary>
+    public FileRow? GetRelative(ReadOnlySpan<char> rel)
+    {
+        lock (_lock) return _bySpan.TryGetValue(rel, out var row) ? row : null;
+    }
+
+    /// <summary>The store's own string for the relative path rel when it has a row for it, else rel: the many fids on one path share one string.</summary>
+    public string Intern(string rel)
+    {
+        lock (_lock) return _root != null && _bySpan.TryGetValue(rel.AsSpan(), out var key, out _) ? key : rel;
+    }
+
+    // ---- keys (callers hold _lock, or run before the writer starts) ----
+
+    /// <summary>The key of an absolute DB path: relative when inside the root, the path itself otherwise.</summary>
+    private ReadOnlySpan<char> Key(string path)
+    {
+        var root = _root;
+        if (root is null || !path.StartsWith(root, StringComparison.Ordinal)) return path;
+        if (path.Length == root.Length) return "";
+        if (root == "/") return path.AsSpan(1);
+        return path[root.Length] == '/' ? path.AsSpan(root.Length + 1) : path;
+    }
+
+    private string KeyString(string path)
+    {
+        var key = Key(path);
+        return key.Length == path.Length ? path : key.ToString();
     }
 
     /// <summary>A row of the inode under any of its names (an open file whose own name went may have other links).</summary>
     public FileRow? ByInode(long dev, long ino)
     {
-        lock (_lock) return _byInode.First(dev, ino) is { } path ? _byPath[path] : null;
+        lock (_lock) return _byInode.First(dev, ino) is { } path ? _bySpan[Key(path)] : null;
     }
 
     // ---- the cache and its inode index change together (callers hold _lock) ----
@@ -138,19 +195,19 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
 
     private void Set(FileRow row)
     {
-        if (_byPath.TryGetValue(row.Path, out var old)) Unindex(old);
-        _byPath[row.Path] = row;
+        if (_bySpan.TryGetValue(Key(row.Path), out var old)) Unindex(old);
+        _bySpan[Key(row.Path)] = row;
         Index(row);
     }
 
     private void Remove(string path)
     {
-        if (_byPath.Remove(path, out var old)) Unindex(old);
+        if (_bySpan.Remove(Key(path), out _, out var old)) Unindex(old);
     }
 
     private void Unindex(FileRow row) => _byInode.Remove(row.Dev, row.Ino, row.Path);
 
-    private List<FileRow> RowsOf(long dev, long ino) => _byInode.All(dev, ino).ConvertAll(p => _byPath[p]);
+    private List<FileRow> RowsOf(long dev, long ino) => _byInode.All(dev, ino).ConvertAll(p => _bySpan[Key(p)]);
 
     /// <summary>Records a new object (and drops stale rows of a reused inode, as FilesDb.PutNew does).</summary>
     public void PutNew(FileRow row)
@@ -180,7 +237,7 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
         lock (_lock)
         {
             foreach (var link in RowsOf(row.Dev, row.Ino)) // same paths, same inode: the index stays as it is
-                _byPath[link.Path] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
+                _bySpan[Key(link.Path)] = link with { Uid = uid, Gid = gid, Mode = (link.Mode & FileRow.S_IFMT) | (mode & 0xfff) };
             Enqueue(() => _sql.UpdateOwnership(row, uid, gid, mode));
         }
     }
@@ -209,20 +266,21 @@ public sealed class OwnershipStore : IOwnershipStore, IDisposable
         lock (_lock)
         {
             if (targetExisted) foreach (var key in KeysUnder(newPath)) Remove(key);
-            foreach (var key in KeysUnder(oldPath))
+            foreach (var path in KeysUnder(oldPath))
             {
-                var row = _byPath[key];
-                Remove(key);
-                Set(row with { Path = newPath + key[oldPath.Length..] });
+                var row = _bySpan[Key(path)];
+                Remove(path);
+                Set(row with { Path = newPath + path[oldPath.Length..] });
             }
             Enqueue(() => _sql.Rename(oldPath, newPath, targetExisted));
         }
     }
 
+    /// <summary>The absolute paths of the rows at path or below it.</summary>
     private List<string> KeysUnder(string path)
     {
         var prefix = path == "/" ? "/" : path + "/";
-        return _byPath.Keys.Where(k => k == path || k.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+        return _byPath.Values.Select(r => r.Path).Where(k => k == path || k.StartsWith(prefix, StringComparison.Ordinal)).ToList();
     }
 
     // ---- xattrs (keyed by the inode, shared by its links; read through the writer so they see every write) ----
