@@ -78,7 +78,7 @@ public class BoardGuestTests(ITestOutputHelper output)
                 foreach (var board in new[] { "a", "b" })
                     await WaitUntil(() => File.Exists(Path.Combine(BoardPaths.For(export, board).Upper, "tmp/changed")), $"board {board}'s changes", guests, serve);
                 Assert.Equal(original, BoardOverlayTests.Fingerprint(export)); // both boards changed only their layers
-                var list = Board("list", export);
+                var list = ListWhenBothRecorded(export);
                 Assert.Matches(@"(?m)^a\s+6 change\(s\): 3 added, 2 modified, 1 deleted\s+served by pid \d+$", list);
                 Assert.Matches(@"(?m)^b\s+6 change\(s\): 3 added, 2 modified, 1 deleted\s+served by pid \d+$", list);
 
@@ -215,6 +215,20 @@ public class BoardGuestTests(ITestOutputHelper output)
     }
 
     /// <summary>`rootfs-export board ...` as uid 65534; its standard output.</summary>
+    /// <summary>
+    /// `board list` once the serve has recorded both boards' six changes: a guest's last file is in its layer before the
+    /// serve writes its row (files.db is written in groups, within 200 ms), so the list is read again for up to 2 s.
+    /// </summary>
+    private static string ListWhenBothRecorded(string export)
+    {
+        for (int i = 0; ; i++)
+        {
+            var list = Board("list", export);
+            if (Regex.Matches(list, @"(?m)^[ab]\s+6 change\(s\)").Count == 2 || i == 20) return list;
+            Thread.Sleep(100);
+        }
+    }
+
     private static string Board(params string[] args) => Run.Tool(["board", .. args], null).ShouldSucceed().Stdout;
 
     /// <summary>Non-empty lines, runs of spaces (the CLI's column padding) made one.</summary>
