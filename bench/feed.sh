@@ -48,8 +48,10 @@ build_pkg() { # content -> $work/stage/$pkg: a rebuilt hello-sample 1.0-r0 (same
 }
 land() { build_pkg "$1"; as_user mv "$work/stage/$pkg" "$feed/$pkg"; }   # renamed in whole, as sstate's hard link
 applied() { local line=""; read -r line < "$export_dir/usr/bin/hello" 2>/dev/null || true; [ "$line" = "echo $1" ]; }
-timed() { # out-file command... : wall, user, sys of one run as uid 65534
-  /usr/bin/time -f "%e %U %S" -o "$1" setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" "${@:2}" >/dev/null
+# bash's time keyword, not /usr/bin/time: its %e/%U/%S print 10 ms steps, and a native no-op update is below that
+timed() { # out-file command... : wall, user, sys of one run as uid 65534 (milliseconds resolution)
+  local TIMEFORMAT='%3R %3U %3S'
+  { time setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp BUILDDIR="$work/build" "${@:2}" >/dev/null 2>&3; } 3>&2 2>"$1"
 }
 add() { cat "$2" >> "$work/$1.times"; }
 median() { sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
@@ -69,7 +71,7 @@ peer="$work/dpkgroot"; mkdir -p "$peer/var/lib/dpkg/info" "$peer/var/lib/dpkg/up
 touch "$peer/var/lib/dpkg/status" "$peer/var/lib/dpkg/available"
 dpkg_peer=(dpkg --root="$peer" --log=/dev/null --force-architecture --unpack "$feed/$pkg")
 [ "$(id -u)" -eq 0 ] || dpkg_peer=(fakeroot "${dpkg_peer[@]}" --force-not-root)
-peer_timed() { /usr/bin/time -f "%e %U %S" -o "$1" "${@:2}" >/dev/null 2>&1; }
+peer_timed() { local TIMEFORMAT='%3R %3U %3S'; { time "${@:2}" >/dev/null 2>&1; } 2>"$1"; }
 
 for i in $(seq "$runs"); do
   for b in native jit; do timed "$work/t" "$tools/$b/rootfs-export" update bench-image; add "noop-$b" "$work/t"
