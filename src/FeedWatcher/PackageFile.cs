@@ -201,7 +201,7 @@ public sealed class PackageFile
     {
         private long _left = length;
 
-        public long Size => length;
+        public long Size { get; } = length;
 
         public override int Read(Span<byte> buffer)
         {

@@ -113,7 +113,7 @@ public sealed class BoardCommitTests
 
         Assert.Equal("rock3a-host\n", File.ReadAllText(Path.Combine(fx.Export, "etc/hostname")));
         Assert.Equal("rock3a\n", File.ReadAllText(Path.Combine(fx.Export, "etc/motd")));
-        Assert.Equal(["new"], Directory.EnumerateFileSystemEntries(Path.Combine(fx.Export, "srv/shared")).Select(Path.GetFileName).ToArray());
+        Assert.Equal(["new"], Directory.EnumerateFileSystemEntries(Path.Combine(fx.Export, "srv/shared")).Select(p => Path.GetFileName(p)!).ToArray());
         Assert.False(File.Exists(Path.Combine(fx.Export, "dev/null")));
         Assert.Equal(fx.Outside, new FileInfo(Path.Combine(fx.Export, "lib")).LinkTarget);
         Assert.Equal(outside.Append("export.boards").Order().ToArray(), fx.OutsideListing()); // nothing written through the board's symlink

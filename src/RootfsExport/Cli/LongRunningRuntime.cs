@@ -23,7 +23,9 @@ public static class LongRunningRuntime
         // the native (AOT) program has no JIT, so nothing to turn off. RuntimeFeature.IsDynamicCodeSupported cannot
         // tell: PublishAot sets that switch to false in the JIT build's runtimeconfig too. Only a native program has
         // assemblies without a file.
+#pragma warning disable IL3000 // the empty Location is exactly what is asked here
         if (string.IsNullOrEmpty(typeof(LongRunningRuntime).Assembly.Location)) return;
+#pragma warning restore IL3000
         var exe = Environment.ProcessPath;
         var args = Environment.GetCommandLineArgs(); // [0] is our .dll, also under the apphost
         if (exe is null || args.Length == 0) return;
