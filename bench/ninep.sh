@@ -6,12 +6,14 @@
 # every workload runs against ours, then diod, in each round. Prints medians and diod/ours ratios.
 # For the serial clients (diodls, diodcat) it also measures the floor: the same run answered by `nineload replay`
 # from a recording, a server that does no work at all.
-#   bench/ninep.sh [runs] [workload...]   (default 5 runs; workloads: diodcat diodls walk1 walk4 read1 read4
-#                                          write1 write4, default all)
+#   bench/ninep.sh [runs] [workload...]   (default 5 runs; workloads: diodcat diodls serial walk1 walk4 read1
+#                                          read4 write1 write4, default all)
+# `serial` is the walk with one request in flight (per directory Twalk, Tlopen, Treaddir, Tclunk; per entry
+# Twalk, Tgetattr, Treadlink for symlinks, Tclunk), the shape of a Linux client's one process doing `ls -lR`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}; shift || true
-workloads=" ${*:-diodcat diodls walk1 walk4 read1 read4 write1 write4} "
+workloads=" ${*:-diodcat diodls serial walk1 walk4 read1 read4 write1 write4} "
 wanted() { [[ $workloads == *" $1 "* ]]; }
 export DEBIAN_FRONTEND=noninteractive DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v diod >/dev/null && command -v bc >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends diod bc; }
@@ -81,6 +83,7 @@ for i in $(seq "$runs"); do
     port=$([ $server = ours ] && echo $port_ours || echo $port_diod)
     measure "$server-diodcat" diodcat -m 1048576 -s 127.0.0.1:$port -a "$export_dir" /data/big
     measure "$server-diodls" diodls -l -s 127.0.0.1:$port -a "$export_dir" /many
+    load "$server-serial" $port walk --connections 1 --depth 1
     load "$server-walk1" $port walk --connections 1
     load "$server-walk4" $port walk --connections 4
     load "$server-read1" $port read /data/big --connections 1 --depth 4
@@ -113,6 +116,7 @@ row diodcat "diodcat -m 1048576 of 200 MB (diod: msize 65536)" 209.7152 MB
 floor_row diodcat
 row diodls  "diodls -l of 5,000 files" 5000 files
 floor_row diodls
+row serial  "nineload walk, 1 connection, 1 request in flight" "$entries" entries
 row walk1   "nineload walk, 1 connection" "$entries" entries
 row walk4   "nineload walk, 4 connections" "$((4 * entries))" entries
 row read1   "nineload read 200 MB, 1 connection, 4 in flight" 209.7152 MB
