@@ -32,6 +32,7 @@ internal sealed class LayerMerge : IDisposable
     private readonly HashSet<string> _opaque = new(StringComparer.Ordinal);
     private readonly List<DirTimes> _dirTimes = [];
     private HostDirectory? _staging;
+    private DirTimes? _rootBefore; // the root's times before the staging directory came and went in it
     private (string Rel, HostDirectory Dir)? _parent; // the shared directory of the last item: most items share it
 
     public LayerMerge(ExportHandle export, BoardPaths paths, string stagingName)
@@ -49,6 +50,8 @@ internal sealed class LayerMerge : IDisposable
     /// <summary>Reads the board's rows in path order and copies each object it has into the staging directory.</summary>
     public void Stage()
     {
+        var root = _export.Root.StatSelf();
+        _rootBefore = new DirTimes("", Time(root.Atime), Time(root.Mtime));
         _export.Root.RemoveTree(_stagingName); // a previous, interrupted attempt's
         _export.Root.CreateDirectory(_stagingName, 0x1c0);
         _staging = _export.Root.OpenDirectory(_stagingName);
@@ -60,23 +63,33 @@ internal sealed class LayerMerge : IDisposable
         var staged = new Dictionary<(long, long), string>();
         foreach (var row in rows)
         {
-            var rel = Rel(row.Path);
-            var st = UpperStat(rel, row);
-            if (BoardLayer.IsWhiteout(row)) _items.Add(new Item(rel, row, ItemKind.Whiteout, null, false));
-            else if (row.IsDirectory)
+            try { StageRow(row, staged); }
+            catch (IOException e) // an object of the layer that cannot be read: named with its place in the layer
             {
-                _items.Add(new Item(rel, row, ItemKind.Directory, null, false));
-                _dirTimes.Add(new DirTimes(rel, Time(st.Atime), Time(st.Mtime)));
+                throw new UserFacingException($"board {_paths.Board}: cannot copy {Path.Combine(_paths.Upper, Rel(row.Path))} out of its layer ({e.Message}); " +
+                    "nothing of the shared export was changed", e);
             }
-            else
-            {
-                var name = _items.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                bool first = !staged.TryGetValue((row.Dev, row.Ino), out var linkOf);
-                if (first) StageCopy(rel, st, name);
-                else HostDirectory.Link(_staging, linkOf!, _staging, name); // another name of an inode the board linked
-                staged.TryAdd((row.Dev, row.Ino), name);
-                _items.Add(new Item(rel, row, ItemKind.Object, name, first));
-            }
+        }
+    }
+
+    private void StageRow(FileRow row, Dictionary<(long, long), string> staged)
+    {
+        var rel = Rel(row.Path);
+        var st = UpperStat(rel, row);
+        if (BoardLayer.IsWhiteout(row)) _items.Add(new Item(rel, row, ItemKind.Whiteout, null, false));
+        else if (row.IsDirectory)
+        {
+            _items.Add(new Item(rel, row, ItemKind.Directory, null, false));
+            _dirTimes.Add(new DirTimes(rel, Time(st.Atime), Time(st.Mtime)));
+        }
+        else
+        {
+            var name = _items.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            bool first = !staged.TryGetValue((row.Dev, row.Ino), out var linkOf);
+            if (first) StageCopy(rel, st, name);
+            else HostDirectory.Link(_staging!, linkOf!, _staging!, name); // another name of an inode the board linked
+            staged.TryAdd((row.Dev, row.Ino), name);
+            _items.Add(new Item(rel, row, ItemKind.Object, name, first));
         }
     }
 
@@ -164,6 +177,7 @@ internal sealed class LayerMerge : IDisposable
     /// </summary>
     private void KeepDirectoryTimes()
     {
+        RestoreRootTimes(); // the board's own root times, when it has the root, are set below
         foreach (var d in _dirTimes)
         {
             if (d.Rel.Length == 0) _export.Root.SetTimesSelf(d.Atime, d.Mtime);
@@ -254,6 +268,23 @@ internal sealed class LayerMerge : IDisposable
     {
         foreach (var x in _own.GetXattrs(from.Dev, from.Ino))
             if (!x.Name.StartsWith(BoardLayer.OverlayXattrPrefix, StringComparison.Ordinal)) db.SetXattr(to.Dev, to.Ino, x.Name, x.Value);
+    }
+
+    /// <summary>
+    /// A commit that stopped while staging: the staging directory goes, and the root gets back the times it had
+    /// before it (creating and removing a name in a directory sets its mtime), so the shared export is as it was.
+    /// </summary>
+    public void Abandon()
+    {
+        _staging?.Dispose();
+        _staging = null;
+        _export.Root.RemoveTree(_stagingName);
+        RestoreRootTimes();
+    }
+
+    private void RestoreRootTimes()
+    {
+        if (_rootBefore is { } t) _export.Root.SetTimesSelf(t.Atime, t.Mtime);
     }
 
     /// <summary>The shared export's directory holding rel, opened beneath the export root without following symlinks.</summary>

@@ -85,8 +85,8 @@ public static class BoardCommit
             try { merge.Stage(); }
             catch
             {
+                merge.Abandon(); // nothing of the shared export was changed yet, and so it stays
                 merge.Dispose();
-                RemoveStaging(export, staging); // nothing of the shared export was changed yet
                 DeleteJournal(export.State);
                 throw;
             }

@@ -292,6 +292,41 @@ public sealed class BoardCommitTests
         PseudoSees(export, new() { ["bin/busybox"] = "99 0 755 regular file", ["etc/motd"] = "0 0 644 regular file" });
     }
 
+    [Fact]
+    public async Task A_commit_stopped_while_staging_leaves_the_export_as_it_was_its_root_times_too()
+    {
+        using var fx = new ExportFixture();
+        using (var serve = Serve(fx, out var port))
+        await using (var b = await TestClient.ConnectAsync(port))
+        {
+            await b.Mount(fx.Export + "@b1");
+            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+            Assert.Equal(0, serve.Stop(30));
+        }
+        var motd = Path.Combine(fx.Export + ".boards", "b1", "etc", "motd");
+        Run.Program("chmod", "0000", motd).ShouldSucceed(); // the board's file cannot be read, so it cannot be staged
+        var before = Snapshot(fx.Export);
+        Thread.Sleep(50); // a time the commit sets differs from every time before it
+        var stopped = Run.Tool("board", "commit", fx.Export, "b1");
+        Assert.Equal(1, stopped.ExitCode);
+        Assert.Contains($"board b1: cannot copy {ExportPaths.Canonical(fx.Export)}.boards/b1/etc/motd out of its layer", stopped.Stderr);
+        Assert.Contains("nothing of the shared export was changed", stopped.Stderr);
+        Assert.Equal(before, Snapshot(fx.Export)); // the staging directory came and went in the root: its mtime is the root's again
+        Assert.False(File.Exists(Path.Combine(fx.State.Directory, "rootfs-export-board-commit.journal")));
+
+        Run.Program("chmod", "0644", motd).ShouldSucceed();
+        Run.Tool("board", "commit", fx.Export, "b1").ShouldSucceed();
+        Assert.Equal("b1\n", File.ReadAllText(Path.Combine(fx.Export, "etc", "motd")));
+    }
+
+    /// <summary>Every object of an export (inode, mode, size, mtime, link target, the root included) and files.db's bytes.</summary>
+    private static string Snapshot(string export)
+    {
+        var tree = Run.Program("find", export, "-printf", "%P %i %m %s %T@ %l\n").ShouldSucceed().Stdout;
+        var db = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(PseudoState.ForExport(export).FilesDbPath)));
+        return string.Join('\n', Lines(tree).Order(StringComparer.Ordinal)) + "\nfiles.db " + db;
+    }
+
     /// <summary>`board list` once the serve has recorded the board's change (files.db is written in groups, within 200 ms).</summary>
     private static string ListWhenRecorded(string export)
     {
