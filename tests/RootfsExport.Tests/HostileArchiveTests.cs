@@ -387,9 +387,8 @@ public sealed class HostileArchiveTests
         using var dir = NewDir();
         // 5,000 nested directories (31 MB of PAX names): quadratic walks took over 120 s; linear is ~4 s of CPU
         var tar = MakeTar(dir, "deep.tar", "p = ''\nfor i in range(5000):\n    p += 'd/'; d(p)\nf(p + 'bottom', b'deep')");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // the run's time limit is the guard (a hostile archive must not hang the tool), not a speed target
         Run.Tool(["unpack", tar, dir["export"]], null, timeout: TimeSpan.FromSeconds(100)).ShouldSucceed();
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(100), $"took {clock.Elapsed}");
         var rows = Run.Program("sqlite3", dir["export.pseudo_state/files.db"], "select count(*) from files").ShouldSucceed().Stdout.Trim();
         Assert.Equal("5002", rows);
         // check walks the same tree in one pass, one directory fd at a time
