@@ -208,6 +208,9 @@ public sealed partial class BoardLayer : IDisposable
 
     internal void Forget(ExportFid fid) => _fids.Remove(fid);
 
+    /// <summary>The board's fids in use: none once every connection it attached on has clunked them or gone.</summary>
+    internal int FidsInUse => _fids.Count();
+
     /// <summary>A fid of the object fid names in the layer holding it now, leased (caller releases).</summary>
     internal (ExportFid Fid, ExportFileSystem Layer) Lease(ExportFid fid)
     {

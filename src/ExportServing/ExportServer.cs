@@ -67,6 +67,17 @@ public sealed class ExportServer : IDisposable
     /// </summary>
     public T ApplyHostChange<T>(Func<T> change) => Server.Gate.Exclusive(() => _store.Exclusive(change));
 
+    /// <summary>
+    /// `board commit` handed to this serve: between two 9P requests (every connection waits at the gate), the board's
+    /// layer is closed, unless the board still has fids in use, and merged into the shared export as the command
+    /// does it offline; the ownership cache is reloaded, so every other board and plain client sees the commit whole.
+    /// </summary>
+    public BoardCommitResult CommitBoard(string board) => ApplyHostChange(() =>
+    {
+        Lab.CloseBoard(board);
+        return BoardCommit.Commit(FileSystem.ExportPath, board);
+    });
+
     /// <summary>Binds a listening socket (a stale unix socket file is replaced).</summary>
     public static Socket Bind(ListenAddress address)
     {

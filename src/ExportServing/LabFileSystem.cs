@@ -33,6 +33,24 @@ public sealed class LabFileSystem(ExportFileSystem shared, Action<string>? log =
         }
     }
 
+    /// <summary>
+    /// Closes the board's layer (its files.db and lock go) so that `board commit` may take it, when the board has
+    /// nothing attached; its next attach opens the layer again. Run at the request gate, so no attach comes between.
+    /// </summary>
+    public void CloseBoard(string name)
+    {
+        lock (_boards)
+        {
+            if (!_boards.TryGetValue(name, out var layer)) return;
+            if (layer.FidsInUse is var n and > 0)
+                throw new UserFacingException($"board {name} is attached to this serve ({n} fid(s) in use): its open files would move under it; " +
+                    "unmount it (or power the board off) and commit again");
+            _boards.Remove(name);
+            layer.Dispose();
+            log?.Invoke($"board {name}: layer closed");
+        }
+    }
+
     public ExportFid Attach(string aname, uint uid, out Qid qid)
     {
         var (path, board) = BoardPaths.SplitAname(aname);

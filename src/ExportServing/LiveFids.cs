@@ -41,6 +41,15 @@ internal sealed class LiveFids
         }
     }
 
+    /// <summary>How many fids the set holds now.</summary>
+    public int Count()
+    {
+        int n = 0;
+        lock (_lock)
+            for (var f = _head; f != null; f = f.LiveNext) n++;
+        return n;
+    }
+
     /// <summary>The fids that still name rel.</summary>
     public List<ExportFid> Naming(string rel)
     {

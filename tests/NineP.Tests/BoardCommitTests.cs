@@ -339,6 +339,52 @@ public sealed class BoardCommitTests
     }
 
     [Fact]
+    public async Task A_running_serve_commits_a_board_that_has_detached_and_every_client_sees_the_commit_at_once()
+    {
+        using var fx = new ExportFixture();
+        using var serve = Serve(fx, out var port);
+        await using var plain = await TestClient.ConnectAsync(port); // attached to the shared export throughout
+        await plain.Mount(fx.Export);
+        await using (var b = await TestClient.ConnectAsync(port))
+        {
+            await b.Mount(fx.Export + "@b1");
+            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+            await Setattr(b, await Walk(b, 0, 2, "etc", "motd"), SetAttrMask.Uid | SetAttrMask.Gid, uid: 1234, gid: 5678);
+        }
+        Assert.Equal(2, await plain.Errno(new Twalk(await Walk(plain, 0, 20, "etc"), 21, ["motd"]))); // ENOENT: the board's file is its own until the commit
+
+        var commit = CommitOnceDetached(fx.Export, "b1"); // the board's connection is gone, and its fids with it
+        Assert.Contains("the serving process commits board b1", commit.Stdout);
+        Assert.Contains("added     -rw-r--r-- 1234:5678 /etc/motd", commit.Stdout);
+        Assert.Contains("committed board b1 into", commit.Stdout);
+        Assert.Contains("board commit: committed board b1", serve.Output);
+
+        var motd = (await plain.Call<Rgetattr>(new Tgetattr(await Walk(plain, 0, 22, "etc", "motd"), AttrMask.Basic))).Attr;
+        Assert.Equal((1234u, 5678u, 3ul), (motd.Uid, motd.Gid, motd.Size)); // the plain client sees it, owners too, without reconnecting
+        Assert.False(Directory.Exists(fx.Export + ".boards/b1"));
+        await using (var again = await TestClient.ConnectAsync(port)) // the board attaches again: a new, empty layer over the committed export
+        {
+            await again.Mount(fx.Export + "@b1");
+            await again.Call<Rlopen>(new Tlopen(await Walk(again, 0, 1, "etc", "motd"), 0));
+            Assert.Equal("b1\n", Encoding.UTF8.GetString((await again.Call<Rread>(new Tread(1, 0, 100))).Data.Span));
+        }
+        Assert.Equal(0, serve.Stop(30));
+        Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
+        PseudoSees(fx, new() { ["etc/motd"] = "1234 5678 644 regular file" });
+    }
+
+    /// <summary>`board commit` handed to the serve, again while the serve has not yet seen the board's connection close (up to 2 s).</summary>
+    private static RunResult CommitOnceDetached(string export, string board)
+    {
+        for (int i = 0; ; i++)
+        {
+            var commit = Run.Tool("board", "commit", export, board);
+            if (commit.ExitCode == 0 || !commit.Stderr.Contains("is attached to this serve") || i == 20) return commit.ShouldSucceed();
+            Thread.Sleep(100);
+        }
+    }
+
+    [Fact]
     public async Task A_served_board_or_export_is_refused_and_unknown_names_are_named()
     {
         using var fx = new ExportFixture();
@@ -348,9 +394,14 @@ public sealed class BoardCommitTests
             await b.Mount(fx.Export + "@b1");
             await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
             Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", ListWhenRecorded(fx.Export));
-            var commit = Run.Tool("board", "commit", fx.Export, "b1");
+            var commit = Run.Tool("board", "commit", fx.Export, "b1"); // handed to the serve, which refuses an attached board
             Assert.Equal(1, commit.ExitCode);
-            Assert.Contains("stop the serve first", commit.Stderr);
+            Assert.Contains("the serving process commits board b1", commit.Stdout);
+            Assert.Contains("board b1 is attached to this serve (", commit.Stderr);
+            Assert.Contains("unmount it (or power the board off) and commit again", commit.Stderr);
+            var unknownServed = Run.Tool("board", "commit", fx.Export, "b2");
+            Assert.Equal(1, unknownServed.ExitCode);
+            Assert.Contains("board b2 has no layer beside", unknownServed.Stderr);
             var reset = Run.Tool("board", "reset", fx.Export, "b1");
             Assert.Equal(1, reset.ExitCode);
             Assert.Contains("another writer", reset.Stderr);

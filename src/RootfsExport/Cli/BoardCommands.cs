@@ -1,4 +1,5 @@
 using System.CommandLine;
+using RootfsExport.ExportEngine;
 using RootfsExport.ExportServing;
 using RootfsExport.PseudoDb;
 
@@ -98,19 +99,35 @@ public static class BoardCommands
         var export = ExportArgument();
         var board = BoardArgument();
         var cmd = new Command("commit", "Merge the board's changes into the shared export (files, owners, modes, xattrs, deletions) as one files.db transaction, " +
-            "then drop its layer; refused while a serve holds the export or the board") { export, board };
+            "then drop its layer; while a serve runs, that serve does it between two requests (refused while the board itself is attached)") { export, board };
         cmd.SetAction(p =>
         {
             var dir = RequireExport(p.GetValue(export)!);
             var name = p.GetValue(board)!;
-            var result = BoardCommit.Commit(dir, name);
-            if (result.Resumed is { } resumed) Console.WriteLine($"finished the interrupted commit of board {resumed} first");
-            if (result.Resumed == name) return 0;
-            foreach (var c in result.Changes) Console.WriteLine(Line(c));
-            Console.WriteLine($"committed board {name} into {dir}: {Summary(result.Changes)}; its layer is dropped");
+            if (BoardPaths.NameProblem(name) is null // a bad name is refused by the commit itself, with the rules
+                && ServeControl.TryHandOverBoardCommit(PseudoState.ForExport(dir), new BoardCommitHandover(dir, name), Console.Out) is { } handed)
+                return handed.ExitCode;
+            WriteCommit(Console.Out, dir, name, BoardCommit.Commit(dir, name));
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>`board commit` handed over by another process: run by the serve holding the export.</summary>
+    internal static UpdateOutcome CommitWhileServing(ExportServer server, BoardCommitHandover request, TextWriter output)
+    {
+        var served = server.FileSystem.ExportPath;
+        if (ExportPaths.Canonical(request.Export) != served) throw new UserFacingException($"this serve exports {served}, not {request.Export}");
+        WriteCommit(output, served, request.Board, server.CommitBoard(request.Board));
+        return new UpdateOutcome(0, 0);
+    }
+
+    private static void WriteCommit(TextWriter output, string dir, string name, BoardCommitResult result)
+    {
+        if (result.Resumed is { } resumed) output.WriteLine($"finished the interrupted commit of board {resumed} first");
+        if (result.Resumed == name) return;
+        foreach (var c in result.Changes) output.WriteLine(Line(c));
+        output.WriteLine($"committed board {name} into {dir}: {Summary(result.Changes)}; its layer is dropped");
     }
 
     private static string Line(BoardChange c) =>

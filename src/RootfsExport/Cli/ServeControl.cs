@@ -7,8 +7,8 @@ namespace RootfsExport.Cli;
 
 /// <summary>
 /// The control socket of a serving process. While `serve` (or `dev`) runs it holds pseudo's lock, so it is the one
-/// writer of files.db; a separate `update` or `watch` that finds the socket hands its work over here and prints
-/// what comes back. Line protocol: the request as "key value" lines ending with an empty line; the reply as
+/// writer of files.db; a separate `update`, `watch` or `board commit` that finds the socket hands its work over
+/// here and prints what comes back. Line protocol: the request as "key value" lines ending with an empty line; the reply as
 /// "out TEXT" lines and a final "exit N".
 /// </summary>
 public static class ServeControl
@@ -49,8 +49,12 @@ public static class ServeControl
         return h.ToString("x16");
     }
 
-    /// <summary>Serves update requests until cancelled; one at a time (the apply step serializes with the board's requests itself).</summary>
-    public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, TextWriter log, CancellationToken cancel)
+    /// <summary>
+    /// Serves update (and `board commit`) requests until cancelled; one at a time (each step serializes with the
+    /// boards' requests itself). commitBoard is null where the serve has no boards (NFS): a commit is refused there.
+    /// </summary>
+    public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, TextWriter log, CancellationToken cancel,
+        Func<BoardCommitHandover, TextWriter, UpdateOutcome>? commitBoard = null)
     {
         var path = SocketPath(state);
         if (File.Exists(path)) File.Delete(path); // left by a killed serve: we hold the lock, so no live one owns it
@@ -71,7 +75,7 @@ public static class ServeControl
                 Socket client;
                 try { client = await listener.AcceptAsync(cancel); }
                 catch (OperationCanceledException) { break; }
-                using (client) await AnswerAsync(client, apply, cancel);
+                using (client) await AnswerAsync(client, apply, commitBoard, cancel);
             }
         }
         finally
@@ -80,7 +84,8 @@ public static class ServeControl
         }
     }
 
-    private static async Task AnswerAsync(Socket client, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, CancellationToken cancel)
+    private static async Task AnswerAsync(Socket client, Func<UpdateHandover, TextWriter, UpdateOutcome> apply,
+        Func<BoardCommitHandover, TextWriter, UpdateOutcome>? commitBoard, CancellationToken cancel)
     {
         using var stream = new NetworkStream(client, ownsSocket: false);
         using var reader = new StreamReader(stream, Encoding.UTF8);
@@ -89,8 +94,26 @@ public static class ServeControl
         UpdateOutcome outcome;
         try
         {
-            var request = await ReadRequestAsync(reader, cancel);
-            outcome = await Task.Run(() => apply(request, reply), CancellationToken.None);
+            var fields = await ReadRequestAsync(reader, cancel);
+            string command = One(fields, "command");
+            Func<UpdateOutcome> run;
+            switch (command)
+            {
+                case "update":
+                    var update = UpdateRequest(fields);
+                    run = () => apply(update, reply);
+                    break;
+                case "board-commit":
+                    if (commitBoard is null)
+                        throw new UserFacingException("this serve (NFS through unfsd) serves no boards and cannot take a board commit; stop it, commit, start it again");
+                    var commit = new BoardCommitHandover(One(fields, "export"), One(fields, "board"));
+                    run = () => commitBoard(commit, reply);
+                    break;
+                default:
+                    throw new UserFacingException($"control socket: unknown command '{command}' (this serve knows 'update' and 'board-commit')");
+            }
+            reply.Prefix = command == "update" ? "update" : "board commit";
+            outcome = await Task.Run(run, CancellationToken.None);
         }
         catch (UserFacingException e)
         {
@@ -106,7 +129,8 @@ public static class ServeControl
         catch (Exception e) when (e is IOException or SocketException) { }
     }
 
-    private static async Task<UpdateHandover> ReadRequestAsync(StreamReader reader, CancellationToken cancel)
+    /// <summary>The request's "key value" lines, up to the empty line (10 s at most, 1,000 lines at most).</summary>
+    private static async Task<Dictionary<string, List<string>>> ReadRequestAsync(StreamReader reader, CancellationToken cancel)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
@@ -120,37 +144,60 @@ public static class ServeControl
             if (!fields.TryGetValue(key, out var list)) fields[key] = list = [];
             list.Add(value);
         }
-        string One(string key) => fields.TryGetValue(key, out var v) && v.Count == 1 ? v[0] : throw new UserFacingException($"control socket: the request lacks '{key}'");
+        return fields;
+    }
+
+    private static string One(Dictionary<string, List<string>> fields, string key) =>
+        fields.TryGetValue(key, out var v) && v.Count == 1 ? v[0] : throw new UserFacingException($"control socket: the request lacks '{key}'");
+
+    private static UpdateHandover UpdateRequest(Dictionary<string, List<string>> fields)
+    {
         string? Opt(string key) => fields.TryGetValue(key, out var v) && v[0].Length > 0 ? v[0] : null;
-        if (One("command") != "update") throw new UserFacingException($"control socket: unknown command '{One("command")}' (this serve knows 'update')");
-        if (!Enum.TryParse<BuildKind>(One("kind"), out var kind)) throw new UserFacingException($"control socket: unknown build kind '{One("kind")}'");
-        var layout = new BuildLayout(kind, One("build-dir"), One("machine"), Opt("deploy-dir"), Opt("platform-dir"));
-        return new UpdateHandover(layout, One("image"), One("export"), fields.GetValueOrDefault("install") ?? [], fields.ContainsKey("no-feeds"));
+        if (!Enum.TryParse<BuildKind>(One(fields, "kind"), out var kind)) throw new UserFacingException($"control socket: unknown build kind '{One(fields, "kind")}'");
+        var layout = new BuildLayout(kind, One(fields, "build-dir"), One(fields, "machine"), Opt("deploy-dir"), Opt("platform-dir"));
+        return new UpdateHandover(layout, One(fields, "image"), One(fields, "export"), fields.GetValueOrDefault("install") ?? [], fields.ContainsKey("no-feeds"));
     }
 
     /// <summary>
     /// Hands the update to the serve listening on this state's control socket and copies its output to ours.
     /// Null when no serve listens (then the caller updates by itself, taking the lock as usual).
     /// </summary>
-    public static UpdateOutcome? TryHandOver(PseudoState state, UpdateHandover request, TextWriter output)
+    public static UpdateOutcome? TryHandOver(PseudoState state, UpdateHandover request, TextWriter output) =>
+        TryHandOver(state, RequestLines(request), $"Export: {request.Export} is being served: the serving process applies the update",
+            "the update", "rootfs-export update", output);
+
+    /// <summary>
+    /// Hands `board commit` to the serve of this export, which holds the export and may hold the board: it commits
+    /// between two 9P requests when the board has nothing attached. Null when no serve listens.
+    /// </summary>
+    public static UpdateOutcome? TryHandOverBoardCommit(PseudoState state, BoardCommitHandover request, TextWriter output)
+    {
+        if ((request.Export + request.Board).Contains('\n')) throw new UserFacingException($"'{request.Export}' or '{request.Board}' contains a newline");
+        return TryHandOver(state, ["command board-commit", $"export {request.Export}", $"board {request.Board}"],
+            $"Export: {request.Export} is being served: the serving process commits board {request.Board}",
+            "the commit", $"rootfs-export board commit {request.Export} {request.Board}", output);
+    }
+
+    private static UpdateOutcome? TryHandOver(PseudoState state, IEnumerable<string> request, string announce, string what, string again, TextWriter output)
     {
         using var socket = ConnectToServe(state) ?? WaitForStartingServe(state);
         if (socket == null) return null;
         using var stream = new NetworkStream(socket, ownsSocket: false);
         using (var writer = new StreamWriter(stream, new UTF8Encoding(false), leaveOpen: true) { NewLine = "\n" })
         {
-            foreach (var line in RequestLines(request)) writer.WriteLine(line);
+            foreach (var line in request) writer.WriteLine(line);
             writer.WriteLine();
         }
-        output.WriteLine($"Export: {request.Export} is being served: the serving process applies the update");
+        output.WriteLine(announce);
         using var reader = new StreamReader(stream, Encoding.UTF8);
         while (reader.ReadLine() is { } line)
         {
-            if (line.StartsWith("out ", StringComparison.Ordinal)) output.WriteLine(line[4..]);
+            if (line.StartsWith("out rootfs-export: error: ", StringComparison.Ordinal)) Console.Error.WriteLine(line[4..]); // the serve refused: an error here too
+            else if (line.StartsWith("out ", StringComparison.Ordinal)) output.WriteLine(line[4..]);
             else if (line.Split(' ') is ["exit", var rc, var notReady] && int.TryParse(rc, out var code) && int.TryParse(notReady, out var n))
                 return new UpdateOutcome(code, n);
         }
-        throw new UserFacingException($"the serving process closed its control socket ({socket.RemoteEndPoint}) before the update finished; run 'rootfs-export update' again");
+        throw new UserFacingException($"the serving process closed its control socket ({socket.RemoteEndPoint}) before {what} finished; run '{again}' again");
     }
 
     /// <summary>How long `update` waits for a serve that holds the lock to open its control socket.</summary>
@@ -211,7 +258,7 @@ public static class ServeControl
     }
 
     /// <summary>
-    /// Sends each line of what the update prints as "out LINE", and shows it on the serving process's console. A
+    /// Sends each line of what the update (or commit) prints as "out LINE", and shows it on the serving process's console. A
     /// client that went away (Ctrl-C on `update`) must not stop the update half-way: its lines are then dropped.
     /// </summary>
     private sealed class ReplyWriter(StreamWriter socket) : TextWriter
@@ -219,6 +266,9 @@ public static class ServeControl
         private readonly StringBuilder _line = new();
         private bool _gone;
         public override Encoding Encoding => Encoding.UTF8;
+
+        /// <summary>What the serving process's console shows before each line ("update", "board commit").</summary>
+        public string Prefix { get; set; } = "update";
 
         public override void Write(char value)
         {
@@ -229,7 +279,7 @@ public static class ServeControl
             }
             var text = _line.ToString();
             _line.Clear();
-            Console.WriteLine($"update: {text}");
+            Console.WriteLine($"{Prefix}: {text}");
             if (_gone) return;
             try { socket.WriteLine("out " + text); }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { _gone = true; }
@@ -241,3 +291,6 @@ public static class ServeControl
         }
     }
 }
+
+/// <summary>`board commit EXPORT BOARD` handed to the serve of that export.</summary>
+public sealed record BoardCommitHandover(string Export, string Board);
