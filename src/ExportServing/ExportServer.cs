@@ -74,8 +74,17 @@ public sealed class ExportServer : IDisposable
     /// </summary>
     public BoardCommitResult CommitBoard(string board) => ApplyHostChange(() =>
     {
-        Lab.CloseBoard(board);
+        Lab.CloseBoard(board, "commit");
         return BoardCommit.Commit(FileSystem.ExportPath, board);
+    });
+
+    /// <summary>`board reset` handed to this serve: the board's layer closed (refused while it has fids in use) and dropped; what it had changed.</summary>
+    public List<BoardChange> ResetBoard(string board) => ApplyHostChange(() =>
+    {
+        Lab.CloseBoard(board, "reset");
+        var changes = BoardPaths.For(FileSystem.ExportPath, board).Exists ? BoardLab.Diff(FileSystem.ExportPath, board) : [];
+        if (!BoardLab.Reset(FileSystem.ExportPath, board)) throw BoardCommit.UnknownBoard(FileSystem.ExportPath, board);
+        return changes;
     });
 
     /// <summary>Binds a listening socket (a stale unix socket file is replaced).</summary>

@@ -34,17 +34,17 @@ public sealed class LabFileSystem(ExportFileSystem shared, Action<string>? log =
     }
 
     /// <summary>
-    /// Closes the board's layer (its files.db and lock go) so that `board commit` may take it, when the board has
+    /// Closes the board's layer (its files.db and lock go) so that `board commit` or `reset` may take it, when the board has
     /// nothing attached; its next attach opens the layer again. Run at the request gate, so no attach comes between.
     /// </summary>
-    public void CloseBoard(string name)
+    public void CloseBoard(string name, string forWhat)
     {
         lock (_boards)
         {
             if (!_boards.TryGetValue(name, out var layer)) return;
             if (layer.FidsInUse is var n and > 0)
                 throw new UserFacingException($"board {name} is attached to this serve ({n} fid(s) in use): its open files would move under it; " +
-                    "unmount it (or power the board off) and commit again");
+                    $"unmount it (or power the board off) and {forWhat} again");
             _boards.Remove(name);
             layer.Dispose();
             log?.Invoke($"board {name}: layer closed");

@@ -354,7 +354,7 @@ public sealed class BoardCommitTests
         Assert.Equal(2, await plain.Errno(new Twalk(await Walk(plain, 0, 20, "etc"), 21, ["motd"]))); // ENOENT: the board's file is its own until the commit
 
         var commit = CommitOnceDetached(fx.Export, "b1"); // the board's connection is gone, and its fids with it
-        Assert.Contains("the serving process commits board b1", commit.Stdout);
+        Assert.Contains("the serving process does the commit of board b1", commit.Stdout);
         Assert.Contains("added     -rw-r--r-- 1234:5678 /etc/motd", commit.Stdout);
         Assert.Contains("committed board b1 into", commit.Stdout);
         Assert.Contains("board commit: committed board b1", serve.Output);
@@ -371,6 +371,35 @@ public sealed class BoardCommitTests
         Assert.Equal(0, serve.Stop(30));
         Assert.Contains("clean:", Run.Tool("check", fx.Export).ShouldSucceed().Stdout);
         PseudoSees(fx, new() { ["etc/motd"] = "1234 5678 644 regular file" });
+    }
+
+    [Fact]
+    public async Task A_running_serve_resets_a_board_that_has_detached_and_the_board_then_sees_the_shared_export()
+    {
+        using var fx = new ExportFixture();
+        using var serve = Serve(fx, out var port);
+        await using (var b = await TestClient.ConnectAsync(port))
+        {
+            await b.Mount(fx.Export + "@b1");
+            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+        }
+        RunResult reset;
+        for (int i = 0; ; i++) // until the serve has seen the board's connection close (up to 2 s)
+        {
+            reset = Run.Tool("board", "reset", fx.Export, "b1");
+            if (reset.ExitCode == 0 || !reset.Stderr.Contains("is attached to this serve") || i == 20) break;
+            Thread.Sleep(100);
+        }
+        Assert.Contains("the serving process does the reset of board b1", reset.ShouldSucceed().Stdout);
+        Assert.Contains("board b1 reset: dropped 1 change(s): 1 added", reset.Stdout);
+        Assert.False(Directory.Exists(fx.Export + ".boards/b1"));
+        await using (var again = await TestClient.ConnectAsync(port))
+        {
+            await again.Mount(fx.Export + "@b1");
+            Assert.Equal(2, await again.Errno(new Twalk(await Walk(again, 0, 1, "etc"), 2, ["motd"]))); // ENOENT: its change is gone
+        }
+        Assert.Equal(0, serve.Stop(30));
+        Assert.False(File.Exists(Path.Combine(fx.Export, "etc", "motd")));
     }
 
     /// <summary>`board commit` handed to the serve, again while the serve has not yet seen the board's connection close (up to 2 s).</summary>
@@ -396,7 +425,7 @@ public sealed class BoardCommitTests
             Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", ListWhenRecorded(fx.Export));
             var commit = Run.Tool("board", "commit", fx.Export, "b1"); // handed to the serve, which refuses an attached board
             Assert.Equal(1, commit.ExitCode);
-            Assert.Contains("the serving process commits board b1", commit.Stdout);
+            Assert.Contains("the serving process does the commit of board b1", commit.Stdout);
             Assert.Contains("board b1 is attached to this serve (", commit.Stderr);
             Assert.Contains("unmount it (or power the board off) and commit again", commit.Stderr);
             var unknownServed = Run.Tool("board", "commit", fx.Export, "b2");
@@ -404,7 +433,8 @@ public sealed class BoardCommitTests
             Assert.Contains("board b2 has no layer beside", unknownServed.Stderr);
             var reset = Run.Tool("board", "reset", fx.Export, "b1");
             Assert.Equal(1, reset.ExitCode);
-            Assert.Contains("another writer", reset.Stderr);
+            Assert.Contains("board b1 is attached to this serve (", reset.Stderr);
+            Assert.Contains("and reset again", reset.Stderr);
             Assert.Equal(0, serve.Stop(30));
         }
         var unknown = Run.Tool("board", "diff", fx.Export, "b2");

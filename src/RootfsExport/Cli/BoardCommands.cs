@@ -81,14 +81,16 @@ public static class BoardCommands
         var export = ExportArgument();
         var board = BoardArgument();
         var cmd = new Command("reset", "Throw the board's changes away: its layer is removed and it sees the shared export as it is on its next attach " +
-            "(refused while a serve holds the board)") { export, board };
+            "(while a serve runs, that serve does it between two requests; refused while the board itself is attached)") { export, board };
         cmd.SetAction(p =>
         {
             var dir = RequireExport(p.GetValue(export)!);
             var name = RequireBoard(dir, p.GetValue(board)!);
+            if (ServeControl.TryHandOverBoard(PseudoState.ForExport(dir), new BoardHandover("reset", dir, name), Console.Out) is { } handed)
+                return handed.ExitCode;
             var changes = BoardLab.Diff(dir, name);
             BoardLab.Reset(dir, name);
-            Console.WriteLine($"board {name} reset: dropped {Summary(changes)}; it sees the shared export on its next attach");
+            WriteReset(Console.Out, name, changes);
             return 0;
         });
         return cmd;
@@ -105,7 +107,7 @@ public static class BoardCommands
             var dir = RequireExport(p.GetValue(export)!);
             var name = p.GetValue(board)!;
             if (BoardPaths.NameProblem(name) is null // a bad name is refused by the commit itself, with the rules
-                && ServeControl.TryHandOverBoardCommit(PseudoState.ForExport(dir), new BoardCommitHandover(dir, name), Console.Out) is { } handed)
+                && ServeControl.TryHandOverBoard(PseudoState.ForExport(dir), new BoardHandover("commit", dir, name), Console.Out) is { } handed)
                 return handed.ExitCode;
             WriteCommit(Console.Out, dir, name, BoardCommit.Commit(dir, name));
             return 0;
@@ -113,14 +115,23 @@ public static class BoardCommands
         return cmd;
     }
 
-    /// <summary>`board commit` handed over by another process: run by the serve holding the export.</summary>
-    internal static UpdateOutcome CommitWhileServing(ExportServer server, BoardCommitHandover request, TextWriter output)
+    /// <summary>`board commit` or `board reset` handed over by another process: run by the serve holding the export.</summary>
+    internal static UpdateOutcome WhileServing(ExportServer server, BoardHandover request, TextWriter output)
     {
         var served = server.FileSystem.ExportPath;
         if (ExportPaths.Canonical(request.Export) != served) throw new UserFacingException($"this serve exports {served}, not {request.Export}");
-        WriteCommit(output, served, request.Board, server.CommitBoard(request.Board));
+        if (BoardPaths.NameProblem(request.Board) is { } why) throw new UserFacingException(why);
+        switch (request.Action)
+        {
+            case "commit": WriteCommit(output, served, request.Board, server.CommitBoard(request.Board)); break;
+            case "reset": WriteReset(output, request.Board, server.ResetBoard(request.Board)); break;
+            default: throw new UserFacingException($"control socket: unknown board action '{request.Action}'");
+        }
         return new UpdateOutcome(0, 0);
     }
+
+    private static void WriteReset(TextWriter output, string name, IReadOnlyList<BoardChange> changes) =>
+        output.WriteLine($"board {name} reset: dropped {Summary(changes)}; it sees the shared export on its next attach");
 
     private static void WriteCommit(TextWriter output, string dir, string name, BoardCommitResult result)
     {

@@ -126,11 +126,11 @@ public static class ServeCommands
             t.Gadget is { } g && boards != null ? boards.For(t, g.Path, g.Serial, UsbCommands.Log) : t, ct), UsbCommands.Log).RunAsync(stop);
     }
 
-    /// <summary>The control socket: `update`, `watch` and `board commit` run elsewhere hand their work to this process, the export's one writer.</summary>
+    /// <summary>The control socket: `update`, `watch` and `board commit|reset` run elsewhere hand their work to this process, the export's one writer.</summary>
     internal static Task ControlAsync(ExportServer server, CancellationToken stop)
     {
         return ServeControl.RunAsync(server.State, (request, output) => UpdateSteps.RunWhileServing(server, request, output), Console.Out, stop,
-            (request, output) => BoardCommands.CommitWhileServing(server, request, output));
+            (request, output) => BoardCommands.WhileServing(server, request, output));
     }
 
     /// <summary>Mount line and kernel command line for this listener, from BootSpec's generator (one source of truth).</summary>

@@ -50,11 +50,11 @@ public static class ServeControl
     }
 
     /// <summary>
-    /// Serves update (and `board commit`) requests until cancelled; one at a time (each step serializes with the
-    /// boards' requests itself). commitBoard is null where the serve has no boards (NFS): a commit is refused there.
+    /// Serves update (and `board commit|reset`) requests until cancelled; one at a time (each step serializes with the
+    /// boards' requests itself). board is null where the serve has no boards (NFS): a board command is refused there.
     /// </summary>
     public static async Task RunAsync(PseudoState state, Func<UpdateHandover, TextWriter, UpdateOutcome> apply, TextWriter log, CancellationToken cancel,
-        Func<BoardCommitHandover, TextWriter, UpdateOutcome>? commitBoard = null)
+        Func<BoardHandover, TextWriter, UpdateOutcome>? board = null)
     {
         var path = SocketPath(state);
         if (File.Exists(path)) File.Delete(path); // left by a killed serve: we hold the lock, so no live one owns it
@@ -75,7 +75,7 @@ public static class ServeControl
                 Socket client;
                 try { client = await listener.AcceptAsync(cancel); }
                 catch (OperationCanceledException) { break; }
-                using (client) await AnswerAsync(client, apply, commitBoard, cancel);
+                using (client) await AnswerAsync(client, apply, board, cancel);
             }
         }
         finally
@@ -85,7 +85,7 @@ public static class ServeControl
     }
 
     private static async Task AnswerAsync(Socket client, Func<UpdateHandover, TextWriter, UpdateOutcome> apply,
-        Func<BoardCommitHandover, TextWriter, UpdateOutcome>? commitBoard, CancellationToken cancel)
+        Func<BoardHandover, TextWriter, UpdateOutcome>? board, CancellationToken cancel)
     {
         using var stream = new NetworkStream(client, ownsSocket: false);
         using var reader = new StreamReader(stream, Encoding.UTF8);
@@ -103,16 +103,16 @@ public static class ServeControl
                     var update = UpdateRequest(fields);
                     run = () => apply(update, reply);
                     break;
-                case "board-commit":
-                    if (commitBoard is null)
-                        throw new UserFacingException("this serve (NFS through unfsd) serves no boards and cannot take a board commit; stop it, commit, start it again");
-                    var commit = new BoardCommitHandover(One(fields, "export"), One(fields, "board"));
-                    run = () => commitBoard(commit, reply);
+                case "board-commit" or "board-reset":
+                    if (board is null)
+                        throw new UserFacingException("this serve (NFS through unfsd) serves no boards and cannot take a board's commit or reset; stop it first");
+                    var handed = new BoardHandover(command["board-".Length..], One(fields, "export"), One(fields, "board"));
+                    run = () => board(handed, reply);
                     break;
                 default:
-                    throw new UserFacingException($"control socket: unknown command '{command}' (this serve knows 'update' and 'board-commit')");
+                    throw new UserFacingException($"control socket: unknown command '{command}' (this serve knows 'update', 'board-commit' and 'board-reset')");
             }
-            reply.Prefix = command == "update" ? "update" : "board commit";
+            reply.Prefix = command.Replace('-', ' ');
             outcome = await Task.Run(run, CancellationToken.None);
         }
         catch (UserFacingException e)
@@ -167,15 +167,15 @@ public static class ServeControl
             "the update", "rootfs-export update", output);
 
     /// <summary>
-    /// Hands `board commit` to the serve of this export, which holds the export and may hold the board: it commits
-    /// between two 9P requests when the board has nothing attached. Null when no serve listens.
+    /// Hands `board commit` or `board reset` to the serve of this export, which holds the export and may hold the
+    /// board: it acts between two 9P requests when the board has nothing attached. Null when no serve listens.
     /// </summary>
-    public static UpdateOutcome? TryHandOverBoardCommit(PseudoState state, BoardCommitHandover request, TextWriter output)
+    public static UpdateOutcome? TryHandOverBoard(PseudoState state, BoardHandover request, TextWriter output)
     {
         if ((request.Export + request.Board).Contains('\n')) throw new UserFacingException($"'{request.Export}' or '{request.Board}' contains a newline");
-        return TryHandOver(state, ["command board-commit", $"export {request.Export}", $"board {request.Board}"],
-            $"Export: {request.Export} is being served: the serving process commits board {request.Board}",
-            "the commit", $"rootfs-export board commit {request.Export} {request.Board}", output);
+        return TryHandOver(state, [$"command board-{request.Action}", $"export {request.Export}", $"board {request.Board}"],
+            $"Export: {request.Export} is being served: the serving process does the {request.Action} of board {request.Board}",
+            $"the {request.Action}", $"rootfs-export board {request.Action} {request.Export} {request.Board}", output);
     }
 
     private static UpdateOutcome? TryHandOver(PseudoState state, IEnumerable<string> request, string announce, string what, string again, TextWriter output)
@@ -292,5 +292,5 @@ public static class ServeControl
     }
 }
 
-/// <summary>`board commit EXPORT BOARD` handed to the serve of that export.</summary>
-public sealed record BoardCommitHandover(string Export, string Board);
+/// <summary>`board commit|reset EXPORT BOARD` handed to the serve of that export; Action is "commit" or "reset".</summary>
+public sealed record BoardHandover(string Action, string Export, string Board);
