@@ -11,6 +11,8 @@ namespace RootfsExport.BlockExport;
 public sealed record NbdPlan(string Image, string Export, IPAddress Bind, bool ReadOnly, IReadOnlyList<(string Board, int Port)> Boards, string RunDir)
 {
     public string PidFile(string board) => Path.Combine(RunDir, board + ".pid");
+    /// <summary>Left by `serve --nbd --reset` before it ends the board's nbdkit: that exit is asked for, not a failure to start.</summary>
+    public string ResetMarker(string board) => PidFile(board) + ".reset";
 }
 
 /// <summary>
@@ -94,6 +96,7 @@ public static class NbdServer
     public static async Task RunAsync(NbdPlan plan, TextWriter log, CancellationToken stop)
     {
         Directory.CreateDirectory(plan.RunDir);
+        foreach (var (board, _) in plan.Boards) File.Delete(plan.ResetMarker(board)); // a reset of an earlier serve's nbdkit
         var nbdkit = HostPrograms.Require("nbdkit", "nbdkit");
         var image = PinImage(plan.Image);
         try
@@ -154,7 +157,9 @@ public static class NbdServer
                     if (stop.IsCancellationRequested) { Stop(process); return; }
             }
             finally { File.Delete(plan.PidFile(board)); }
-            if (started.Elapsed < TimeSpan.FromSeconds(3))
+            bool asked = File.Exists(plan.ResetMarker(board));
+            File.Delete(plan.ResetMarker(board));
+            if (!asked && started.Elapsed < TimeSpan.FromSeconds(3)) // a reset soon after the start is not a failure to start
                 throw new UserFacingException($"nbdkit for board {board} on port {port} exited with status {process.ExitCode} right after starting (see its message above)");
             lock (log) log.WriteLine($"board {board}: nbdkit ended (status {process.ExitCode}); started again with an empty overlay");
         }
@@ -180,6 +185,7 @@ public static class NbdServer
         var cmdline = File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline") : "";
         if (!cmdline.StartsWith("nbdkit\0", StringComparison.Ordinal) && !cmdline.Contains("/nbdkit\0", StringComparison.Ordinal)) return false;
         if (!cmdline.Contains(pidFile + "\0", StringComparison.Ordinal)) return false;
+        File.WriteAllText(pidFile + ".reset", ""); // NbdPlan.ResetMarker: serve restarts this nbdkit however soon after its start it ends
         Posix.Native.Signals.Kill(pid, Posix.Native.Signals.SIGTERM);
         return true;
     }
