@@ -43,6 +43,15 @@ public sealed class BoardCommitTests
         await c.Call<Rclunk>(new Tclunk(dirFid));
     }
 
+    /// <summary>Board b1 attaches and creates etc/motd ("b1\n"); the caller decides when it detaches.</summary>
+    private static async Task<TestClient> AttachB1WithMotd(int port, string export)
+    {
+        var b = await TestClient.ConnectAsync(port);
+        await b.Mount(export + "@b1");
+        await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+        return b;
+    }
+
     private static Task Setattr(TestClient c, uint fid, SetAttrMask mask, uint mode = 0, uint uid = 0, uint gid = 0) =>
         c.Call<Rsetattr>(new Tsetattr(fid, mask, mode, uid, gid, 0, 0, 0, 0, 0));
 
@@ -297,12 +306,8 @@ public sealed class BoardCommitTests
     {
         using var fx = new ExportFixture();
         using (var serve = Serve(fx, out var port))
-        await using (var b = await TestClient.ConnectAsync(port))
-        {
-            await b.Mount(fx.Export + "@b1");
-            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+        await using (await AttachB1WithMotd(port, fx.Export))
             Assert.Equal(0, serve.Stop(30));
-        }
         var motd = Path.Combine(fx.Export + ".boards", "b1", "etc", "motd");
         Run.Program("chmod", "0000", motd).ShouldSucceed(); // the board's file cannot be read, so it cannot be staged
         var before = Snapshot(fx.Export);
@@ -345,15 +350,11 @@ public sealed class BoardCommitTests
         using var serve = Serve(fx, out var port);
         await using var plain = await TestClient.ConnectAsync(port); // attached to the shared export throughout
         await plain.Mount(fx.Export);
-        await using (var b = await TestClient.ConnectAsync(port))
-        {
-            await b.Mount(fx.Export + "@b1");
-            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
+        await using (var b = await AttachB1WithMotd(port, fx.Export))
             await Setattr(b, await Walk(b, 0, 2, "etc", "motd"), SetAttrMask.Uid | SetAttrMask.Gid, uid: 1234, gid: 5678);
-        }
         Assert.Equal(2, await plain.Errno(new Twalk(await Walk(plain, 0, 20, "etc"), 21, ["motd"]))); // ENOENT: the board's file is its own until the commit
 
-        var commit = CommitOnceDetached(fx.Export, "b1"); // the board's connection is gone, and its fids with it
+        var commit = OnceDetached("commit", fx.Export, "b1"); // the board's connection is gone, and its fids with it
         Assert.Contains("the serving process does the commit of board b1", commit.Stdout);
         Assert.Contains("added     -rw-r--r-- 1234:5678 /etc/motd", commit.Stdout);
         Assert.Contains("committed board b1 into", commit.Stdout);
@@ -378,19 +379,9 @@ public sealed class BoardCommitTests
     {
         using var fx = new ExportFixture();
         using var serve = Serve(fx, out var port);
-        await using (var b = await TestClient.ConnectAsync(port))
-        {
-            await b.Mount(fx.Export + "@b1");
-            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
-        }
-        RunResult reset;
-        for (int i = 0; ; i++) // until the serve has seen the board's connection close (up to 2 s)
-        {
-            reset = Run.Tool("board", "reset", fx.Export, "b1");
-            if (reset.ExitCode == 0 || !reset.Stderr.Contains("is attached to this serve") || i == 20) break;
-            Thread.Sleep(100);
-        }
-        Assert.Contains("the serving process does the reset of board b1", reset.ShouldSucceed().Stdout);
+        await (await AttachB1WithMotd(port, fx.Export)).DisposeAsync();
+        var reset = OnceDetached("reset", fx.Export, "b1");
+        Assert.Contains("the serving process does the reset of board b1", reset.Stdout);
         Assert.Contains("board b1 reset: dropped 1 change(s): 1 added", reset.Stdout);
         Assert.False(Directory.Exists(fx.Export + ".boards/b1"));
         await using (var again = await TestClient.ConnectAsync(port))
@@ -402,13 +393,13 @@ public sealed class BoardCommitTests
         Assert.False(File.Exists(Path.Combine(fx.Export, "etc", "motd")));
     }
 
-    /// <summary>`board commit` handed to the serve, again while the serve has not yet seen the board's connection close (up to 2 s).</summary>
-    private static RunResult CommitOnceDetached(string export, string board)
+    /// <summary>`board commit|reset` handed to the serve, again while the serve has not yet seen the board's connection close (up to 2 s).</summary>
+    private static RunResult OnceDetached(string action, string export, string board)
     {
         for (int i = 0; ; i++)
         {
-            var commit = Run.Tool("board", "commit", export, board);
-            if (commit.ExitCode == 0 || !commit.Stderr.Contains("is attached to this serve") || i == 20) return commit.ShouldSucceed();
+            var run = Run.Tool("board", action, export, board);
+            if (run.ExitCode == 0 || !run.Stderr.Contains("is attached to this serve") || i == 20) return run.ShouldSucceed();
             Thread.Sleep(100);
         }
     }
@@ -418,10 +409,8 @@ public sealed class BoardCommitTests
     {
         using var fx = new ExportFixture();
         using (var serve = Serve(fx, out var port))
-        await using (var b = await TestClient.ConnectAsync(port))
+        await using (await AttachB1WithMotd(port, fx.Export))
         {
-            await b.Mount(fx.Export + "@b1");
-            await Create(b, await Walk(b, 0, 1, "etc"), "motd", "b1\n", 0x1a4);
             Assert.Matches(@"^b1\s+1 change\(s\): 1 added, 0 modified, 0 deleted\s+served by pid \d+", ListWhenRecorded(fx.Export));
             var commit = Run.Tool("board", "commit", fx.Export, "b1"); // handed to the serve, which refuses an attached board
             Assert.Equal(1, commit.ExitCode);
