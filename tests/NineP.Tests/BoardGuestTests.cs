@@ -17,8 +17,8 @@ namespace RootfsExport.NineP.Tests;
 /// other's changes, and the shared export and its files.db stay as they were. A package rebuilt in the feed
 /// (a changed file, a new one) is applied by `update` while both are mounted and reaches both, except the file
 /// a board overwrote itself. `board list` shows both served; `board diff` lists exactly each board's changes with
-/// owners; b, after `board reset` and mounted again, sees the export as it is; a's `board commit` leaves `check`
-/// clean and real pseudo seeing a's owners in the shared export.
+/// owners; once a has unmounted, its `board commit` is handed to the running serve, and b, after `board reset` and
+/// mounted again, sees the export with a's changes; `check` is clean and real pseudo sees a's owners there.
 /// </summary>
 public class BoardGuestTests(ITestOutputHelper output)
 {
@@ -65,7 +65,7 @@ public class BoardGuestTests(ITestOutputHelper output)
         var original = BoardOverlayTests.Fingerprint(export);
         var secondPort = FreePort();
 
-        string beforeUpdate;
+        string beforeUpdate, afterUpdate;
         Task<string>[] guests = [];
         try
         {
@@ -87,6 +87,14 @@ public class BoardGuestTests(ITestOutputHelper output)
                 beforeUpdate = BoardOverlayTests.Fingerprint(export);
                 Assert.Contains("the serving process applies the update", build.Update().ShouldSucceed().Stdout);
                 await WaitUntil(() => EstablishedOn(port) == 0, "both guests unmounting", guests, serve);
+
+                // a has unmounted: its commit is handed to the serve, which is still running
+                Assert.Equal(ChangesOfA, Lines(Board("diff", export, "a")));
+                afterUpdate = BoardOverlayTests.Fingerprint(export);
+                var commit = Lines(CommitOnceDetached(export, "a"));
+                Assert.Contains("the serving process does the commit of board a", commit[0]);
+                Assert.Equal(ChangesOfA, commit[1..^1]);
+                Assert.StartsWith("committed board a into ", commit[^1]);
                 Assert.Equal(0, serve.Stop());
                 Assert.Contains("stopped; the database is consistent", serve.Output);
                 output.WriteLine(serve.Output);
@@ -95,7 +103,7 @@ public class BoardGuestTests(ITestOutputHelper output)
                 "added -rw-r--r-- 0:0 /etc/created-by-b",
                 "modified -rw-r--r-- 4321:8765 /etc/hostname",
                 "deleted -rw-r--r-- 0:0 /etc/issue",
-                "added -rw-r--r-- 0:0 /tmp/changed",
+                "modified -rw-r--r-- 0:0 /tmp/changed", // a's marker is in the shared export since a's commit
                 "modified -rw-r--r-- 0:0 /usr/share/app/readme",
                 "added drwxr-xr-x 4321:8765 /var/lib/b-data",
             ], Lines(Board("diff", export, "b")));
@@ -113,9 +121,9 @@ public class BoardGuestTests(ITestOutputHelper output)
         var consoles = guests.Select(g => g.Result).ToArray();
         foreach (var c in consoles) output.WriteLine(c);
         AssertViews(consoles);
-        AssertSharedChangedOnlyByTheUpdate(beforeUpdate, BoardOverlayTests.Fingerprint(export));
+        AssertSharedChangedOnlyByTheUpdate(beforeUpdate, afterUpdate);
         Assert.Contains("clean:", build.Check().ShouldSucceed().Stdout);
-        AssertDiffAndCommitA(export);
+        AssertCommittedA(export);
     }
 
     /// <summary>What each guest saw: its own changes only, the update except where it changed the path, and after b's reset the export.</summary>
@@ -139,9 +147,10 @@ public class BoardGuestTests(ITestOutputHelper output)
         Assert.Contains("@@VIEW-2 " + View(("etc/created-by-b", "0:0:644:b"), ("etc/hostname", "4321:8765:644:base"), ("etc/motd", "0:0:644:motd"),
             ("usr/share/app/conf", "0:0:644:conf-2"), ("usr/share/app/readme", "0:0:644:b-readme"), ("usr/share/app/new", "0:0:644:new-2"),
             ("var/lib/b-data", "4321:8765:755")), b);
-        // b reset and mounted again: the export as it is now, none of b's changes
-        Assert.Contains("@@VIEW-3 " + View(("etc/hostname", "0:0:644:base"), ("etc/motd", "0:0:644:motd"), ("etc/issue", "0:0:644:issue"),
-            ("usr/share/app/conf", "0:0:644:conf-2"), ("usr/share/app/readme", "0:0:644:readme-2"), ("usr/share/app/new", "0:0:644:new-2")), b);
+        // b reset and mounted again: the export as it is now, with a's committed changes and none of b's
+        Assert.Contains("@@VIEW-3 " + View(("etc/created-by-a", "0:0:644:a"), ("etc/hostname", "1234:5678:644:base"), ("etc/issue", "0:0:644:issue"),
+            ("usr/share/app/conf", "0:0:644:a-conf"), ("usr/share/app/readme", "0:0:644:readme-2"), ("usr/share/app/new", "0:0:644:new-2"),
+            ("var/lib/a-data", "1234:5678:755")), b);
     }
 
     /// <summary>The guest's view line: every watched path, "-" for the ones not given.</summary>
@@ -165,28 +174,34 @@ public class BoardGuestTests(ITestOutputHelper output)
         Assert.Contains("/usr/share/app/conf", changed);
     }
 
-    /// <summary>
-    /// Board a's diff: exactly its changes (and the marker it left for the host), with owners and modes; then its
-    /// commit into the shared export, after which `check` is clean and real pseudo sees a's owners there.
-    /// </summary>
-    private static void AssertDiffAndCommitA(string export)
+    /// <summary>Board a's changes, as `board diff` and `board commit` list them (and the marker it left for the host).</summary>
+    private static readonly string[] ChangesOfA =
+    [
+        "added -rw-r--r-- 0:0 /etc/created-by-a",
+        "modified -rw-r--r-- 1234:5678 /etc/hostname",
+        "deleted -rw-r--r-- 0:0 /etc/motd",
+        "added -rw-r--r-- 0:0 /tmp/changed",
+        "modified -rw-r--r-- 0:0 /usr/share/app/conf",
+        "added drwxr-xr-x 1234:5678 /var/lib/a-data",
+    ];
+
+    /// <summary>`board commit`, handed to the serve, again while the serve has not yet seen the board's connection close (up to 2 s).</summary>
+    private static string CommitOnceDetached(string export, string board)
     {
-        string[] changes =
-        [
-            "added -rw-r--r-- 0:0 /etc/created-by-a",
-            "modified -rw-r--r-- 1234:5678 /etc/hostname",
-            "deleted -rw-r--r-- 0:0 /etc/motd",
-            "added -rw-r--r-- 0:0 /tmp/changed",
-            "modified -rw-r--r-- 0:0 /usr/share/app/conf",
-            "added drwxr-xr-x 1234:5678 /var/lib/a-data",
-        ];
-        Assert.Equal(changes, Lines(Board("diff", export, "a")));
-        var commit = Lines(Board("commit", export, "a"));
-        Assert.Equal(changes, commit[..^1]);
-        Assert.StartsWith("committed board a into ", commit[^1]);
-        Assert.Contains("clean:", Run.Tool("check", export).ShouldSucceed().Stdout);
+        for (int i = 0; ; i++)
+        {
+            var commit = Run.Tool(["board", "commit", export, board], null);
+            if (commit.ExitCode == 0 || !commit.Stderr.Contains("is attached to this serve") || i == 20) return commit.ShouldSucceed().Stdout;
+            Thread.Sleep(100);
+        }
+    }
+
+    /// <summary>After a's commit the shared export has a's content and real pseudo sees a's owners there.</summary>
+    private static void AssertCommittedA(string export)
+    {
         Assert.Equal("a-conf\n", File.ReadAllText(Path.Combine(export, "usr/share/app/conf"))); // the board's own, over the update's
         Assert.False(File.Exists(Path.Combine(export, "etc/motd")));
+        Assert.False(Directory.Exists(BoardPaths.For(export, "a").Upper));
         PseudoSees(export, new()
         {
             ["etc/created-by-a"] = "0 0 644 regular file",
@@ -214,7 +229,6 @@ public class BoardGuestTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>`rootfs-export board ...` as uid 65534; its standard output.</summary>
     /// <summary>
     /// `board list` once the serve has recorded both boards' six changes: a guest's last file is in its layer before the
     /// serve writes its row (files.db is written in groups, within 200 ms), so the list is read again for up to 2 s.
@@ -229,6 +243,7 @@ public class BoardGuestTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>`rootfs-export board ...` as uid 65534; its standard output.</summary>
     private static string Board(params string[] args) => Run.Tool(["board", .. args], null).ShouldSucceed().Stdout;
 
     /// <summary>Non-empty lines, runs of spaces (the CLI's column padding) made one.</summary>
