@@ -12,7 +12,8 @@ public sealed record NbdPlan(string Image, string Export, IPAddress Bind, bool R
 {
     public string PidFile(string board) => Path.Combine(RunDir, board + ".pid");
     /// <summary>Left by `serve --nbd --reset` before it ends the board's nbdkit: that exit is asked for, not a failure to start.</summary>
-    public string ResetMarker(string board) => PidFile(board) + ".reset";
+    public string ResetMarker(string board) => ResetMarkerOf(PidFile(board));
+    internal static string ResetMarkerOf(string pidFile) => pidFile + ".reset";
 }
 
 /// <summary>
@@ -185,7 +186,7 @@ public static class NbdServer
         var cmdline = File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline") : "";
         if (!cmdline.StartsWith("nbdkit\0", StringComparison.Ordinal) && !cmdline.Contains("/nbdkit\0", StringComparison.Ordinal)) return false;
         if (!cmdline.Contains(pidFile + "\0", StringComparison.Ordinal)) return false;
-        File.WriteAllText(pidFile + ".reset", ""); // NbdPlan.ResetMarker: serve restarts this nbdkit however soon after its start it ends
+        File.WriteAllText(NbdPlan.ResetMarkerOf(pidFile), ""); // serve restarts this nbdkit however soon after its start it ends
         Posix.Native.Signals.Kill(pid, Posix.Native.Signals.SIGTERM);
         return true;
     }

@@ -67,6 +67,13 @@ public sealed class ExportServer : IDisposable
     /// </summary>
     public T ApplyHostChange<T>(Func<T> change) => Server.Gate.Exclusive(() => _store.Exclusive(change));
 
+    /// <summary>A request handed over for exportDir: refused unless it is the export this serve serves. Returns the canonical path.</summary>
+    public string RequireServes(string exportDir)
+    {
+        var served = FileSystem.ExportPath;
+        return ExportPaths.Canonical(exportDir) == served ? served : throw new UserFacingException($"this serve exports {served}, not {exportDir}");
+    }
+
     /// <summary>
     /// `board commit` handed to this serve: between two 9P requests (every connection waits at the gate), the board's
     /// layer is closed, unless the board still has fids in use, and merged into the shared export as the command
@@ -82,8 +89,9 @@ public sealed class ExportServer : IDisposable
     public List<BoardChange> ResetBoard(string board) => ApplyHostChange(() =>
     {
         Lab.CloseBoard(board, "reset");
-        var changes = BoardPaths.For(FileSystem.ExportPath, board).Exists ? BoardLab.Diff(FileSystem.ExportPath, board) : [];
-        if (!BoardLab.Reset(FileSystem.ExportPath, board)) throw BoardCommit.UnknownBoard(FileSystem.ExportPath, board);
+        if (!BoardPaths.For(FileSystem.ExportPath, board).Exists) throw BoardCommit.UnknownBoard(FileSystem.ExportPath, board);
+        var changes = BoardLab.Diff(FileSystem.ExportPath, board);
+        BoardLab.Reset(FileSystem.ExportPath, board);
         return changes;
     });
 

@@ -118,8 +118,7 @@ public static class BoardCommands
     /// <summary>`board commit` or `board reset` handed over by another process: run by the serve holding the export.</summary>
     internal static UpdateOutcome WhileServing(ExportServer server, BoardHandover request, TextWriter output)
     {
-        var served = server.FileSystem.ExportPath;
-        if (ExportPaths.Canonical(request.Export) != served) throw new UserFacingException($"this serve exports {served}, not {request.Export}");
+        var served = server.RequireServes(request.Export);
         if (BoardPaths.NameProblem(request.Board) is { } why) throw new UserFacingException(why);
         switch (request.Action)
         {

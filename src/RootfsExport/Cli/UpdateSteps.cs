@@ -18,9 +18,7 @@ public static class UpdateSteps
     /// <summary>In the serving process: the board's 9P requests pause while the step runs, then see all of it.</summary>
     public static UpdateOutcome RunWhileServing(ExportServer server, UpdateHandover request, TextWriter output)
     {
-        var served = server.FileSystem.ExportPath;
-        if (ExportPaths.Canonical(request.Export) != served)
-            throw new UserFacingException($"this serve exports {served}, not {request.Export}");
+        server.RequireServes(request.Export);
         return server.ApplyHostChange(() => Run(request, output, serving: true));
     }
 
